@@ -176,3 +176,103 @@ class ConfigError(AnchorError):
     exit_code = 2
     slug = "configuration-error"
     title = "Configuration error"
+
+
+# --- W3C Bitstring Status List v1.0, §3.5 "Processing Errors" ---------------------------
+
+STATUS_LIST_PROBLEM_BASE = "https://www.w3.org/ns/credentials/status-list#"
+"""Base of the ``type`` URIs the Bitstring Status List spec defines (§3.5)."""
+
+VC_DATA_MODEL_PROBLEM_BASE = "https://www.w3.org/TR/vc-data-model#"
+"""Base of the ``type`` URIs of VC Data Model 2.0 §7.2, which the status list spec reuses
+for ``MALFORMED_VALUE_ERROR`` and ``RANGE_ERROR``."""
+
+
+class StatusListError(AnchorError):
+    """A failure of the Bitstring Status List algorithms (spec §3.2, §3.5).
+
+    ``error_type`` is the spec's error name (``STATUS_LIST_LENGTH_ERROR``, ...) and
+    :meth:`problem` uses the spec's ``type`` URI for it instead of a LER Anchor one, so
+    that any verifier understands the problem document. The concrete classes below also
+    derive from the matching generic class (:class:`VerificationError`,
+    :class:`EncodingError`, :class:`LimitExceeded`) so callers can catch either.
+    """
+
+    error_type: ClassVar[str] = "STATUS_VERIFICATION_ERROR"
+    type_base: ClassVar[str] = STATUS_LIST_PROBLEM_BASE
+
+    @property
+    def type_uri(self) -> str:
+        """The RFC 9457 ``type`` of this error, as the specifications define it."""
+        return self.type_base + self.error_type
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        doc = super().problem(instance)
+        doc["type"] = self.type_uri
+        return doc
+
+
+class StatusRetrievalError(StatusListError):
+    """``STATUS_RETRIEVAL_ERROR``: the status list credential could not be dereferenced."""
+
+    error_type = "STATUS_RETRIEVAL_ERROR"
+    status = 502
+    exit_code = 1
+    slug = "status-retrieval-error"
+    title = "Status list retrieval failed"
+
+
+class StatusVerificationError(StatusListError, VerificationError):
+    """``STATUS_VERIFICATION_ERROR``: a proof on the status list failed, or the status
+    entry does not match the list (purpose, status size). Needs ``what=``."""
+
+    error_type = "STATUS_VERIFICATION_ERROR"
+    status = 422
+    exit_code = 1
+    slug = "status-verification-error"
+    title = "Status entry validation failed"
+
+
+class StatusListLengthError(StatusListError, VerificationError):
+    """``STATUS_LIST_LENGTH_ERROR``: fewer entries than the minimum needed for herd
+    privacy (131,072 by default). Needs ``what=``."""
+
+    error_type = "STATUS_LIST_LENGTH_ERROR"
+    status = 422
+    exit_code = 1
+    slug = "status-list-length-error"
+    title = "Status list too short"
+
+
+class StatusRangeError(StatusListError, VerificationError):
+    """``RANGE_ERROR`` (VC Data Model 2.0 §7.2): a status list index beyond the end of
+    the bitstring. Needs ``what=``."""
+
+    error_type = "RANGE_ERROR"
+    type_base = VC_DATA_MODEL_PROBLEM_BASE
+    status = 422
+    exit_code = 1
+    slug = "status-range-error"
+    title = "Status list index out of range"
+
+
+class StatusMalformedValueError(StatusListError, EncodingError):
+    """``MALFORMED_VALUE_ERROR`` (VC Data Model 2.0 §7.2): a status list property that
+    breaks one of the spec's MUSTs. Carries ``property`` (the JSON path) and ``reason``
+    (a short machine-readable code) as problem extension members."""
+
+    error_type = "MALFORMED_VALUE_ERROR"
+    type_base = VC_DATA_MODEL_PROBLEM_BASE
+    status = 400
+    exit_code = 2
+    slug = "status-malformed-value"
+    title = "Malformed status list value"
+
+
+class StatusListTooLargeError(StatusMalformedValueError, LimitExceeded):
+    """An ``encodedList`` (or a list being built) over LER Anchor's documented size limit;
+    reported as ``MALFORMED_VALUE_ERROR`` and, locally, as :class:`LimitExceeded`."""
+
+    status = 413
+    slug = "status-list-too-large"
+    title = "Status list too large"
