@@ -22,6 +22,7 @@ Nothing may follow. Total size: ``38 + L`` bytes.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -86,6 +87,18 @@ def check_did(did: str) -> str:
     return did
 
 
+_HEADERS = {
+    kind: bytes((ENTRY_VERSION, kind, SHA256_MULTIHASH_CODE, DIGEST_SIZE)) for kind in EntryKind
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _did_field(did: str) -> bytes:
+    """Length-prefixed submitter DID (cached: a log has few submitters and many entries)."""
+    raw = did.encode("ascii")
+    return len(raw).to_bytes(2, "big") + raw
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One log entry: ``kind``, a SHA-256 ``digest`` and the ``submitter``'s DID."""
@@ -103,13 +116,7 @@ class Entry:
 
     def encode(self) -> bytes:
         """The canonical version-1 bytes (see the module docstring)."""
-        did = self.submitter.encode("ascii")
-        return (
-            bytes((ENTRY_VERSION, self.kind, SHA256_MULTIHASH_CODE, DIGEST_SIZE))
-            + self.digest
-            + len(did).to_bytes(2, "big")
-            + did
-        )
+        return _HEADERS[self.kind] + self.digest + _did_field(self.submitter)
 
 
 def decode(data: bytes) -> Entry:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Protocol
 
@@ -158,6 +159,32 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     )
 
 
+def _extend_python(size: int, frontier: bytes, entries: list[bytes]) -> tuple[list[bytes], bytes]:
+    """Leaf rows for ``entries`` appended to a tree of ``size`` leaves (see the C version in
+    ``anchor/_ext/merklehash.c``, which computes the same): each entry's leaf hash followed by
+    the hashes of the subtrees it completes, and the new frontier."""
+    stack = [frontier[i : i + 32] for i in range(0, len(frontier), 32)]
+    sha = merkle._sha256
+    blobs = []
+    for data in entries:
+        blob = h = sha(b"\x00" + data).digest()
+        m = size
+        while m & 1:
+            h = sha(b"\x01" + stack.pop() + h).digest()
+            blob += h
+            m >>= 1
+        stack.append(h)
+        blobs.append(blob)
+        size += 1
+    return blobs, b"".join(stack)
+
+
+try:
+    from anchor._merklehash import extend as _extend
+except ImportError:  # the optional C accelerator was not built
+    _extend = _extend_python
+
+
 class SQLiteStore:
     """The SQLite implementation of :class:`LogStore`.
 
@@ -188,7 +215,7 @@ class SQLiteStore:
                 f"database {self.path} has schema version {version}, expected {SCHEMA_VERSION}"
             )
         self._size = -1
-        self._frontier: list[tuple[int, bytes]] = []
+        self._frontier = b""  # hashes of the complete subtrees of the tree, left to right
         self._node_cache: dict[int, bytes] = {}
         with self._write_lock:
             self._sync_frontier(self._writer)
@@ -247,8 +274,7 @@ class SQLiteStore:
         if size == self._size:
             return
         nodes = merkle.subtrees(0, size)
-        hashes = self._read_hashes(conn, nodes, size)
-        self._frontier = [(level, h) for (level, _), h in zip(nodes, hashes, strict=True)]
+        self._frontier = b"".join(self._read_hashes(conn, nodes, size))
         self._size = size
 
     def size(self) -> int:
@@ -272,32 +298,29 @@ class SQLiteStore:
                 self._sync_frontier(conn)
                 existing = self._lookup(conn, encoded)
                 size = self._size
-                frontier = list(self._frontier)
+                frontier = self._frontier
                 now = int(time.time() * 1000)
                 indexes: list[int] = []
                 new: list[bool] = []
-                rows: list[tuple[int, int, bytes, bytes, int]] = []
-                sha = merkle._sha256
-                from_bytes = int.from_bytes
+                fresh: list[bytes] = []
                 for data in encoded:
                     idx = existing.get(data)
-                    if idx is not None:
-                        indexes.append(idx)
+                    if idx is None:
+                        idx = existing[data] = size + len(fresh)
+                        fresh.append(data)
+                        new.append(True)
+                    else:
                         new.append(False)
-                        continue
-                    blob = h = sha(b"\x00" + data).digest()
-                    level = 0
-                    if size & 1:  # this leaf completes subtrees: one per trailing one bit
-                        while frontier and frontier[-1][0] == level:
-                            h = sha(b"\x01" + frontier.pop()[1] + h).digest()
-                            level += 1
-                            blob += h
-                    frontier.append((level, h))
-                    rows.append((size, from_bytes(data[4:12], "big", signed=True), data, blob, now))
-                    existing[data] = size
-                    indexes.append(size)
-                    new.append(True)
-                    size += 1
+                    indexes.append(idx)
+                blobs, frontier = _extend(size, frontier, fresh)
+                rows = zip(
+                    range(size, size + len(fresh)),
+                    [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
+                    fresh,
+                    blobs,
+                    repeat(now),
+                )
+                size += len(fresh)
                 conn.executemany(
                     "INSERT INTO leaves (idx, dkey, entry, hashes, created) VALUES (?, ?, ?, ?, ?)",
                     rows,

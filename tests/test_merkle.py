@@ -18,6 +18,17 @@ from anchor import merkle
 from anchor.errors import VerificationError
 
 VECTORS = Path(__file__).parent / "vectors" / "merkle-rfc6962"
+_BUILT_ACCEL = merkle._accel
+
+
+@pytest.fixture(autouse=True, params=["accelerated", "pure-python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against both the C accelerator and the pure-Python code paths."""
+    if request.param == "pure-python":
+        monkeypatch.setattr(merkle, "_accel", None)
+    elif _BUILT_ACCEL is None:
+        pytest.skip("the C accelerator anchor._merklehash was not built")
+    return str(request.param)
 
 
 # --- A naive reference: RFC 9162 §2.1 read literally --------------------------------------
@@ -323,6 +334,11 @@ def test_stored_index_is_append_order() -> None:
             merkle.hashes_completed_by(j) for j in range(m)
         )
     assert [merkle.stored_index(lv, i) for lv, i in order] == list(range(len(order)))
+
+
+def test_accelerator_is_built() -> None:
+    """CI builds the accelerator; a silent fallback would hide a broken build."""
+    assert _BUILT_ACCEL is not None
 
 
 def test_empty_tree_root() -> None:

@@ -42,6 +42,19 @@ def store(tmp_path: Path) -> SQLiteStore:
     s.close()
 
 
+def test_python_and_accelerated_extend_agree() -> None:
+    from anchor import store as store_module
+
+    data = [entry(i).encode() for i in range(300)]
+    size, front = 0, b""
+    for chunk in (data[:1], data[1:77], data[77:300]):
+        got = store_module._extend(size, front, list(chunk))
+        want = store_module._extend_python(size, front, list(chunk))
+        assert got == want
+        size, front = size + len(chunk), got[1]
+    assert store_module._extend is not store_module._extend_python  # the accelerator is built
+
+
 def test_empty_store(store: SQLiteStore) -> None:
     assert store.size() == 0
     assert store.root() == merkle.EMPTY_ROOT

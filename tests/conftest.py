@@ -1,0 +1,80 @@
+"""Shared pytest fixtures: chains to test against.
+
+* ``anvil`` (session): one real anvil node (see ``tests/anvil.py``), stopped at the end.
+* ``anvil_factory``: ``anvil_factory("--no-mining")`` starts an extra node with those flags,
+  stopped after the test (for reorgs, unmined transactions, block times).
+* ``embedded_w3``: a fresh ``Web3(EthereumTesterProvider())``, the in-process py-evm chain.
+* ``evm_chain``: parametrized over both, ``embedded`` and ``anvil``, as an ``EvmChain`` with
+  funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from anvil import AnvilNode, EvmChain, start_anvil
+from eth_account import Account
+from web3 import EthereumTesterProvider, Web3
+
+EMBEDDED = "embedded"
+ANVIL = "anvil"
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilNode]:
+    """A real anvil node shared by the session (rpc_url, chain_id, private_keys, helpers)."""
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def anvil_factory() -> Iterator[Callable[..., AnvilNode]]:
+    """Start extra anvil nodes with given flags; all are stopped after the test."""
+    nodes: list[AnvilNode] = []
+
+    def start(*extra_args: str) -> AnvilNode:
+        node = start_anvil(*extra_args)
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.fixture
+def embedded_w3() -> Web3:
+    """A fresh embedded chain (py-evm through eth-tester) with funded unlocked accounts."""
+    return Web3(EthereumTesterProvider())
+
+
+def embedded_chain(w3: Web3) -> EvmChain:
+    """``w3`` (an embedded chain) with its funded accounts as local signers."""
+    provider = w3.provider
+    assert isinstance(provider, EthereumTesterProvider)
+    tester = provider.ethereum_tester
+    assert tester is not None
+    keys = tester.backend.account_keys
+    return EvmChain(
+        name=EMBEDDED, w3=w3, accounts=tuple(Account.from_key(key.to_bytes()) for key in keys)
+    )
+
+
+@pytest.fixture(params=[EMBEDDED, pytest.param(ANVIL, marks=pytest.mark.anvil)])
+def evm_chain(request: pytest.FixtureRequest) -> Iterator[EvmChain]:
+    """Each test runs once on the embedded chain and once on the session's anvil."""
+    if request.param == EMBEDDED:
+        yield embedded_chain(request.getfixturevalue("embedded_w3"))
+        return
+    node: AnvilNode = request.getfixturevalue("anvil")
+    snapshot = node.snapshot()
+    try:
+        yield EvmChain(name=ANVIL, w3=node.web3(), accounts=node.accounts, anvil=node)
+    finally:
+        node.revert(snapshot)
