@@ -326,10 +326,12 @@ class SQLiteStore:
                     rows,
                 )
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._size = -1  # force a reload on next use
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"append failed and was rolled back: {exc}") from exc
                 raise
             self._size = size
             self._frontier = frontier

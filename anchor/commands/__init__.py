@@ -21,8 +21,8 @@ PLANNED: dict[str, str] = {
 }
 """Every command of DESIGN.md, with its one-line summary for ``--help``."""
 
+
 def register_all(sub: Any) -> None:
     """Add every built command group to the CLI's subparsers."""
     for module in (log_cmd,):
         module.register(sub)
-
