@@ -1,0 +1,163 @@
+"""Service configuration: one frozen value, built once by the CLI from flags and
+``LER_ANCHOR_*`` environment variables (handlers never read the environment).
+
+Every setting has a flag ``--name`` and a variable ``LER_ANCHOR_NAME`` (upper case, ``-`` as
+``_``); a flag wins over the variable, the variable over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from anchor.errors import ConfigError
+
+ENV_PREFIX = "LER_ANCHOR_"
+
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_PORT = 8080
+DEFAULT_ORIGIN = "ler-anchor.localhost/log"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service needs to start. Paths are relative to the working directory."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=DEFAULT_PORT, metadata={"help": "TCP port"})
+    data_dir: Path = field(
+        default=DEFAULT_DATA_DIR, metadata={"help": "where the database and keys live"}
+    )
+    db: Path | None = field(
+        default=None, metadata={"help": "SQLite database (default DATA_DIR/ler-anchor.db)"}
+    )
+    origin: str = field(
+        default=DEFAULT_ORIGIN, metadata={"help": "the log's origin line and checkpoint key name"}
+    )
+    log_key_file: Path | None = field(
+        default=None,
+        metadata={"help": "Ed25519 checkpoint key, JWK (default DATA_DIR/log-key.jwk)"},
+    )
+    rpc_url: str | None = field(
+        default=None, metadata={"help": "chain JSON-RPC URL (default: the embedded chain)"}
+    )
+    contract: str | None = field(
+        default=None, metadata={"help": "LogAnchor contract address (required with --rpc-url)"}
+    )
+    chain_key_file: Path | None = field(
+        default=None,
+        metadata={"help": "secp256k1 anchoring account key (default DATA_DIR/chain-key.hex)"},
+    )
+    anchor_interval: float = field(
+        default=10.0, metadata={"help": "seconds between anchors when the log grew"}
+    )
+    anchor_size: int = field(
+        default=10_000, metadata={"help": "anchor early after this many new entries"}
+    )
+    confirmations: int | None = field(
+        default=None, metadata={"help": "blocks until an anchor is final (1 embedded, 12 RPC)"}
+    )
+    operator_token: str | None = field(
+        default=None, metadata={"help": "bearer token for the admin API (none: admin API off)"}
+    )
+    public_url: str | None = field(
+        default=None,
+        metadata={"help": "public base URL, e.g. https://anchor.example (signature targets)"},
+    )
+    ca_file: Path | None = field(
+        default=None, metadata={"help": "CA bundle for did:web (default: the system's)"}
+    )
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.data_dir / "ler-anchor.db"
+
+    @property
+    def log_key_path(self) -> Path:
+        return self.log_key_file if self.log_key_file is not None else self.data_dir / "log-key.jwk"
+
+    @property
+    def chain_key_path(self) -> Path:
+        if self.chain_key_file is not None:
+            return self.chain_key_file
+        return self.data_dir / "chain-key.hex"
+
+    @property
+    def embedded_chain(self) -> bool:
+        return self.rpc_url is None
+
+    @property
+    def confirmation_depth(self) -> int:
+        if self.confirmations is not None:
+            return self.confirmations
+        return 1 if self.embedded_chain else 12
+
+    def check(self) -> Config:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port} is not a TCP port")
+        if self.anchor_interval <= 0:
+            raise ConfigError("anchor interval must be positive")
+        if self.anchor_size < 1:
+            raise ConfigError("anchor size must be at least 1")
+        if self.confirmations is not None and self.confirmations < 0:
+            raise ConfigError("confirmations cannot be negative")
+        if self.rpc_url is not None and self.contract is None:
+            raise ConfigError(
+                "--rpc-url needs --contract",
+                hint="deploy the contract with `ler-anchor deploy --rpc-url URL` first",
+            )
+        return self
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add a flag for every setting (or those in ``only``); defaults come later."""
+    for f in fields(Config):
+        if only is not None and f.name not in only:
+            continue
+        env = ENV_PREFIX + f.name.upper()
+        parser.add_argument(
+            _flag(f.name),
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata.get('help', '')} (env {env})",
+        )
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    text = str(kind)
+    try:
+        if "Path" in text:
+            return Path(raw)
+        if "int" in text and "float" not in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    return raw
+
+
+def from_sources(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """The configuration from parsed flags, then ``environ``, then defaults."""
+    values: dict[str, Any] = {}
+    for f in fields(Config):
+        raw = getattr(args, f.name, None)
+        if raw is None:
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, f.type, str(raw))
+    return Config(**values).check()
+
+
+def from_environment(args: argparse.Namespace) -> Config:
+    """:func:`from_sources` with the process environment (for the CLI only)."""
+    return from_sources(args, os.environ)

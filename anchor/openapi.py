@@ -1,0 +1,317 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``.
+
+Written by hand next to the routes; a test checks that every route the application serves is
+described here and the other way round, and schemathesis fuzzes the server against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anchor import __version__
+
+HEX_DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "SHA-256, hex"}
+B64 = {"type": "string", "contentEncoding": "base64"}
+
+
+def _problem_ref() -> dict[str, Any]:
+    return {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request",
+        401: "Missing or invalid HTTP Message Signature",
+        403: "Not a registered issuer, or not this issuer's resource",
+        404: "Not found",
+        406: "Representation not supported",
+        409: "Conflict",
+        410: "Gone (deactivated)",
+        413: "Too large",
+        422: "Verification failed",
+        501: "Not implemented",
+        502: "Upstream (chain or DID host) failed",
+        503: "Unavailable",
+    }
+    return {str(c): {"description": text[c], "content": _problem_ref()} for c in codes}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _int_query(
+    name: str, description: str, *, required: bool = False, minimum: int = 0
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1},
+    }
+
+
+SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
+
+
+def openapi_document() -> dict[str, Any]:
+    entry_schema = {
+        "type": "object",
+        "required": ["index", "kind", "digest", "submitter", "entry", "leafHash"],
+        "properties": {
+            "index": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["credential", "status-list"]},
+            "digest": HEX_DIGEST,
+            "submitter": {"type": "string"},
+            "entry": B64,
+            "leafHash": B64,
+            "appendedAt": {"type": "integer", "description": "ms since the epoch"},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/v1/entries": {
+            "get": {
+                "summary": "Log entries by index range (paged, for auditors replaying the log)",
+                "parameters": [
+                    _int_query("start", "first index (default 0)"),
+                    _int_query("end", "index after the last (default start+1000, max +10000)"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["start", "end", "treeSize", "entries"],
+                            "properties": {
+                                "start": {"type": "integer"},
+                                "end": {"type": "integer"},
+                                "treeSize": {"type": "integer"},
+                                "entries": {"type": "array", "items": entry_schema},
+                                "next": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **_errors(400),
+                },
+            },
+        },
+        "/v1/proofs/inclusion": {
+            "get": {
+                "summary": "RFC 9162 inclusion proof of a leaf by index or digest",
+                "parameters": [
+                    _int_query("index", "leaf index (or give digest)"),
+                    {
+                        "name": "digest",
+                        "in": "query",
+                        "description": "entry digest (or give index)",
+                        "schema": HEX_DIGEST,
+                    },
+                    {
+                        "name": "submitter",
+                        "in": "query",
+                        "description": "with digest: the submitting issuer's DID",
+                        "schema": {"type": "string"},
+                    },
+                    _int_query("size", "tree size (default: latest checkpoint)", minimum=1),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["index", "treeSize", "leafHash", "proof", "root"],
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "treeSize": {"type": "integer"},
+                                "leafHash": B64,
+                                "proof": {"type": "array", "items": B64, "maxItems": 64},
+                                "root": B64,
+                                "checkpoint": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **_errors(400, 404),
+                },
+            }
+        },
+        "/v1/proofs/consistency": {
+            "get": {
+                "summary": "RFC 9162 consistency proof between two tree sizes",
+                "parameters": [
+                    _int_query("size1", "older size", required=True, minimum=1),
+                    _int_query("size2", "newer size", required=True, minimum=1),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["size1", "size2", "root1", "root2", "proof"],
+                            "properties": {
+                                "size1": {"type": "integer"},
+                                "size2": {"type": "integer"},
+                                "root1": B64,
+                                "root2": B64,
+                                "proof": {"type": "array", "items": B64},
+                            },
+                        }
+                    ),
+                    **_errors(400, 404),
+                },
+            }
+        },
+        "/v1/checkpoint": {
+            "get": {
+                "summary": "The latest signed checkpoint (JSON, or the C2SP note as text/plain)",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["origin", "treeSize", "root", "note"],
+                                    "properties": {
+                                        "origin": {"type": "string"},
+                                        "treeSize": {"type": "integer"},
+                                        "root": B64,
+                                        "signedAt": {"type": "integer"},
+                                        "note": {"type": "string"},
+                                        "verifierKey": {"type": "string"},
+                                    },
+                                }
+                            },
+                            "text/plain": {"schema": {"type": "string"}},
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/log": {
+            "get": {
+                "summary": "The log's origin and checkpoint verifier key",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["origin", "verifierKey", "publicKey"],
+                            "properties": {
+                                "origin": {"type": "string"},
+                                "verifierKey": {"type": "string"},
+                                "publicKey": B64,
+                                "keyId": {"type": "string"},
+                                "algorithm": {"type": "string"},
+                                "hashing": {"type": "string"},
+                                "entryEncoding": {"type": "integer"},
+                            },
+                        }
+                    )
+                },
+            }
+        },
+        "/1.0/identifiers/{did}": {
+            "get": {
+                "summary": "Resolve a DID (Universal Resolver API, DID Resolution HTTP binding)",
+                "parameters": [
+                    {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Resolved",
+                        "content": {
+                            "application/did-resolution": {"schema": {"type": "object"}},
+                            "application/did+json": {"schema": {"type": "object"}},
+                        },
+                    },
+                    "400": {
+                        "description": "invalidDid or invalidOptions",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                    "404": {
+                        "description": "notFound",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                    "406": {
+                        "description": "representationNotSupported",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                    "410": {
+                        "description": "deactivated",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                    "500": {
+                        "description": "internalError",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                    "501": {
+                        "description": "methodNotSupported",
+                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Health: store, chain head and lag, last anchor age",
+                "responses": {"200": _json({"type": "object", "required": ["status"]})},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "LER Anchor",
+            "version": __version__,
+            "description": (
+                "Anchors Learning and Employment Record digests in an append-only RFC 9162 "
+                "Merkle log whose checkpoints are anchored on an Ethereum-compatible chain. "
+                "Writes are signed with RFC 9421 HTTP Message Signatures (Ed25519) by a key "
+                "in the issuer's DID document under `authentication`; reads are public."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "description": "RFC 9457 problem details",
+                    "required": ["type", "title", "status"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "instance": {"type": "string"},
+                        "hint": {"type": "string"},
+                    },
+                }
+            },
+            "securitySchemes": {
+                "httpMessageSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Signature",
+                    "description": (
+                        "RFC 9421 signature (label sig1, alg ed25519) over @method, "
+                        "@target-uri and content-digest, with created and nonce; keyid is a "
+                        "DID URL of a key under the issuer's `authentication`."
+                    ),
+                }
+            },
+        },
+    }

@@ -1,0 +1,43 @@
+"""Operations: ``/healthz``, Prometheus ``/metrics`` and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from anchor.app import HEALTH_PROBES, METRICS, STARTED, STORE
+from anchor.metrics import CONTENT_TYPE
+from anchor.openapi import openapi_document
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and the state of the store (and, when anchoring runs, the chain)."""
+    store = request.app[STORE]
+    size = await asyncio.to_thread(store.size)
+    body: dict[str, object] = {
+        "status": "ok",
+        "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
+        "store": {"ok": True, "treeSize": size},
+    }
+    for probe in request.app[HEALTH_PROBES]:
+        name, value, ok = await probe(request.app)
+        body[name] = value
+        if not ok:
+            body["status"] = "degraded"
+    return web.json_response(body, status=200)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    data = await asyncio.to_thread(request.app[METRICS].render)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
