@@ -22,6 +22,7 @@ from anchor import keys
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.errors import AnchorError
+from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics
 from anchor.store import SQLiteStore
@@ -37,6 +38,7 @@ PROBLEM_JSON = "application/problem+json"
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", SQLiteStore)
 LOG_KEY = web.AppKey("log", Log)
+ISSUERS = web.AppKey("issuers", IssuerRegistry)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 RESOLVER = web.AppKey("resolver", Resolver)
@@ -108,6 +110,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(SQLiteStore, config.db_path)
     app[STORE] = store
     app[LOG_KEY] = Log(store, _log_signer(config))
+    app[ISSUERS] = IssuerRegistry(store)
     yield
     await asyncio.to_thread(store.close)
 

@@ -18,7 +18,7 @@ def _problem_ref() -> dict[str, Any]:
     return {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Bad request",
         401: "Missing or invalid HTTP Message Signature",
@@ -36,11 +36,11 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], "content": _problem_ref()} for c in codes}
 
 
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _int_query(
+def int_query(
     name: str, description: str, *, required: bool = False, minimum: int = 0
 ) -> dict[str, Any]:
     return {
@@ -74,11 +74,11 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Log entries by index range (paged, for auditors replaying the log)",
                 "parameters": [
-                    _int_query("start", "first index (default 0)"),
-                    _int_query("end", "index after the last (default start+1000, max +10000)"),
+                    int_query("start", "first index (default 0)"),
+                    int_query("end", "index after the last (default start+1000, max +10000)"),
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["start", "end", "treeSize", "entries"],
@@ -91,7 +91,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         }
                     ),
-                    **_errors(400),
+                    **errors(400),
                 },
             },
         },
@@ -99,7 +99,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "RFC 9162 inclusion proof of a leaf by index or digest",
                 "parameters": [
-                    _int_query("index", "leaf index (or give digest)"),
+                    int_query("index", "leaf index (or give digest)"),
                     {
                         "name": "digest",
                         "in": "query",
@@ -112,10 +112,10 @@ def openapi_document() -> dict[str, Any]:
                         "description": "with digest: the submitting issuer's DID",
                         "schema": {"type": "string"},
                     },
-                    _int_query("size", "tree size (default: latest checkpoint)", minimum=1),
+                    int_query("size", "tree size (default: latest checkpoint)", minimum=1),
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["index", "treeSize", "leafHash", "proof", "root"],
@@ -129,7 +129,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         }
                     ),
-                    **_errors(400, 404),
+                    **errors(400, 404),
                 },
             }
         },
@@ -137,11 +137,11 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "RFC 9162 consistency proof between two tree sizes",
                 "parameters": [
-                    _int_query("size1", "older size", required=True, minimum=1),
-                    _int_query("size2", "newer size", required=True, minimum=1),
+                    int_query("size1", "older size", required=True, minimum=1),
+                    int_query("size2", "newer size", required=True, minimum=1),
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["size1", "size2", "root1", "root2", "proof"],
@@ -154,7 +154,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         }
                     ),
-                    **_errors(400, 404),
+                    **errors(400, 404),
                 },
             }
         },
@@ -189,7 +189,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "The log's origin and checkpoint verifier key",
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["origin", "verifierKey", "publicKey"],
@@ -251,7 +251,7 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {
             "get": {
                 "summary": "Health: store, chain head and lag, last anchor age",
-                "responses": {"200": _json({"type": "object", "required": ["status"]})},
+                "responses": {"200": json_response({"type": "object", "required": ["status"]})},
             }
         },
         "/metrics": {
@@ -268,10 +268,16 @@ def openapi_document() -> dict[str, Any]:
         "/openapi.json": {
             "get": {
                 "summary": "This document",
-                "responses": {"200": _json({"type": "object"})},
+                "responses": {"200": json_response({"type": "object"})},
             }
         },
     }
+    from anchor.routes import ROUTE_MODULES
+
+    for module in ROUTE_MODULES:
+        describe = getattr(module, "openapi_paths", None)
+        if describe is not None:
+            paths.update(describe())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -302,6 +308,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "securitySchemes": {
+                "operatorToken": {"type": "http", "scheme": "bearer"},
                 "httpMessageSignature": {
                     "type": "apiKey",
                     "in": "header",
@@ -311,7 +318,7 @@ def openapi_document() -> dict[str, Any]:
                         "@target-uri and content-digest, with created and nonce; keyid is a "
                         "DID URL of a key under the issuer's `authentication`."
                     ),
-                }
+                },
             },
         },
     }

@@ -1,13 +1,23 @@
-"""HTTP routes, one ``RouteTableDef`` per feature."""
+"""HTTP routes, one module (and one ``RouteTableDef``) per feature.
+
+A route module may also define ``openapi_paths() -> dict`` describing its paths; the OpenAPI
+document (:mod:`anchor.openapi`) merges them, and a test checks that every served route is
+described.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from aiohttp import web
 
-from anchor.routes import did_routes, log_routes, ops_routes
+from anchor.routes import admin_routes, did_routes, log_routes, ops_routes
 
-ROUTE_TABLES: tuple[web.RouteTableDef, ...] = (
-    log_routes.routes,
-    did_routes.routes,
-    ops_routes.routes,
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    log_routes,
+    did_routes,
+    ops_routes,
+    admin_routes,
 )
+
+ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)

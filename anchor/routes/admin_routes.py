@@ -1,0 +1,130 @@
+"""The operator's admin API: the issuer registry, behind a bearer token.
+
+With no ``--operator-token`` configured the admin API answers 403 to everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from anchor.app import CONFIG, ISSUERS
+from anchor.errors import Forbidden, InvalidInput, Unauthorized
+from anchor.openapi import errors, json_response
+from anchor.routes.bodies import json_object
+
+routes = web.RouteTableDef()
+
+
+def require_operator(request: web.Request) -> None:
+    token = request.app[CONFIG].operator_token
+    if not token:
+        raise Forbidden("the admin API is disabled", hint="start the service with --operator-token")
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthorized("the admin API needs 'Authorization: Bearer <operator token>'")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("wrong operator token")
+
+
+@routes.get("/v1/admin/issuers")
+async def list_issuers(request: web.Request) -> web.Response:
+    require_operator(request)
+    include = request.query.get("all") in ("1", "true")
+    issuers = await asyncio.to_thread(request.app[ISSUERS].list, include_removed=include)
+    return web.json_response({"issuers": [i.to_json() for i in issuers]})
+
+
+@routes.post("/v1/admin/issuers")
+async def add_issuer(request: web.Request) -> web.Response:
+    require_operator(request)
+    body = json_object(await request.read())
+    did = body.get("did")
+    name = body.get("name", "")
+    if not isinstance(did, str) or not isinstance(name, str):
+        raise InvalidInput('body must be {"did": string, "name"?: string}')
+    issuer = await asyncio.to_thread(request.app[ISSUERS].add, did, name)
+    return web.json_response(issuer.to_json(), status=201)
+
+
+@routes.delete("/v1/admin/issuers/{did}")
+async def remove_issuer(request: web.Request) -> web.Response:
+    require_operator(request)
+    issuer = await asyncio.to_thread(request.app[ISSUERS].remove, request.match_info["did"])
+    return web.json_response(issuer.to_json())
+
+
+def openapi_paths() -> dict[str, Any]:
+    issuer = {
+        "type": "object",
+        "required": ["did", "name", "addedAt", "active"],
+        "properties": {
+            "did": {"type": "string"},
+            "name": {"type": "string"},
+            "addedAt": {"type": "integer"},
+            "removedAt": {"type": ["integer", "null"]},
+            "active": {"type": "boolean"},
+        },
+    }
+    security: list[dict[str, list[str]]] = [{"operatorToken": []}]
+    return {
+        "/v1/admin/issuers": {
+            "get": {
+                "summary": "List registered issuers (operator)",
+                "security": security,
+                "parameters": [
+                    {
+                        "name": "all",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                    }
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "properties": {"issuers": {"type": "array", "items": issuer}},
+                        }
+                    ),
+                    **errors(401, 403),
+                },
+            },
+            "post": {
+                "summary": "Register an issuer DID (operator)",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["did"],
+                                "properties": {
+                                    "did": {"type": "string"},
+                                    "name": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": json_response(issuer, "Registered"),
+                    **errors(400, 401, 403, 409),
+                },
+            },
+        },
+        "/v1/admin/issuers/{did}": {
+            "delete": {
+                "summary": "Remove an issuer (operator)",
+                "security": security,
+                "parameters": [
+                    {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": json_response(issuer), **errors(401, 403, 404)},
+            }
+        },
+    }
