@@ -18,10 +18,11 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from anchor import keys
+from anchor import auth, keys
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.errors import AnchorError
+from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics
@@ -130,7 +131,22 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "ler-anchor"}
     )
     app[HTTP] = session
-    app[RESOLVER] = build_resolver(session, ca_file=config.ca_file)
+    resolver = build_resolver(session, ca_file=config.ca_file)
+    app[RESOLVER] = resolver
+    registry = app[ISSUERS]
+
+    async def resolve_key(keyid: str) -> bytes | None:
+        return await ed25519_key_for(resolver, keyid, "authentication")
+
+    async def is_registered(did: str) -> bool:
+        return await asyncio.to_thread(registry.is_registered, did)
+
+    app[auth.AUTHENTICATOR_KEY] = auth.Authenticator(
+        resolve_key=resolve_key,
+        is_registered=is_registered,
+        nonces=auth.NonceStore(app[STORE]),
+        public_base_url=config.public_url,
+    )
     yield
     await session.close()
 

@@ -277,7 +277,8 @@ def openapi_document() -> dict[str, Any]:
     for module in ROUTE_MODULES:
         describe = getattr(module, "openapi_paths", None)
         if describe is not None:
-            paths.update(describe())
+            for path, operations in describe().items():
+                paths.setdefault(path, {}).update(operations)
     return {
         "openapi": "3.1.0",
         "info": {

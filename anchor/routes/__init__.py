@@ -11,10 +11,11 @@ from types import ModuleType
 
 from aiohttp import web
 
-from anchor.routes import admin_routes, did_routes, log_routes, ops_routes
+from anchor.routes import admin_routes, did_routes, entry_routes, log_routes, ops_routes
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     log_routes,
+    entry_routes,
     did_routes,
     ops_routes,
     admin_routes,
