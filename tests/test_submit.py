@@ -132,10 +132,12 @@ async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) 
             await _wait_healthy(url)
             stop = asyncio.Event()
 
-            async def submitter(worker: int, session: aiohttp.ClientSession) -> None:
+            async def submitter(
+                worker: int, session: aiohttp.ClientSession, stop: asyncio.Event, base: int
+            ) -> None:
                 i = 0
                 while not stop.is_set():
-                    ds = [digest(round_no * 10**6 + worker * 10**4 + i * 10 + j) for j in range(10)]
+                    ds = [digest(base + worker * 10**4 + i * 10 + j) for j in range(10)]
                     raw = json.dumps({"digests": ds}).encode()
                     headers = signed_headers(
                         "POST", url + "/v1/entries", raw, key, key.verification_method
@@ -152,7 +154,10 @@ async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) 
                     i += 1
 
             async with aiohttp.ClientSession() as session:
-                workers = [asyncio.create_task(submitter(w, session)) for w in range(8)]
+                workers = [
+                    asyncio.create_task(submitter(w, session, stop, round_no * 10**6))
+                    for w in range(8)
+                ]
                 await asyncio.sleep(1.5)
                 os.kill(proc.pid, signal.SIGKILL)
                 stop.set()
