@@ -1,0 +1,248 @@
+"""Issuing Learning and Employment Records as 1EdTech Open Badges 3.0 credentials (pure).
+
+An :func:`open_badge` is a VC Data Model 2.0 ``OpenBadgeCredential`` whose subject is an
+``AchievementSubject`` holding the ``Achievement`` (with ``criteria`` and skill
+``alignment``s). The subject is a DID, or a salted hashed identifier (the OB 3.0
+``IdentityObject`` with ``hashed: true``) so no name or e-mail is in the credential. It is
+secured with an ``eddsa-jcs-2022`` Data Integrity proof (:func:`sign`); its digest for
+anchoring is SHA-256 of its RFC 8785 canonical JSON (:func:`digest`), proof included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from anchor import data_integrity
+from anchor.errors import InvalidInput
+
+VC_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+OB_V3_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+
+SALT_BYTES = 16
+"""Random salt of a hashed identifier (hex encoded in the credential)."""
+
+IDENTITY_TYPES = frozenset(
+    {"emailAddress", "sourcedId", "studentId", "systemId", "name", "lisSourcedId", "phoneNumber"}
+)
+"""OB 3.0 IdentifierTypeEnum values accepted for hashed identifiers."""
+
+MAX_TEXT = 10_000
+"""Longest free text (names, descriptions, narratives) accepted from an achievement file."""
+
+_DID_RE = re.compile(r"did:[a-z0-9]+:[A-Za-z0-9._:%-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Alignment:
+    """A skill alignment: a competency or occupation in a framework (CASE, O*NET, ESCO...)."""
+
+    target_name: str
+    target_url: str
+    target_framework: str | None = None
+    target_code: str | None = None
+    target_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": ["Alignment"],
+            "targetName": self.target_name,
+            "targetUrl": self.target_url,
+        }
+        if self.target_framework:
+            doc["targetFramework"] = self.target_framework
+        if self.target_code:
+            doc["targetCode"] = self.target_code
+        if self.target_type:
+            doc["targetType"] = self.target_type
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Achievement:
+    """What was achieved. ``id`` is a URI naming the achievement definition."""
+
+    id: str
+    name: str
+    description: str
+    criteria: str
+    achievement_type: str | None = None
+    alignments: tuple[Alignment, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "type": ["Achievement"],
+            "name": self.name,
+            "description": self.description,
+            "criteria": {"narrative": self.criteria},
+        }
+        if self.achievement_type:
+            doc["achievementType"] = self.achievement_type
+        if self.alignments:
+            doc["alignment"] = [a.to_json() for a in self.alignments]
+        return doc
+
+
+def _text(doc: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
+    value = doc.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{where}: {key!r} must be a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise InvalidInput(f"{where}: {key!r} is longer than {MAX_TEXT} characters")
+    return value
+
+
+def parse_achievement(doc: Any) -> Achievement:
+    """An :class:`Achievement` from its JSON description (the ``--achievement`` file)::
+
+    {"id": "https://college.example/achievements/welding-1", "name": "...",
+     "description": "...", "criteria": "narrative text", "achievementType": "Certificate",
+     "alignments": [{"targetName": "...", "targetUrl": "...", "targetFramework": "...",
+                     "targetCode": "..."}]}
+    """
+    if not isinstance(doc, Mapping):
+        raise InvalidInput("the achievement must be a JSON object")
+    criteria = doc.get("criteria")
+    if isinstance(criteria, Mapping):
+        criteria = criteria.get("narrative")
+    alignments = []
+    raw_alignments = doc.get("alignments", doc.get("alignment", []))
+    if not isinstance(raw_alignments, list):
+        raise InvalidInput("achievement: 'alignments' must be a list")
+    for i, a in enumerate(raw_alignments):
+        if not isinstance(a, Mapping):
+            raise InvalidInput(f"achievement: alignment {i} must be an object")
+        where = f"achievement alignment {i}"
+        alignments.append(
+            Alignment(
+                target_name=str(_text(a, "targetName", where)),
+                target_url=str(_text(a, "targetUrl", where)),
+                target_framework=_text(a, "targetFramework", where, required=False),
+                target_code=_text(a, "targetCode", where, required=False),
+                target_type=_text(a, "targetType", where, required=False),
+            )
+        )
+    return Achievement(
+        id=str(_text(doc, "id", "achievement")),
+        name=str(_text(doc, "name", "achievement")),
+        description=str(_text(doc, "description", "achievement")),
+        criteria=str(_text({"criteria": criteria}, "criteria", "achievement")),
+        achievement_type=_text(doc, "achievementType", "achievement", required=False),
+        alignments=tuple(alignments),
+    )
+
+
+def hashed_identity(
+    identifier: str, identity_type: str = "emailAddress", salt: str | None = None
+) -> dict[str, Any]:
+    """The OB 3.0 ``IdentityObject`` for ``identifier``: ``sha256$`` + hex SHA-256 of the
+    identifier followed by the salt (a fresh random salt unless one is given)."""
+    if identity_type not in IDENTITY_TYPES:
+        raise InvalidInput(
+            f"identity type {identity_type!r} is not one of {', '.join(sorted(IDENTITY_TYPES))}"
+        )
+    if not identifier:
+        raise InvalidInput("the identifier to hash is empty")
+    salt = secrets.token_hex(SALT_BYTES) if salt is None else salt
+    digest = hashlib.sha256((identifier + salt).encode("utf-8")).hexdigest()
+    return {
+        "type": "IdentityObject",
+        "identityHash": f"sha256${digest}",
+        "identityType": identity_type,
+        "hashed": True,
+        "salt": salt,
+    }
+
+
+def identity_matches(identity: Mapping[str, Any], identifier: str) -> bool:
+    """Does the hashed ``identity`` object name ``identifier``? (What a verifier who was
+    told the learner's e-mail address checks.)"""
+    salt = identity.get("salt", "")
+    expected = identity.get("identityHash", "")
+    if not isinstance(salt, str) or not isinstance(expected, str):
+        return False
+    actual = "sha256$" + hashlib.sha256((identifier + salt).encode("utf-8")).hexdigest()
+    return secrets.compare_digest(actual, expected)
+
+
+def _timestamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise InvalidInput("credential times must be timezone-aware")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def open_badge(
+    *,
+    issuer: str,
+    issuer_name: str,
+    achievement: Achievement,
+    subject: str | Mapping[str, Any],
+    status: Sequence[Mapping[str, Any]] = (),
+    valid_from: datetime | None = None,
+    valid_until: datetime | None = None,
+    credential_id: str | None = None,
+) -> dict[str, Any]:
+    """An unsigned ``OpenBadgeCredential``. ``subject`` is a DID or an ``IdentityObject``
+    (see :func:`hashed_identity`); ``status`` the ``BitstringStatusListEntry`` objects."""
+    if not _DID_RE.fullmatch(issuer):
+        raise InvalidInput(f"issuer {issuer!r} is not a DID")
+    credential_subject: dict[str, Any] = {
+        "type": ["AchievementSubject"],
+        "achievement": achievement.to_json(),
+    }
+    if isinstance(subject, str):
+        if not _DID_RE.fullmatch(subject):
+            raise InvalidInput(f"subject {subject!r} is not a DID (or give a hashed identifier)")
+        credential_subject["id"] = subject
+    else:
+        if subject.get("type") != "IdentityObject" or subject.get("hashed") is not True:
+            raise InvalidInput("a subject identifier must be a hashed IdentityObject")
+        credential_subject["identifier"] = [dict(subject)]
+    valid_from = valid_from or datetime.now(UTC)
+    doc: dict[str, Any] = {
+        "@context": [VC_V2_CONTEXT, OB_V3_CONTEXT],
+        "id": credential_id or f"urn:uuid:{uuid.uuid4()}",
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "issuer": {"id": issuer, "type": ["Profile"], "name": issuer_name or issuer},
+        "validFrom": _timestamp(valid_from),
+        "name": achievement.name,
+        "credentialSubject": credential_subject,
+    }
+    if valid_until is not None:
+        if valid_until <= valid_from:
+            raise InvalidInput("validUntil must be after validFrom")
+        doc["validUntil"] = _timestamp(valid_until)
+    if status:
+        entries = [dict(s) for s in status]
+        doc["credentialStatus"] = entries[0] if len(entries) == 1 else entries
+    return doc
+
+
+def sign(document: Mapping[str, Any], seed: bytes, verification_method: str) -> dict[str, Any]:
+    """The credential with an ``eddsa-jcs-2022`` proof (``assertionMethod``) by the key with
+    32-byte private ``seed`` named ``verification_method``."""
+    return data_integrity.create_proof(dict(document), seed, verification_method)
+
+
+def digest(document: Mapping[str, Any]) -> bytes:
+    """The anchoring digest: SHA-256 of the RFC 8785 canonical JSON, proof included."""
+    return data_integrity.canonical_digest(document)
+
+
+def issuer_id(document: Mapping[str, Any]) -> str | None:
+    """The credential's issuer DID (``issuer`` may be a string or an object with ``id``)."""
+    issuer = document.get("issuer")
+    if isinstance(issuer, str):
+        return issuer
+    if isinstance(issuer, Mapping) and isinstance(issuer.get("id"), str):
+        return str(issuer["id"])
+    return None
