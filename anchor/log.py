@@ -58,6 +58,15 @@ class Log:
         self.store = store
         self.signer = signer
         ensure_schema(store)
+        vkey = signer.verifier.vkey()
+        recorded = store.meta("log_verifier_key")
+        if recorded is None:
+            store.set_meta("log_verifier_key", vkey)
+        elif recorded != vkey:
+            raise StoreError(
+                f"this database belongs to the log {recorded}, not to {vkey}",
+                hint="use the log key and origin this database was created with",
+            )
 
     @property
     def origin(self) -> str:

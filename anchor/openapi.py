@@ -185,6 +185,22 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/checkpoints": {
+            "get": {
+                "summary": "Every signed checkpoint note, oldest first",
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "required": ["checkpoints"],
+                            "properties": {
+                                "checkpoints": {"type": "array", "items": {"type": "string"}}
+                            },
+                        }
+                    )
+                },
+            }
+        },
         "/v1/log": {
             "get": {
                 "summary": "The log's origin and checkpoint verifier key",

@@ -6,8 +6,10 @@ import argparse
 import base64
 import json
 import os
+from pathlib import Path
 from typing import Any
 
+from anchor.logfiles import export_log
 from anchor.store import SQLiteStore
 
 DEFAULT_DB = os.path.join("data", "ler-anchor.db")
@@ -26,6 +28,11 @@ def register(sub: Any) -> None:
     info.set_defaults(handler=_info)
     check = verbs.add_parser("check", help="recompute every stored hash from the entries")
     check.set_defaults(handler=_check)
+    export = verbs.add_parser(
+        "export", help="write the public log (entries, checkpoints) to files for auditors"
+    )
+    export.add_argument("--out", required=True, type=Path, help="directory to write")
+    export.set_defaults(handler=_export)
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
@@ -54,4 +61,14 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"log of {size} entries checks: every stored hash matches its entries")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        meta = export_log(store, args.out)
+    finally:
+        store.close()
+    print(f"exported {meta['treeSize']} entries of {meta['origin']} to {args.out}")
     return 0

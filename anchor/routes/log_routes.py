@@ -10,8 +10,9 @@ from aiohttp import web
 from anchor.app import LOG_KEY, STORE
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
+from anchor.logfiles import entry_json
 from anchor.routes.params import int_param, optional_int_param
-from anchor.store import MAX_ENTRIES_PAGE, StoredEntry
+from anchor.store import MAX_ENTRIES_PAGE
 
 routes = web.RouteTableDef()
 
@@ -21,18 +22,6 @@ DEFAULT_PAGE = 1_000
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def entry_json(stored: StoredEntry) -> dict[str, object]:
-    return {
-        "index": stored.index,
-        "kind": stored.entry.kind.label,
-        "digest": stored.entry.digest.hex(),
-        "submitter": stored.entry.submitter,
-        "entry": b64(stored.entry.encode()),
-        "leafHash": b64(stored.leaf_hash),
-        "appendedAt": stored.created_ms,
-    }
 
 
 @routes.get("/v1/entries")
@@ -146,6 +135,19 @@ async def checkpoint(request: web.Request) -> web.Response:
             "verifierKey": log.verifier.vkey(),
         }
     )
+
+
+@routes.get("/v1/checkpoints")
+async def all_checkpoints(request: web.Request) -> web.Response:
+    """Every signed checkpoint note, oldest first (auditors check each one)."""
+    store = request.app[STORE]
+
+    def read() -> list[str]:
+        return [
+            str(r[0]) for r in store.reader().execute("SELECT note FROM checkpoints ORDER BY size")
+        ]
+
+    return web.json_response({"checkpoints": await asyncio.to_thread(read)})
 
 
 @routes.get("/v1/log")

@@ -1,0 +1,196 @@
+"""The public log as data: the JSON shape of entries, an export to plain files, and readers
+that give auditors the same view from the running service or from an export.
+
+An export directory holds::
+
+    log.json                  {"origin", "verifierKey", "treeSize", "entryPages": [...]}
+    checkpoints.json          every signed checkpoint note, oldest first
+    entries/<start>.json      pages of up to PAGE_SIZE entries, the shape of GET /v1/entries
+
+Readers never trust what they read: each entry's canonical bytes are decoded and its leaf
+hash recomputed by the auditor (:mod:`anchor.audit`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from anchor.entry import Entry, decode
+from anchor.errors import EncodingError, InvalidInput, NotFound
+from anchor.store import SQLiteStore, StoredEntry
+
+PAGE_SIZE = 10_000
+"""Entries per exported page and per HTTP page read by auditors."""
+
+EXPORT_FORMAT = 1
+"""Version of the export layout."""
+
+
+def entry_json(stored: StoredEntry) -> dict[str, Any]:
+    return {
+        "index": stored.index,
+        "kind": stored.entry.kind.label,
+        "digest": stored.entry.digest.hex(),
+        "submitter": stored.entry.submitter,
+        "entry": base64.b64encode(stored.entry.encode()).decode("ascii"),
+        "leafHash": base64.b64encode(stored.leaf_hash).decode("ascii"),
+        "appendedAt": stored.created_ms,
+    }
+
+
+def parse_entry_json(doc: Any, expected_index: int) -> tuple[int, Entry, bytes]:
+    """Index, decoded entry and the entry's canonical bytes from one JSON entry; the claimed
+    fields must agree with the canonical bytes."""
+    if not isinstance(doc, dict):
+        raise EncodingError(f"entry {expected_index} is not a JSON object")
+    index = doc.get("index")
+    if index != expected_index:
+        raise EncodingError(f"expected entry {expected_index}, found index {index!r}")
+    try:
+        raw = base64.b64decode(str(doc.get("entry", "")), validate=True)
+    except ValueError:
+        raise EncodingError(f"entry {index}: 'entry' is not base64") from None
+    entry = decode(raw)
+    if doc.get("digest") != entry.digest.hex() or doc.get("submitter") != entry.submitter:
+        raise EncodingError(f"entry {index}: digest or submitter differ from the entry bytes")
+    if doc.get("kind") != entry.kind.label:
+        raise EncodingError(f"entry {index}: kind differs from the entry bytes")
+    return int(index), entry, raw
+
+
+def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
+    """Write the whole log (entries and signed checkpoints) under ``out``. Needs no key: the
+    log's verifier key is recorded in the database by :class:`~anchor.log.Log`."""
+    vkey = store.meta("log_verifier_key")
+    if vkey is None:
+        raise NotFound("this database has no log identity yet", hint="start the service once")
+    size = store.size()
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    pages = []
+    for start in range(0, size, PAGE_SIZE):
+        end = min(size, start + PAGE_SIZE)
+        name = f"entries/{start:012d}.json"
+        body = {
+            "start": start,
+            "end": end,
+            "entries": [entry_json(e) for e in store.entries(start, end)],
+        }
+        _write(out / name, body)
+        pages.append(name)
+    notes = [
+        str(row[0]) for row in store.reader().execute("SELECT note FROM checkpoints ORDER BY size")
+    ]
+    _write(out / "checkpoints.json", {"checkpoints": notes})
+    meta = {
+        "format": EXPORT_FORMAT,
+        "origin": vkey.split("+", 1)[0],
+        "verifierKey": vkey,
+        "treeSize": size,
+        "entryPages": pages,
+    }
+    _write(out / "log.json", meta)
+    return meta
+
+
+def _write(path: Path, body: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(body, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+
+
+class LogSource(Protocol):
+    """Where an auditor reads the public log from."""
+
+    location: str
+
+    async def tree_size(self) -> int: ...
+
+    async def checkpoints(self) -> list[str]: ...
+
+    def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]: ...
+
+
+class DirectorySource:
+    """A log exported with :func:`export_log` (or ``ler-anchor log export``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+        meta_path = root / "log.json"
+        if not meta_path.is_file():
+            raise NotFound(
+                f"{meta_path} does not exist", hint="export with `ler-anchor log export`"
+            )
+        self.meta = _read_json(meta_path)
+        if self.meta.get("format") != EXPORT_FORMAT:
+            raise InvalidInput(
+                f"{meta_path}: unsupported export format {self.meta.get('format')!r}"
+            )
+
+    async def tree_size(self) -> int:
+        return int(self.meta["treeSize"])
+
+    async def checkpoints(self) -> list[str]:
+        doc = _read_json(self.root / "checkpoints.json")
+        notes = doc.get("checkpoints")
+        if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+            raise EncodingError("checkpoints.json must hold a list of notes")
+        return notes
+
+    async def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]:
+        for name in self.meta.get("entryPages", []):
+            page = _read_json(self.root / str(name))
+            if page.get("end", 0) <= start or page.get("start", 0) >= end:
+                continue
+            items = page.get("entries")
+            if not isinstance(items, list):
+                raise EncodingError(f"{name}: 'entries' is not a list")
+            yield [e for e in items if isinstance(e, dict) and start <= e.get("index", -1) < end]
+
+
+class HttpSource:
+    """The running service's public API (one shared ``ClientSession``)."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base = base_url.rstrip("/")
+        self.location = self.base
+        self.session = session
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        async with self.session.get(self.base + path, params=params) as resp:
+            if resp.status != 200:
+                raise NotFound(f"{self.base}{path} answered {resp.status}")
+            return await resp.json(content_type=None)
+
+    async def tree_size(self) -> int:
+        body = await self._get("/v1/entries", {"start": "0", "end": "0"})
+        return int(body["treeSize"])
+
+    async def checkpoints(self) -> list[str]:
+        body = await self._get("/v1/checkpoints")
+        return [str(n) for n in body["checkpoints"]]
+
+    async def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]:
+        for page_start in range(start, end, PAGE_SIZE):
+            page_end = min(end, page_start + PAGE_SIZE)
+            body = await self._get("/v1/entries", {"start": str(page_start), "end": str(page_end)})
+            yield list(body["entries"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotFound(f"{path} does not exist") from None
+    except ValueError as err:
+        raise EncodingError(f"{path} is not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise EncodingError(f"{path} is not a JSON object")
+    return value
