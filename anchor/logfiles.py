@@ -112,6 +112,8 @@ class LogSource(Protocol):
 
     async def tree_size(self) -> int: ...
 
+    async def verifier_key(self) -> str: ...
+
     async def checkpoints(self) -> list[str]: ...
 
     def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]: ...
@@ -136,6 +138,9 @@ class DirectorySource:
 
     async def tree_size(self) -> int:
         return int(self.meta["treeSize"])
+
+    async def verifier_key(self) -> str:
+        return str(self.meta["verifierKey"])
 
     async def checkpoints(self) -> list[str]:
         doc = _read_json(self.root / "checkpoints.json")
@@ -172,6 +177,10 @@ class HttpSource:
     async def tree_size(self) -> int:
         body = await self._get("/v1/entries", {"start": "0", "end": "0"})
         return int(body["treeSize"])
+
+    async def verifier_key(self) -> str:
+        body = await self._get("/v1/log")
+        return str(body["verifierKey"])
 
     async def checkpoints(self) -> list[str]:
         body = await self._get("/v1/checkpoints")
