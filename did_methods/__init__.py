@@ -1,4 +1,4 @@
-"""DID resolution (did:key, did:web; did:ethr to come) with the W3C DID Resolution result shape.
+"""DID resolution (did:key, did:web, did:ethr) with the W3C DID Resolution result shape.
 
 This package never imports ``anchor``: it is usable on its own by any verifier.
 
@@ -6,7 +6,7 @@ Modules: :mod:`~did_methods.syntax` (DID / DID URL parsing), :mod:`~did_methods.
 (the result and its error codes), :mod:`~did_methods.resolver` (registry, cache,
 authorisation), :mod:`~did_methods.document` (verification methods and relationships),
 :mod:`~did_methods.multikey` and :mod:`~did_methods.keys` (key encodings),
-:mod:`~did_methods.key` and :mod:`~did_methods.web` (method drivers),
+:mod:`~did_methods.key`, :mod:`~did_methods.web` and :mod:`~did_methods.ethr` (method drivers),
 :mod:`~did_methods.http_binding` (HTTP status codes and content negotiation) and
 :mod:`~did_methods.defaults` (ready-made resolvers).
 """
@@ -19,6 +19,16 @@ from did_methods.document import (
     check_authorization,
     dereference_verification_method,
     expand_relative_urls,
+)
+from did_methods.ethr import (
+    AsyncWeb3ChainReader,
+    ChainReader,
+    EthrDriver,
+    EthrIdentifier,
+    EthrNetwork,
+    InvalidEthrDidError,
+    ThreadedWeb3ChainReader,
+    parse_ethr_did,
 )
 from did_methods.key import (
     DidKeyError,
@@ -69,11 +79,17 @@ __all__ = [
     "MEDIA_TYPE_DID_JSON",
     "MEDIA_TYPE_DID_LD_JSON",
     "VERIFICATION_RELATIONSHIPS",
+    "AsyncWeb3ChainReader",
     "Authorization",
     "CacheStats",
+    "ChainReader",
     "DidKeyError",
     "DidSyntaxError",
     "ErrorCode",
+    "EthrDriver",
+    "EthrIdentifier",
+    "EthrNetwork",
+    "InvalidEthrDidError",
     "InvalidPublicKeyError",
     "InvalidWebDidError",
     "KeyDriver",
@@ -84,6 +100,7 @@ __all__ = [
     "PublicKeyError",
     "ResolutionResult",
     "Resolver",
+    "ThreadedWeb3ChainReader",
     "UnsupportedPublicKeyError",
     "WebDriver",
     "absolute_did_url",
@@ -104,6 +121,7 @@ __all__ = [
     "open_web_driver",
     "parse_did",
     "parse_did_url",
+    "parse_ethr_did",
     "public_key_bytes",
     "public_key_from_jwk",
     "public_key_to_jwk",

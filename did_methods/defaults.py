@@ -1,20 +1,21 @@
-"""Ready-made resolvers with the drivers of this package (did:key, did:web).
+"""Ready-made resolvers with the drivers of this package (did:key, did:web, did:ethr).
 
 :func:`build_resolver` registers the drivers on a new :class:`Resolver`, did:web on the
 caller's ``aiohttp.ClientSession`` (the service's one shared session); :func:`open_resolver`
-also owns a session, for scripts and the CLI. A later driver (did:ethr) is added with
-``resolver.register("ethr", driver)``.
+also owns a session, for scripts and the CLI. did:ethr is registered when networks are
+configured (``ethr_networks``); its RPC requests then go through the same session.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import aiohttp
 
+from did_methods.ethr import DEFAULT_NETWORK, EthrDriver, EthrNetwork
 from did_methods.key import KeyDriver
 from did_methods.resolver import DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL_SECONDS, Resolver
 from did_methods.web import DEFAULT_TIMEOUT_SECONDS, MAX_DOCUMENT_BYTES, WebDriver
@@ -29,12 +30,17 @@ def build_resolver(
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
     cache_ttl: float = DEFAULT_CACHE_TTL_SECONDS,
     cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
+    ethr_networks: Sequence[EthrNetwork] = (),
+    ethr_default_network: str = DEFAULT_NETWORK,
 ) -> Resolver:
-    """A resolver for did:key and, when ``session`` is given, did:web.
+    """A resolver for did:key, did:web when ``session`` is given, and did:ethr when
+    ``ethr_networks`` are given.
 
     did:key results are not cached (recomputing them is as cheap as a cache hit).
     ``ssl_context``/``ca_file``, ``web_timeout`` and ``max_document_bytes`` configure
-    did:web (see :class:`~did_methods.web.WebDriver`).
+    did:web (see :class:`~did_methods.web.WebDriver`). did:ethr
+    (:class:`~did_methods.ethr.EthrDriver`) reaches RPC URLs through ``session``; without
+    one it opens its own connections, closed by ``await resolver.driver("ethr").aclose()``.
     """
     resolver = Resolver(cache_ttl=cache_ttl, cache_max_entries=cache_max_entries)
     resolver.register("key", KeyDriver(), cacheable=False)
@@ -49,6 +55,11 @@ def build_resolver(
                 max_document_bytes=max_document_bytes,
             ),
         )
+    if ethr_networks:
+        resolver.register(
+            "ethr",
+            EthrDriver(ethr_networks, default_network=ethr_default_network, session=session),
+        )
     return resolver
 
 
@@ -61,6 +72,8 @@ async def open_resolver(
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
     cache_ttl: float = DEFAULT_CACHE_TTL_SECONDS,
     cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
+    ethr_networks: Sequence[EthrNetwork] = (),
+    ethr_default_network: str = DEFAULT_NETWORK,
 ) -> AsyncIterator[Resolver]:
     """:func:`build_resolver` with its own ``aiohttp.ClientSession``, closed on exit."""
     async with aiohttp.ClientSession(
@@ -74,4 +87,6 @@ async def open_resolver(
             max_document_bytes=max_document_bytes,
             cache_ttl=cache_ttl,
             cache_max_entries=cache_max_entries,
+            ethr_networks=ethr_networks,
+            ethr_default_network=ethr_default_network,
         )
