@@ -3,10 +3,12 @@ URL names for a purpose, with resolution outages kept apart from plain refusals.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from anchor.errors import AnchorError
 from did_methods import KeyType, PublicKeyError, Resolver, public_key_bytes
+from did_methods.multikey import MultikeyError, decode_multikey
 
 
 class ResolutionUnavailable(AnchorError):
@@ -18,12 +20,39 @@ class ResolutionUnavailable(AnchorError):
     title = "DID resolution unavailable"
 
 
+_DID_KEY_PURPOSES = frozenset(
+    {"authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation"}
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def did_key_ed25519(did_url: str) -> bytes | None:
+    """The Ed25519 key of a did:key verification method URL ``did:key:z..#z..`` (the only
+    verification method of an Ed25519 did:key, listed under every relationship but
+    ``keyAgreement``), or ``None`` if ``did_url`` is not one. Pure and immutable, so cached."""
+    did, sep, fragment = did_url.partition("#")
+    if not sep or not did.startswith("did:key:") or did[len("did:key:") :] != fragment:
+        return None
+    try:
+        key = decode_multikey(fragment)
+    except MultikeyError:
+        return None
+    return key.raw if key.key_type is KeyType.ED25519 else None
+
+
 async def ed25519_key_for(
     resolver: Resolver, did_url: str, purpose: str, at: datetime | None = None
 ) -> bytes | None:
     """The raw Ed25519 key of verification method ``did_url`` if the DID document lists it
     under ``purpose`` (at time ``at``), else ``None``. Raises :class:`ResolutionUnavailable`
-    when the DID could not be resolved because of an internal error (retry later)."""
+    when the DID could not be resolved because of an internal error (retry later).
+
+    Ed25519 did:key URLs are answered without resolving (their document is a pure function
+    of the DID); everything else goes through ``resolver``."""
+    if purpose in _DID_KEY_PURPOSES:
+        direct = did_key_ed25519(did_url)
+        if direct is not None:
+            return direct
     answer = await resolver.authorize(did_url, purpose, at=at)
     if not answer.authorized or answer.verification_method is None:
         resolution = answer.resolution
