@@ -26,6 +26,7 @@ from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics
+from anchor.status_service import StatusService, StatusSettings
 from anchor.store import SQLiteStore
 from did_methods import Resolver, build_resolver
 
@@ -45,6 +46,7 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 RESOLVER = web.AppKey("resolver", Resolver)
 METRICS = web.AppKey("metrics", Metrics)
 STARTED = web.AppKey("started", float)
+STATUS = web.AppKey("status", StatusService)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
@@ -151,6 +153,17 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Status lists; versions published but not yet logged (a crash between the two
+    steps) are appended to the log before serving."""
+    service = await asyncio.to_thread(
+        StatusService, app[STORE], StatusSettings.from_config(app[CONFIG])
+    )
+    app[STATUS] = service
+    await asyncio.to_thread(service.log_pending, app[LOG_KEY])
+    yield
+
+
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
     from anchor.routes import ROUTE_TABLES
@@ -163,6 +176,7 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_committer_ctx)
+    app.cleanup_ctx.append(_status_ctx)
     for ctx in extra_contexts:
         app.cleanup_ctx.append(ctx)  # type: ignore[arg-type]
     for table in ROUTE_TABLES:

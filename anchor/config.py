@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from anchor.errors import ConfigError
+from anchor.status_list import MAX_ENTRIES as STATUS_MAX_ENTRIES
+from anchor.status_list import MIN_ENTRIES as STATUS_MIN_ENTRIES
 
 ENV_PREFIX = "LER_ANCHOR_"
 
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_PORT = 8080
 DEFAULT_ORIGIN = "ler-anchor.localhost/log"
+DEFAULT_STATUS_TTL_MS = 300_000
+"""Default ``ttl`` of published status lists: five minutes."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,25 @@ class Config:
     ca_file: Path | None = field(
         default=None, metadata={"help": "CA bundle for did:web (default: the system's)"}
     )
+    status_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "base URL where status lists are published, e.g. a CDN serving "
+            "`status export` (default: PUBLIC_URL, else the request's)"
+        },
+    )
+    status_list_entries: int = field(
+        default=STATUS_MIN_ENTRIES,
+        metadata={"help": "entries in each new status list (the spec's minimum: 131072)"},
+    )
+    status_ttl_ms: int = field(
+        default=DEFAULT_STATUS_TTL_MS,
+        metadata={"help": "status list ttl in milliseconds (also the HTTP cache lifetime)"},
+    )
+    status_valid_days: float | None = field(
+        default=None,
+        metadata={"help": "days each published status list is valid (validUntil; none: open)"},
+    )
 
     @property
     def db_path(self) -> Path:
@@ -105,6 +128,15 @@ class Config:
             raise ConfigError("anchor size must be at least 1")
         if self.confirmations is not None and self.confirmations < 0:
             raise ConfigError("confirmations cannot be negative")
+        if not 8 <= self.status_list_entries <= STATUS_MAX_ENTRIES:
+            raise ConfigError(
+                f"status list entries must be between 8 and {STATUS_MAX_ENTRIES}",
+                hint=f"the spec's minimum for herd privacy is {STATUS_MIN_ENTRIES}",
+            )
+        if self.status_ttl_ms < 0:
+            raise ConfigError("status list ttl cannot be negative")
+        if self.status_valid_days is not None and self.status_valid_days <= 0:
+            raise ConfigError("status list validity must be a positive number of days")
         if self.rpc_url is not None and self.contract is None:
             raise ConfigError(
                 "--rpc-url needs --contract",

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from anvil import EvmChain
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import EthereumTesterProvider, Web3
 
 from anchor import merkle
 from anchor.audit import AuditReport, audit, read_anchor_events
@@ -111,9 +112,11 @@ def _edit_page(path: Path, change: Any) -> None:
 async def test_clean_log_of_100000_entries_and_50_anchors(
     tmp_path: Path, embedded_w3: Web3
 ) -> None:
-    from conftest import embedded_chain
-
-    chain = embedded_chain(embedded_w3)
+    provider = embedded_w3.provider
+    assert isinstance(provider, EthereumTesterProvider)
+    keys = provider.ethereum_tester.backend.account_keys  # type: ignore[union-attr]
+    accounts = tuple(Account.from_key(k.to_bytes()) for k in keys[:2])
+    chain = EvmChain(name="embedded", w3=embedded_w3, accounts=accounts)
     contract, export, log = build_log(tmp_path, chain, 100_000, 50)
     report = await run_audit(chain, contract, export)
     assert report.clean, report.discrepancies
@@ -173,9 +176,7 @@ async def test_clean_log_of_100000_entries_and_50_anchors(
     assert "99990" in report.discrepancies[0].detail
 
 
-def test_cli_audit_on_anvil(
-    tmp_path: Path, anvil: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_audit_on_anvil(tmp_path: Path, anvil: Any, capsys: pytest.CaptureFixture[str]) -> None:
     chain = EvmChain(name="anvil", w3=anvil.web3(), accounts=anvil.accounts, anvil=anvil)
     snapshot = anvil.snapshot()
     try:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from anchor.commands import audit_cmd, client_cmd, issuer_cmd, log_cmd, serve_cmd
+from anchor.commands import (
+    audit_cmd,
+    client_cmd,
+    issuer_cmd,
+    log_cmd,
+    serve_cmd,
+    status_cmd,
+)
 
 PLANNED: dict[str, str] = {
     "serve": "run the HTTP service",
@@ -24,5 +31,5 @@ PLANNED: dict[str, str] = {
 
 def register_all(sub: Any) -> None:
     """Add every built command group to the CLI's subparsers."""
-    for module in (serve_cmd, issuer_cmd, client_cmd, audit_cmd, log_cmd):
+    for module in (serve_cmd, issuer_cmd, client_cmd, audit_cmd, log_cmd, status_cmd):
         module.register(sub)

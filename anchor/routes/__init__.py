@@ -11,7 +11,14 @@ from types import ModuleType
 
 from aiohttp import web
 
-from anchor.routes import admin_routes, did_routes, entry_routes, log_routes, ops_routes
+from anchor.routes import (
+    admin_routes,
+    did_routes,
+    entry_routes,
+    log_routes,
+    ops_routes,
+    status_routes,
+)
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     log_routes,
@@ -19,6 +26,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     did_routes,
     ops_routes,
     admin_routes,
+    status_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)

@@ -1,0 +1,665 @@
+"""Status list routes: create, allocate, update (signed); read, history, versions (public);
+the issuers' status keys.
+
+Writes are signed by the issuer (:func:`~anchor.auth.require_signature`); an issuer that
+touches another issuer's list gets 403. Every write that publishes a version signs it with
+the issuer's status key, checked first against the issuer's DID document
+(:func:`~anchor.status_service.authorized_signer`, 409 with instructions when it is not
+listed under ``assertionMethod``), and answers only once the version's digest is committed
+to the log as a ``status-list`` entry.
+
+``GET /v1/status-lists/{id}`` serves the signed credential's canonical JSON with a strong
+``ETag`` (its SHA-256, the digest in the log), ``Cache-Control: public, max-age=<ttl>``,
+``304`` on a matching ``If-None-Match`` and ``?timestamp=`` (ISO 8601 or unix seconds) for
+the version that was current then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from aiohttp import web
+
+from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS
+from anchor.auth import principal_of, require_signature
+from anchor.entry import parse_digest
+from anchor.errors import (
+    ConfigError,
+    EncodingError,
+    Forbidden,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+)
+from anchor.identity import ResolutionUnavailable
+from anchor.keys import Ed25519Key
+from anchor.openapi import HEX_DIGEST, SIGNED, errors, int_query, json_response
+from anchor.routes.bodies import json_object
+from anchor.routes.entry_routes import receipt_location
+from anchor.routes.params import int_param, optional_int_param
+from anchor.status_list import MAX_INDEX_DIGITS
+from anchor.status_service import (
+    MANAGED_PURPOSES,
+    MAX_ALLOCATION,
+    MAX_HISTORY_PAGE,
+    MAX_REASON_CHARS,
+    MAX_UPDATES,
+    PublishedVersion,
+    StatusChange,
+    StatusKeyNotAuthorized,
+    StatusService,
+    authorized_signer,
+    check_list_kind,
+    find_assertion_method,
+    iso_ms,
+    now_ms,
+)
+
+_LOG = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+STATUS_LIST_MEDIA_TYPE: Final = "application/vc"
+"""Media type of a VC Data Model 2.0 credential with an embedded proof."""
+
+IMMUTABLE_CACHE: Final = "public, max-age=31536000, immutable"
+"""Cache-Control of a superseded version asked for by ``?timestamp=``: it never changes."""
+
+_INDEX_RE: Final = re.compile(r"0|[1-9][0-9]*")
+_UNIX_SECONDS_RE: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def _service(request: web.Request) -> StatusService:
+    return request.app[STATUS]
+
+
+def _base_url(request: web.Request) -> str:
+    """Where lists are published: ``status_url``, else ``public_url``, else this host."""
+    config = request.app[CONFIG]
+    base = config.status_url or config.public_url
+    return base.rstrip("/") if base else f"{request.scheme}://{request.host}"
+
+
+async def _log_versions(request: web.Request, versions: Sequence[PublishedVersion]) -> list[int]:
+    """Append the versions' digests to the log (group commit) and remember their indexes."""
+    if not versions:
+        return []
+    result = await request.app[COMMITTER].append([v.log_entry for v in versions])
+    indexes = list(result.indexes)
+    await asyncio.to_thread(_service(request).record_log_index, versions, indexes)
+    return indexes
+
+
+def _json_body(raw: bytes) -> Any:
+    if not raw:
+        raise InvalidInput("the request needs a JSON body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"body is not valid JSON: {err}") from None
+
+
+def parse_timestamp(raw: str) -> int:
+    """``?timestamp=``: unix seconds (fractions allowed) or an ISO 8601 date-time with a
+    time zone; milliseconds since the epoch."""
+    if _UNIX_SECONDS_RE.fullmatch(raw):
+        return int(Decimal(raw) * 1000)
+    head, sep, tail = raw.partition("T")
+    text = head + sep + tail.replace(" ", "+")  # a '+' of the offset sent unencoded
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, InvalidOperation):
+        raise InvalidInput(
+            f"timestamp {raw!r} is neither unix seconds nor an ISO 8601 date-time",
+            hint="for example 2025-06-01T12:00:00Z or 1748779200",
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidInput(
+            f"timestamp {raw!r} has no time zone", hint="add Z or an offset such as +02:00"
+        )
+    return int(moment.timestamp() * 1000)
+
+
+def _parse_index(value: object, where: str) -> int:
+    if isinstance(value, str) and len(value) <= MAX_INDEX_DIGITS and _INDEX_RE.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidInput(f'{where}.index must be a base-10 index string such as "123"')
+
+
+def parse_changes(body: Any) -> list[StatusChange]:
+    """``[{"index": "123", "value": 1, "reason": "..."}, ...]`` (or that array under
+    ``"statuses"``) as :class:`StatusChange` values."""
+    items = body.get("statuses") if isinstance(body, dict) else body
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(
+            'body must be a non-empty array [{"index": "123", "value": 1, "reason": "..."}]'
+        )
+    if len(items) > MAX_UPDATES:
+        raise LimitExceeded(
+            f"{len(items)} changes in one batch; at most {MAX_UPDATES}", hint="split the batch"
+        )
+    changes = []
+    for number, item in enumerate(items):
+        where = f"[{number}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where} must be an object with index and value")
+        index = _parse_index(item.get("index"), where)
+        value = item.get("value")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"{where}.value must be a non-negative integer")
+        reason = item.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
+            raise InvalidInput(f"{where}.reason must be a string of at most {MAX_REASON_CHARS}")
+        changes.append(StatusChange(index, value, reason))
+    return changes
+
+
+def _version_json(version: PublishedVersion, log_index: int | None) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "digest": version.digest.hex(),
+        "published": iso_ms(version.created_ms),
+        "logIndex": log_index,
+    }
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+@routes.post("/v1/status-lists")
+@require_signature
+async def create_list(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = json_object(await request.read())
+    purpose, size, messages = check_list_kind(
+        body.get("purpose"), body.get("statusSize"), body.get("statusMessage")
+    )
+    service = _service(request)
+    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
+    status_list, version = await asyncio.to_thread(
+        service.create_list,
+        signer,
+        purpose,
+        _base_url(request),
+        status_size=size,
+        status_message=messages,
+    )
+    (log_index,) = await _log_versions(request, [version])
+    answer = {**status_list.to_json(), "published": _version_json(version, log_index)}
+    return web.json_response(answer, status=201, headers={"Location": status_list.url})
+
+
+@routes.post("/v1/status-lists/allocate")
+@require_signature
+async def allocate(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = json_object(await request.read())
+    purpose, size, messages = check_list_kind(
+        body.get("purpose"), body.get("statusSize"), body.get("statusMessage")
+    )
+    ids = body.get("credentialIds")
+    if ids is not None and not isinstance(ids, list):
+        raise InvalidInput("credentialIds must be an array of strings")
+    count = body.get("count", len(ids) if ids else 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_ALLOCATION:
+        raise InvalidInput(f"count must be an integer of 1..{MAX_ALLOCATION}")
+    if ids is not None and len(ids) != count:
+        raise InvalidInput(f"{len(ids)} credentialIds for a count of {count}")
+    service = _service(request)
+    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
+    allocation = await asyncio.to_thread(
+        service.allocate,
+        signer,
+        purpose,
+        count,
+        _base_url(request),
+        credential_ids=ids,
+        status_size=size,
+        status_message=messages,
+    )
+    await _log_versions(request, allocation.published)
+    answer = {
+        "entries": [e.to_json() for e in allocation.entries],
+        "new": list(allocation.new),
+        "openedLists": [v.list_id for v in allocation.published],
+    }
+    return web.json_response(answer, status=201 if any(allocation.new) else 200)
+
+
+@routes.post("/v1/status-lists/{id}/statuses")
+@require_signature
+async def set_statuses(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    list_id = request.match_info["id"]
+    changes = parse_changes(_json_body(await request.read()))
+    service = _service(request)
+    status_list = await asyncio.to_thread(service.get_list, list_id)
+    if status_list.issuer != principal.did:
+        raise Forbidden(
+            f"status list {list_id} belongs to another issuer",
+            hint="change only the lists your own DID allocated",
+        )
+    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
+    result = await asyncio.to_thread(
+        service.update, list_id, signer, changes, keyid=principal.keyid
+    )
+    log_index = result.version.log_index
+    if log_index is None:  # new, or left unlogged by an earlier failed append
+        (log_index,) = await _log_versions(request, [result.version])
+    answer = {
+        **result.list.to_json(),
+        "changed": result.changed,
+        "published": _version_json(result.version, log_index),
+    }
+    return web.json_response(answer)
+
+
+@routes.post("/v1/status-keys")
+@require_signature
+async def status_key(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    body = json_object(await request.read())
+    service = _service(request)
+    if body:
+        if "kty" not in body:
+            raise InvalidInput("body must be {} or the issuer's private Ed25519 JWK")
+        try:
+            key = Ed25519Key.from_jwk(body, source="the uploaded JWK")
+        except ConfigError as err:
+            raise InvalidInput(err.detail, hint=err.hint) from None
+        info = await asyncio.to_thread(service.upload_key, principal.did, key)
+    else:
+        found = await asyncio.to_thread(service.key_info, principal.did, generate=True)
+        if found is None:
+            raise InvalidInput(
+                f"{principal.did} signs its status lists with its own did:key key",
+                hint="upload the private JWK of your did:key as the body",
+            )
+        info = found
+    vm = await find_assertion_method(request.app[RESOLVER], principal.did, info.public_key)
+    return web.json_response(info.to_json(authorized=vm is not None))
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def _not_modified(request: web.Request, etag: str) -> bool:
+    wanted = request.if_none_match
+    if not wanted:
+        return False
+    return any(tag.value in ("*", etag.strip('"')) for tag in wanted)
+
+
+async def _renewed(request: web.Request, version: PublishedVersion) -> PublishedVersion:
+    """``version``, or a fresh signature of it when its validUntil is near."""
+    service = _service(request)
+    if not service.needs_renewal(version, now_ms()):
+        return version
+    try:
+        signer = await authorized_signer(service, request.app[RESOLVER], version.issuer)
+    except (StatusKeyNotAuthorized, ResolutionUnavailable) as err:
+        _LOG.warning("cannot renew status list %s: %s", version.list_id, err.detail)
+        return version
+    renewed = await asyncio.to_thread(
+        service.republish, version.list_id, signer, if_version=version.version
+    )
+    if renewed is None:  # someone else published meanwhile
+        return await asyncio.to_thread(service.current_version, version.list_id)
+    await _log_versions(request, [renewed])
+    return renewed
+
+
+@routes.get("/v1/status-lists/{id}")
+async def get_list(request: web.Request) -> web.Response:
+    list_id = request.match_info["id"]
+    service = _service(request)
+    raw = request.query.get("timestamp")
+    if raw:
+        version = await asyncio.to_thread(service.version_at, list_id, parse_timestamp(raw))
+    else:
+        version = await _renewed(request, await asyncio.to_thread(service.current_version, list_id))
+    ttl_seconds = service.settings.ttl_ms // 1000
+    cache = (
+        IMMUTABLE_CACHE if version.superseded_ms is not None else f"public, max-age={ttl_seconds}"
+    )
+    headers = {"ETag": version.etag, "Cache-Control": cache}
+    if _not_modified(request, version.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=version.document, content_type=STATUS_LIST_MEDIA_TYPE, headers=headers)
+
+
+@routes.get("/v1/status-lists/{id}/history")
+async def get_history(request: web.Request) -> web.Response:
+    list_id = request.match_info["id"]
+    after = int_param(request, "after", 0)
+    limit = int_param(request, "limit", MAX_HISTORY_PAGE, minimum=1)
+    index = optional_int_param(request, "index")
+    service = _service(request)
+    records = await asyncio.to_thread(
+        service.history, list_id, after=after, limit=limit, index=index
+    )
+    answer: dict[str, Any] = {"listId": list_id, "changes": [r.to_json() for r in records]}
+    if len(records) == min(limit, MAX_HISTORY_PAGE):
+        answer["next"] = f"/v1/status-lists/{list_id}/history?after={records[-1].seq}"
+    return web.json_response(answer)
+
+
+@routes.get("/v1/status-lists/{id}/versions/{digest}")
+async def get_version(request: web.Request) -> web.Response:
+    list_id = request.match_info["id"]
+    try:
+        digest = parse_digest(request.match_info["digest"])
+    except EncodingError as err:
+        raise InvalidInput(err.detail) from None
+    service = _service(request)
+    version = await asyncio.to_thread(service.version_by_digest, list_id, digest)
+    ttl = service.settings.ttl_ms
+    answer: dict[str, Any] = {
+        "listId": list_id,
+        "issuer": version.issuer,
+        **_version_json(version, version.log_index),
+        "current": version.superseded_ms is None,
+        "supersededAt": None if version.superseded_ms is None else iso_ms(version.superseded_ms),
+        "ttl": ttl,
+        "stale": version.is_stale(ttl, now_ms()),
+        "receipt": receipt_location(digest.hex(), version.issuer),
+    }
+    if version.log_index is not None:
+        answer["inclusionProof"] = f"/v1/proofs/inclusion?index={version.log_index}"
+    return web.json_response(answer)
+
+
+@routes.get("/v1/status-keys")
+async def get_status_key(request: web.Request) -> web.Response:
+    did = request.query.get("did")
+    if not did:
+        raise InvalidInput("query parameter 'did' is required")
+    info = await asyncio.to_thread(_service(request).key_info, did)
+    if info is None:
+        raise NotFound(f"{did} has no status list key yet")
+    vm = await find_assertion_method(request.app[RESOLVER], did, info.public_key)
+    return web.json_response(info.to_json(authorized=vm is not None))
+
+
+# --- OpenAPI --------------------------------------------------------------------------------
+
+
+def openapi_paths() -> dict[str, Any]:
+    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    message = {
+        "type": "object",
+        "required": ["status", "message"],
+        "properties": {
+            "status": {"type": "string", "pattern": "^0x[0-9a-fA-F]+$"},
+            "message": {"type": "string"},
+        },
+    }
+    kind = {
+        "purpose": {"type": "string", "enum": list(MANAGED_PURPOSES)},
+        "statusSize": {"type": "integer", "minimum": 1, "maximum": 8},
+        "statusMessage": {"type": "array", "items": message},
+    }
+    published = {
+        "type": "object",
+        "properties": {
+            "version": {"type": "integer"},
+            "digest": HEX_DIGEST,
+            "published": {"type": "string", "format": "date-time"},
+            "logIndex": {"type": ["integer", "null"]},
+        },
+    }
+    status_list = {
+        "type": "object",
+        "required": ["id", "url", "issuer", "statusPurpose", "entries", "version"],
+        "properties": {
+            "id": {"type": "string"},
+            "url": {"type": "string"},
+            "issuer": {"type": "string"},
+            "statusPurpose": {"type": "string"},
+            "statusSize": {"type": "integer"},
+            "statusMessage": {"type": "array", "items": message},
+            "entries": {"type": "integer"},
+            "allocated": {"type": "integer"},
+            "open": {"type": "boolean"},
+            "created": {"type": "string"},
+            "version": {"type": "integer"},
+            "published": published,
+            "changed": {"type": "integer"},
+        },
+    }
+    key_info = {
+        "type": "object",
+        "required": ["did", "custody", "publicKeyMultibase", "instructions"],
+        "properties": {
+            "did": {"type": "string"},
+            "custody": {"type": "string", "enum": ["generated", "uploaded"]},
+            "publicKeyMultibase": {"type": "string"},
+            "suggestedVerificationMethod": {"type": "string"},
+            "instructions": {"type": "string"},
+            "didDocumentAddition": {"type": "object"},
+            "ethrAttribute": {"type": "object"},
+            "authorized": {"type": "boolean"},
+        },
+    }
+    change = {
+        "type": "object",
+        "required": ["index", "value"],
+        "properties": {
+            "index": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
+            "value": {"type": "integer", "minimum": 0, "maximum": 255},
+            "reason": {"type": "string", "maxLength": MAX_REASON_CHARS},
+        },
+    }
+    entry = {"type": "object", "description": "a BitstringStatusListEntry for credentialStatus"}
+    return {
+        "/v1/status-lists": {
+            "post": {
+                "summary": "Open a new status list and publish its first version (signed)",
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["purpose"],
+                                "properties": kind,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": json_response(status_list, "Created and published"),
+                    **errors(400, 401, 403, 409, 503),
+                },
+            }
+        },
+        "/v1/status-lists/allocate": {
+            "post": {
+                "summary": "Allocate 1 to 10,000 entries at random positions (signed)",
+                "description": "Idempotent per credential id; lists are opened as needed.",
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["purpose"],
+                                "properties": {
+                                    **kind,
+                                    "count": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": MAX_ALLOCATION,
+                                    },
+                                    "credentialIds": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "maxItems": MAX_ALLOCATION,
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": json_response(
+                        {
+                            "type": "object",
+                            "required": ["entries", "new"],
+                            "properties": {
+                                "entries": {"type": "array", "items": entry},
+                                "new": {"type": "array", "items": {"type": "boolean"}},
+                                "openedLists": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "Allocated (at least one new entry)",
+                    ),
+                    "200": json_response({"type": "object"}, "All entries existed already"),
+                    **errors(400, 401, 403, 409, 413, 503),
+                },
+            }
+        },
+        "/v1/status-lists/{id}/statuses": {
+            "post": {
+                "summary": "Set statuses in one batch and publish the new version (signed)",
+                "description": "All or nothing: undoing a revocation refuses the whole batch.",
+                "security": SIGNED,
+                "parameters": [id_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": change,
+                                "minItems": 1,
+                                "maxItems": MAX_UPDATES,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": json_response(status_list, "Applied and published"),
+                    **errors(400, 401, 403, 404, 409, 413, 503),
+                },
+            }
+        },
+        "/v1/status-lists/{id}": {
+            "get": {
+                "summary": "The signed BitstringStatusListCredential (ETag, ttl caching)",
+                "parameters": [
+                    id_param,
+                    {
+                        "name": "timestamp",
+                        "in": "query",
+                        "description": "the version current at this time (ISO 8601 or unix s)",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The credential (RFC 8785 canonical JSON)",
+                        "content": {STATUS_LIST_MEDIA_TYPE: {"schema": {"type": "object"}}},
+                    },
+                    "304": {"description": "Not modified (If-None-Match)"},
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/v1/status-lists/{id}/history": {
+            "get": {
+                "summary": "Recorded changes: who, when, old and new value, reason",
+                "parameters": [
+                    id_param,
+                    int_query("after", "return changes after this seq (paging)"),
+                    int_query("limit", f"at most this many (max {MAX_HISTORY_PAGE})", minimum=1),
+                    int_query("index", "only changes of this entry"),
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "required": ["listId", "changes"],
+                            "properties": {
+                                "listId": {"type": "string"},
+                                "changes": {"type": "array", "items": {"type": "object"}},
+                                "next": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/v1/status-lists/{id}/versions/{digest}": {
+            "get": {
+                "summary": "Was this version published, is it current or stale, where is it logged",
+                "parameters": [
+                    id_param,
+                    {"name": "digest", "in": "path", "required": True, "schema": HEX_DIGEST},
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "required": ["listId", "version", "digest", "current", "stale"],
+                            "properties": {
+                                "listId": {"type": "string"},
+                                "issuer": {"type": "string"},
+                                "version": {"type": "integer"},
+                                "digest": HEX_DIGEST,
+                                "published": {"type": "string"},
+                                "logIndex": {"type": ["integer", "null"]},
+                                "current": {"type": "boolean"},
+                                "supersededAt": {"type": ["string", "null"]},
+                                "ttl": {"type": "integer"},
+                                "stale": {"type": "boolean"},
+                                "receipt": {"type": "string"},
+                                "inclusionProof": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/v1/status-keys": {
+            "post": {
+                "summary": "Get (did:web, did:ethr) or upload (did:key) the status key (signed)",
+                "description": "Body {} for a service-generated key, or a did:key issuer's "
+                "private Ed25519 JWK.",
+                "security": SIGNED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": json_response(key_info),
+                    **errors(400, 401, 403, 503),
+                },
+            },
+            "get": {
+                "summary": "The public status key of an issuer and whether it is authorised",
+                "parameters": [
+                    {
+                        "name": "did",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": json_response(key_info), **errors(400, 404, 503)},
+            },
+        },
+    }

@@ -1,0 +1,680 @@
+"""Status lists kept by the running service: allocation, updates, history, publishing.
+
+Every test talks to the application over a socket (``aiohttp_client``), with a real SQLite
+database, real RFC 9421 request signatures and real ``eddsa-jcs-2022`` proofs. Issuers are
+did:key issuers that uploaded their own key (``POST /v1/status-keys``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from service_helpers import service_config
+
+from anchor.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
+from anchor.data_integrity import (
+    canonical_digest,
+    ed25519_public_key_to_multibase,
+    verify_proof,
+)
+from anchor.entry import EntryKind
+from anchor.keys import Ed25519Key
+from anchor.signing_client import signed_headers
+from anchor.status_check import Outcome, StatusChecker
+from anchor.status_list import (
+    Bitstring,
+    parse_status_entry,
+    parse_status_list_credential,
+    validate_status,
+)
+from anchor.status_service import MAX_ALLOCATION, ROLLOVER_FRACTION
+from did_methods import build_resolver
+
+CHI_SQUARE_BUCKETS = 64
+CHI_SQUARE_CRITICAL = 113.505
+"""Critical value of the chi-square distribution with 63 degrees of freedom at
+significance 0.0001 (P[X > 113.505] = 1e-4; computed from the regularized incomplete gamma
+function). A uniform allocator fails the test once in 10,000 runs."""
+
+
+# --- helpers (imported by the other status test modules) ---------------------------------------
+
+
+async def signed_post(
+    client: TestClient, key: Ed25519Key, path: str, body: Any, keyid: str | None = None
+) -> aiohttp.ClientResponse:
+    raw = json.dumps(body).encode()
+    url = str(client.make_url(path))
+    headers = signed_headers("POST", url, raw, key, keyid or key.verification_method)
+    headers["Content-Type"] = "application/json"
+    return await client.post(path, data=raw, headers=headers)
+
+
+async def ok_json(response: aiohttp.ClientResponse, status: int | tuple[int, ...] = 200) -> Any:
+    expected = status if isinstance(status, tuple) else (status,)
+    assert response.status in expected, await response.text()
+    return await response.json()
+
+
+async def new_issuer(client: TestClient, *, upload: bool = True) -> Ed25519Key:
+    """A registered did:key issuer that (by default) uploaded its key for status lists."""
+    key = Ed25519Key.generate()
+    client.app[ISSUERS].add(key.did, "Test College")
+    if upload:
+        info = await ok_json(await signed_post(client, key, "/v1/status-keys", key.private_jwk()))
+        assert info["authorized"] is True
+    return key
+
+
+async def allocate(
+    client: TestClient,
+    key: Ed25519Key,
+    purpose: str = "revocation",
+    count: int | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    body = {"purpose": purpose, **extra}
+    if count is not None:
+        body["count"] = count
+    answer = await ok_json(
+        await signed_post(client, key, "/v1/status-lists/allocate", body), (200, 201)
+    )
+    entries: list[dict[str, Any]] = answer["entries"]
+    return entries
+
+
+def list_id_of(entry: dict[str, Any]) -> str:
+    return str(entry["statusListCredential"]).rsplit("/", 1)[1]
+
+
+async def set_statuses(
+    client: TestClient, key: Ed25519Key, list_id: str, changes: list[dict[str, Any]]
+) -> aiohttp.ClientResponse:
+    return await signed_post(client, key, f"/v1/status-lists/{list_id}/statuses", changes)
+
+
+async def fetch_list(client: TestClient, list_id: str, **params: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/status-lists/{list_id}", params=params)
+    assert response.status == 200, await response.text()
+    doc: dict[str, Any] = json.loads(await response.read())
+    return doc
+
+
+def bits_of(doc: dict[str, Any]) -> Bitstring:
+    return parse_status_list_credential(doc, min_entries=0).bitstring
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(create_app(service_config(tmp_path)))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def small_client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+    """Lists of 64 entries (rolled over at 57) and a 1 ms ttl."""
+    config = service_config(tmp_path, status_list_entries=64, status_ttl_ms=1)
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def issuer(client: TestClient) -> Ed25519Key:
+    return await new_issuer(client)
+
+
+# --- allocation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_200k_allocations_unique_and_uniform(client: TestClient, issuer: Ed25519Key) -> None:
+    positions: list[tuple[str, int]] = []
+    for _ in range(200_000 // MAX_ALLOCATION):
+        entries = await allocate(client, issuer, count=MAX_ALLOCATION)
+        positions.extend((list_id_of(e), int(e["statusListIndex"])) for e in entries)
+    assert len(positions) == 200_000
+    assert len(set(positions)) == 200_000  # no position handed out twice
+    per_list = Counter(list_id for list_id, _ in positions)
+    first, second = per_list.most_common()
+    assert first[1] == int(131_072 * ROLLOVER_FRACTION)  # the first list closed at 90 %
+    assert second[1] == 200_000 - first[1]
+    # Uniformity: the positions of each list, in 64 equal buckets, pooled over the lists.
+    width = 131_072 // CHI_SQUARE_BUCKETS
+    observed = Counter((list_id, index // width) for list_id, index in positions)
+    statistic = 0.0
+    for list_id, total in per_list.items():
+        expected = total / CHI_SQUARE_BUCKETS
+        statistic += sum(
+            (observed[(list_id, b)] - expected) ** 2 / expected for b in range(CHI_SQUARE_BUCKETS)
+        )
+    # Two lists: 2 * 63 degrees of freedom; compare the mean per list with the bound.
+    assert statistic / len(per_list) < CHI_SQUARE_CRITICAL, statistic
+    # The database holds every allocation, each position once (primary key).
+    conn = client.app[STORE].reader()
+    assert conn.execute("SELECT count(*) FROM status_entries").fetchone()[0] == 200_000
+
+
+async def test_allocation_is_idempotent_per_credential_id(
+    client: TestClient, issuer: Ed25519Key
+) -> None:
+    ids = ["urn:uuid:a", "urn:uuid:b", "urn:uuid:a"]
+    body = {"purpose": "revocation", "credentialIds": ids}
+    first = await ok_json(await signed_post(client, issuer, "/v1/status-lists/allocate", body), 201)
+    entries = first["entries"]
+    assert first["new"] == [True, True, False]
+    assert entries[0] == entries[2] != entries[1]
+    again = await ok_json(await signed_post(client, issuer, "/v1/status-lists/allocate", body), 200)
+    assert again["entries"] == entries
+    assert again["new"] == [False, False, False]
+    # Another purpose is another entry; another issuer's same id is its own.
+    suspension = await allocate(client, issuer, "suspension", credentialIds=["urn:uuid:a"])
+    assert suspension[0]["statusPurpose"] == "suspension"
+    other = await new_issuer(client)
+    theirs = await allocate(client, other, credentialIds=["urn:uuid:a"])
+    assert theirs[0]["statusListCredential"] != entries[0]["statusListCredential"]
+    entry = parse_status_entry(entries[0])
+    assert entry.id == f"{entry.status_list_credential}#{entry.status_list_index}"
+
+
+async def test_new_list_opened_before_the_current_fills(
+    small_client: TestClient, aiohttp_client: Any
+) -> None:
+    client = small_client
+    issuer = await new_issuer(client)
+    body = {"purpose": "revocation", "count": 56}
+    first = await ok_json(await signed_post(client, issuer, "/v1/status-lists/allocate", body), 201)
+    (list_a,) = first["openedLists"]
+    assert {list_id_of(e) for e in first["entries"]} == {list_a}
+    one = await ok_json(
+        await signed_post(client, issuer, "/v1/status-lists/allocate", {"purpose": "revocation"}),
+        201,
+    )
+    # The 57th allocation reaches 90 % of 64: list B is opened and published at once,
+    # while 7 positions of A are still free.
+    assert list_id_of(one["entries"][0]) == list_a
+    (list_b,) = one["openedLists"]
+    assert list_b != list_a
+    service = client.app[STATUS]
+    a, b = service.get_list(list_a), service.get_list(list_b)
+    assert (a.allocated, a.entries, a.open) == (57, 64, False)
+    assert (b.allocated, b.open) == (0, True)
+    assert bits_of(await fetch_list(client, list_b)).entries == 64
+    nxt = await allocate(client, issuer, count=100)  # spans B and a third list
+    assert list_id_of(nxt[0]) == list_b
+    assert len({list_id_of(e) for e in nxt}) == 2
+    assert service.get_list(list_a).allocated == 57  # a closed list is never allocated again
+
+
+# --- updates ------------------------------------------------------------------------------------
+
+
+async def test_100_concurrent_revocations_all_land(client: TestClient, issuer: Ed25519Key) -> None:
+    entries = await allocate(client, issuer, count=100)
+    list_id = list_id_of(entries[0])
+    assert {list_id_of(e) for e in entries} == {list_id}
+    responses = await asyncio.gather(
+        *(
+            set_statuses(client, issuer, list_id, [{"index": e["statusListIndex"], "value": 1}])
+            for e in entries
+        )
+    )
+    assert [r.status for r in responses] == [200] * 100
+    bits = bits_of(await fetch_list(client, list_id))
+    assert all(bits.get(int(e["statusListIndex"])) == 1 for e in entries)
+    assert len(bits.nonzero_indexes()) == 100
+    service = client.app[STATUS]
+    assert [v.version for v in service.versions(list_id)] == list(range(1, 102))
+    history = await ok_json(await client.get(f"/v1/status-lists/{list_id}/history"))
+    assert len(history["changes"]) == 100
+
+
+async def test_undoing_a_revocation_refuses_the_whole_batch(
+    client: TestClient, issuer: Ed25519Key
+) -> None:
+    a, b, c = (int(e["statusListIndex"]) for e in await allocate(client, issuer, count=3))
+    entries = await allocate(client, issuer)
+    list_id = list_id_of(entries[0])
+    revoked = await set_statuses(client, issuer, list_id, [{"index": str(a), "value": 1}])
+    before = await ok_json(revoked)
+    refused = await set_statuses(
+        client,
+        issuer,
+        list_id,
+        [{"index": str(b), "value": 1}, {"index": str(a), "value": 0, "reason": "oops"}],
+    )
+    assert refused.status == 409
+    problem = await refused.json()
+    assert refused.content_type == "application/problem+json"
+    assert "cannot be undone" in problem["detail"]
+    assert problem["index"] == str(a)
+    bits = bits_of(await fetch_list(client, list_id))
+    assert (bits.get(a), bits.get(b), bits.get(c)) == (1, 0, 0)  # b was not applied
+    assert client.app[STATUS].get_list(list_id).version == before["version"]
+    history = await ok_json(await client.get(f"/v1/status-lists/{list_id}/history"))
+    assert [(h["index"], h["new"]) for h in history["changes"]] == [(str(a), 1)]
+    # Revoking again is a no-op (nothing recorded, no new version).
+    again = await ok_json(await set_statuses(client, issuer, list_id, [{"index": a, "value": 1}]))
+    assert again["changed"] == 0
+    assert again["version"] == before["version"]
+    # Malformed batches and entries never allocated are refused too.
+    for bad in ([], [{"index": "01", "value": 1}], [{"index": str(b), "value": 2}]):
+        response = await set_statuses(client, issuer, list_id, bad)
+        assert response.status == 400, bad
+    free = next(i for i in range(131_072) if i not in (a, b, c))
+    unallocated = await set_statuses(client, issuer, list_id, [{"index": str(free), "value": 1}])
+    assert unallocated.status == 404
+
+
+async def test_suspension_set_and_cleared(client: TestClient, issuer: Ed25519Key) -> None:
+    (entry,) = await allocate(client, issuer, "suspension")
+    list_id, index = list_id_of(entry), entry["statusListIndex"]
+    await ok_json(await set_statuses(client, issuer, list_id, [{"index": index, "value": 1}]))
+    doc = await fetch_list(client, list_id)
+    assert validate_status(entry, doc, proofs_verified=True, min_entries=0).valid is False
+    await ok_json(await set_statuses(client, issuer, list_id, [{"index": index, "value": 0}]))
+    doc = await fetch_list(client, list_id)
+    assert validate_status(entry, doc, proofs_verified=True, min_entries=0).valid is True
+    history = await ok_json(await client.get(f"/v1/status-lists/{list_id}/history"))
+    assert [(h["old"], h["new"]) for h in history["changes"]] == [(0, 1), (1, 0)]
+
+
+async def test_message_list(client: TestClient, issuer: Ed25519Key) -> None:
+    messages = [
+        {"status": "0x0", "message": "pending review"},
+        {"status": "0x1", "message": "accepted"},
+        {"status": "0x2", "message": "rejected"},
+        {"status": "0x3", "message": "withdrawn"},
+    ]
+    kind = {"purpose": "message", "statusSize": 2, "statusMessage": messages}
+    created = await ok_json(await signed_post(client, issuer, "/v1/status-lists", kind), 201)
+    assert created["entries"] == 131_072
+    assert created["statusSize"] == 2
+    (entry,) = await allocate(client, issuer, **kind)
+    assert list_id_of(entry) == created["id"]
+    assert entry["statusSize"] == 2
+    assert entry["statusMessage"] == messages
+    index = entry["statusListIndex"]
+    await ok_json(await set_statuses(client, issuer, created["id"], [{"index": index, "value": 2}]))
+    doc = await fetch_list(client, created["id"])
+    result = validate_status(entry, doc, proofs_verified=True)
+    assert (result.status, result.message) == (2, "rejected")
+    too_big = await set_statuses(client, issuer, created["id"], [{"index": index, "value": 4}])
+    assert too_big.status == 400
+    for bad in (
+        {"purpose": "message", "statusSize": 2},
+        {"purpose": "revocation", "statusSize": 2},
+        {"purpose": "refresh"},
+    ):
+        response = await signed_post(client, issuer, "/v1/status-lists", bad)
+        assert response.status == 400, bad
+
+
+# --- publishing ---------------------------------------------------------------------------------
+
+
+async def test_published_list_is_signed_by_the_issuer(
+    client: TestClient, issuer: Ed25519Key
+) -> None:
+    (entry,) = await allocate(client, issuer)
+    response = await client.get(f"/v1/status-lists/{list_id_of(entry)}")
+    body = await response.read()
+    doc = json.loads(body)
+    url = str(client.make_url(f"/v1/status-lists/{list_id_of(entry)}"))
+    assert doc["id"] == entry["statusListCredential"] == url
+    assert doc["issuer"] == issuer.did
+    assert doc["type"] == ["VerifiableCredential", "BitstringStatusListCredential"]
+    assert doc["credentialSubject"]["ttl"] == 300_000
+    assert "validUntil" not in doc
+    proof = verify_proof(doc, issuer.public_bytes, expected_proof_purpose="assertionMethod")
+    assert proof.verification_method == issuer.verification_method
+    assert canonical_digest(doc) == hashlib.sha256(body).digest()
+    parsed = parse_status_list_credential(doc)
+    assert parsed.valid_from == doc["validFrom"]
+    assert parsed.bitstring.entries == 131_072
+
+
+async def test_etag_304_and_cache_control(client: TestClient, issuer: Ed25519Key) -> None:
+    (entry,) = await allocate(client, issuer)
+    path = f"/v1/status-lists/{list_id_of(entry)}"
+    first = await client.get(path)
+    body = await first.read()
+    etag = first.headers["ETag"]
+    assert etag == f'"{hashlib.sha256(body).hexdigest()}"'
+    assert first.headers["Cache-Control"] == "public, max-age=300"
+    assert first.content_type == "application/vc"
+    cached = await client.get(path, headers={"If-None-Match": etag})
+    assert cached.status == 304
+    assert cached.headers["ETag"] == etag
+    assert await cached.read() == b""
+    assert (await client.get(path, headers={"If-None-Match": f"W/{etag}"})).status == 304
+    assert (await client.get(path, headers={"If-None-Match": '"other"'})).status == 200
+    head = await client.head(path)
+    assert head.status == 200
+    assert head.headers["ETag"] == etag
+    index = entry["statusListIndex"]
+    await ok_json(
+        await set_statuses(client, issuer, list_id_of(entry), [{"index": index, "value": 1}])
+    )
+    changed = await client.get(path, headers={"If-None-Match": etag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] != etag
+
+
+async def test_timestamp_returns_the_older_list(client: TestClient, issuer: Ed25519Key) -> None:
+    (entry,) = await allocate(client, issuer)
+    list_id, index = list_id_of(entry), int(entry["statusListIndex"])
+    original = await fetch_list(client, list_id)
+    await asyncio.sleep(0.01)
+    between = time.time()
+    await asyncio.sleep(0.01)
+    await ok_json(await set_statuses(client, issuer, list_id, [{"index": index, "value": 1}]))
+    assert bits_of(await fetch_list(client, list_id)).get(index) == 1
+    iso = (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(between))
+        + f".{int(between * 1000) % 1000:03d}Z"
+    )
+    for stamp in (iso, f"{between:.3f}", iso.replace("Z", "+00:00")):
+        old = await client.get(f"/v1/status-lists/{list_id}", params={"timestamp": stamp})
+        assert old.status == 200, stamp
+        doc = json.loads(await old.read())
+        assert doc == original
+        assert bits_of(doc).get(index) == 0
+        assert old.headers["Cache-Control"].endswith("immutable")
+    later = await fetch_list(client, list_id, timestamp=str(int(time.time()) + 60))
+    assert bits_of(later).get(index) == 1
+    before = await client.get(f"/v1/status-lists/{list_id}", params={"timestamp": "1700000000"})
+    assert before.status == 404
+    for bad in ("yesterday", "2025-01-01T00:00:00"):
+        response = await client.get(f"/v1/status-lists/{list_id}", params={"timestamp": bad})
+        assert response.status == 400, bad
+    assert (await client.get("/v1/status-lists/0123456789abcdef")).status == 404
+
+
+# --- authorisation -------------------------------------------------------------------------------
+
+
+async def test_an_issuer_cannot_touch_another_issuers_list(
+    client: TestClient, issuer: Ed25519Key
+) -> None:
+    (entry,) = await allocate(client, issuer)
+    list_id = list_id_of(entry)
+    intruder = await new_issuer(client)
+    change = [{"index": entry["statusListIndex"], "value": 1}]
+    response = await set_statuses(client, intruder, list_id, change)
+    assert response.status == 403
+    assert "another issuer" in (await response.json())["detail"]
+    stranger = Ed25519Key.generate()  # not registered at all
+    assert (await set_statuses(client, stranger, list_id, change)).status == 403
+    unsigned = await client.post(f"/v1/status-lists/{list_id}/statuses", json=change)
+    assert unsigned.status == 401
+    assert bits_of(await fetch_list(client, list_id)).nonzero_indexes() == []
+
+
+async def test_status_key_upload_rules(client: TestClient) -> None:
+    issuer = await new_issuer(client, upload=False)
+    refused = await signed_post(client, issuer, "/v1/status-lists", {"purpose": "revocation"})
+    assert refused.status == 409
+    problem = await refused.json()
+    assert problem["type"].endswith("/status-key-not-authorized")
+    assert "POST /v1/status-keys" in problem["hint"]
+    other = Ed25519Key.generate()
+    wrong = await signed_post(client, issuer, "/v1/status-keys", other.private_jwk())
+    assert wrong.status == 403
+    public_only = await signed_post(client, issuer, "/v1/status-keys", issuer.public_jwk())
+    assert public_only.status == 400
+    empty = await signed_post(client, issuer, "/v1/status-keys", {})
+    assert empty.status == 400
+    assert "upload" in (await empty.json())["hint"]
+    missing = await client.get("/v1/status-keys", params={"did": issuer.did})
+    assert missing.status == 404
+    uploaded = await ok_json(
+        await signed_post(client, issuer, "/v1/status-keys", issuer.private_jwk())
+    )
+    assert uploaded["custody"] == "uploaded"
+    assert uploaded["authorized"] is True
+    assert uploaded["suggestedVerificationMethod"] == issuer.verification_method
+    assert issuer.private_jwk()["d"] not in json.dumps(uploaded)  # no private key returned
+    public = await ok_json(await client.get("/v1/status-keys", params={"did": issuer.did}))
+    assert public == uploaded
+    path = client.app[STATUS].key_path(issuer.did)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (
+        await signed_post(client, issuer, "/v1/status-lists", {"purpose": "revocation"})
+    ).status == 201
+
+
+# --- history and the log -------------------------------------------------------------------------
+
+
+async def test_history_records_who_when_and_why(client: TestClient, issuer: Ed25519Key) -> None:
+    entries = await allocate(client, issuer, "suspension", count=3)
+    list_id = list_id_of(entries[0])
+    start = time.time()
+    changes = [
+        {"index": e["statusListIndex"], "value": 1, "reason": f"audit {i}"}
+        for i, e in enumerate(entries)
+    ]
+    await ok_json(await set_statuses(client, issuer, list_id, changes))
+    await ok_json(
+        await set_statuses(client, issuer, list_id, [{**changes[0], "value": 0, "reason": None}])
+    )
+    history = await ok_json(await client.get(f"/v1/status-lists/{list_id}/history"))
+    rows = history["changes"]
+    assert [(r["index"], r["old"], r["new"], r["reason"]) for r in rows] == [
+        (entries[0]["statusListIndex"], 0, 1, "audit 0"),
+        (entries[1]["statusListIndex"], 0, 1, "audit 1"),
+        (entries[2]["statusListIndex"], 0, 1, "audit 2"),
+        (entries[0]["statusListIndex"], 1, 0, None),
+    ]
+    assert {r["by"] for r in rows} == {issuer.did}
+    assert {r["keyid"] for r in rows} == {issuer.verification_method}
+    assert [r["version"] for r in rows] == [2, 2, 2, 3]
+    for r in rows:
+        assert start - 1 <= datetime.fromisoformat(r["at"]).timestamp() <= time.time() + 1
+    page = await ok_json(
+        await client.get(f"/v1/status-lists/{list_id}/history", params={"limit": "2"})
+    )
+    assert len(page["changes"]) == 2
+    assert page["next"].endswith(f"after={rows[1]['seq']}")
+    rest = await ok_json(await client.get(page["next"]))
+    assert rest["changes"] == rows[2:]
+    one = await ok_json(
+        await client.get(
+            f"/v1/status-lists/{list_id}/history",
+            params={"index": entries[0]["statusListIndex"]},
+        )
+    )
+    assert len(one["changes"]) == 2
+
+
+async def test_every_version_is_logged_and_can_be_looked_up(small_client: TestClient) -> None:
+    client = small_client  # ttl 1 ms: a superseded version is stale almost at once
+    issuer = await new_issuer(client)
+    entries = await allocate(client, issuer, count=60)  # opens two lists
+    list_id = list_id_of(entries[0])
+    for e in entries[:3]:
+        change = [{"index": e["statusListIndex"], "value": 1}]
+        await ok_json(await set_statuses(client, issuer, list_id_of(e), change))
+    service = client.app[STATUS]
+    store = client.app[STORE]
+    versions = [v for lst in service.lists() for v in service.versions(lst.id)]
+    assert len(versions) == 2 + 3
+    listed = await ok_json(await client.get("/v1/entries", params={"start": "0", "end": "100"}))
+    logged = {(e["digest"], e["kind"], e["submitter"]) for e in listed["entries"]}
+    for version in versions:
+        assert (version.digest.hex(), "status-list", issuer.did) in logged
+        (found,) = store.find(version.digest, issuer.did)
+        assert found.entry.kind is EntryKind.STATUS_LIST
+        assert found.index == version.log_index
+        assert canonical_digest(version.credential()) == version.digest
+    current = service.current_version(list_id)
+    info = await ok_json(
+        await client.get(f"/v1/status-lists/{list_id}/versions/{current.digest.hex()}")
+    )
+    assert info["current"] is True
+    assert info["stale"] is False
+    assert info["logIndex"] == current.log_index
+    assert info["inclusionProof"] == f"/v1/proofs/inclusion?index={current.log_index}"
+    first = service.versions(list_id)[0]
+    await asyncio.sleep(0.01)
+    old = await ok_json(
+        await client.get(f"/v1/status-lists/{list_id}/versions/{first.digest.hex()}")
+    )
+    assert old["current"] is False
+    assert old["stale"] is True
+    assert old["supersededAt"]
+    unknown = await client.get(f"/v1/status-lists/{list_id}/versions/{'00' * 32}")
+    assert unknown.status == 404
+    assert "never published" in (await unknown.json())["detail"]
+    assert (await client.get(f"/v1/status-lists/{list_id}/versions/xyz")).status == 400
+
+
+# --- did:web issuers and validity ----------------------------------------------------------------
+
+
+class WebDidHost:
+    """did:web:localhost%3APORT served over HTTPS with a throw-away self-signed certificate;
+    ``document`` can be changed while it runs."""
+
+    def __init__(self, directory: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256())
+        )
+        self.ca_file = directory / "localhost.crt"
+        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file = directory / "localhost.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(self.ca_file, key_file)
+        self.document: dict[str, Any] = {}
+        self.port = 0
+
+    @property
+    def did(self) -> str:
+        return f"did:web:localhost%3A{self.port}"
+
+    async def serve(self, request: web.Request) -> web.Response:
+        return web.json_response(self.document, content_type="application/did+json")
+
+
+@pytest.fixture
+async def web_did(tmp_path: Path) -> AsyncIterator[WebDidHost]:
+    host = WebDidHost(tmp_path)
+    app = web.Application()
+    app.router.add_get("/.well-known/did.json", host.serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    host.port = sock.getsockname()[1]
+    await web.SockSite(runner, sock, ssl_context=host.tls).start()
+    try:
+        yield host
+    finally:
+        await runner.cleanup()
+
+
+async def test_did_web_issuer_adds_the_generated_key(
+    aiohttp_client: Any, tmp_path: Path, web_did: WebDidHost
+) -> None:
+    client = await aiohttp_client(create_app(service_config(tmp_path, ca_file=web_did.ca_file)))
+    signing = Ed25519Key.generate()
+    did = web_did.did
+    keyid = f"{did}#key-1"
+    web_did.document = {
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "verificationMethod": [
+            {
+                "id": keyid,
+                "type": "Multikey",
+                "controller": did,
+                "publicKeyMultibase": ed25519_public_key_to_multibase(signing.public_bytes),
+            }
+        ],
+        "authentication": [keyid],
+    }
+    client.app[ISSUERS].add(did, "Web College")
+    # The request key is under authentication only: it cannot sign lists.
+    info = await ok_json(await signed_post(client, signing, "/v1/status-keys", {}, keyid))
+    assert info["custody"] == "generated"
+    assert info["authorized"] is False
+    addition = info["didDocumentAddition"]
+    assert addition["assertionMethod"] == [info["suggestedVerificationMethod"]]
+    assert client.app[STATUS].key_path(did).stat().st_mode & 0o777 == 0o600
+    body = {"purpose": "revocation"}
+    refused = await signed_post(client, signing, "/v1/status-lists", body, keyid)
+    assert refused.status == 409
+    problem = await refused.json()
+    assert problem["didDocumentAddition"] == addition
+    assert "assertionMethod" in problem["hint"]
+    # The issuer adds the key to its DID document: publishing now works.
+    web_did.document["verificationMethod"] += addition["verificationMethod"]
+    web_did.document["assertionMethod"] = addition["assertionMethod"]
+    client.app[RESOLVER].clear_cache()
+    created = await ok_json(
+        await signed_post(client, signing, "/v1/status-lists", body, keyid), 201
+    )
+    doc = await fetch_list(client, created["id"])
+    assert doc["issuer"] == did
+    assert doc["proof"]["verificationMethod"] == info["suggestedVerificationMethod"]
+    answer = await signed_post(client, signing, "/v1/status-lists/allocate", body, keyid)
+    (entry,) = (await ok_json(answer, 201))["entries"]
+    async with aiohttp.ClientSession() as session:
+        checker = StatusChecker(build_resolver(session, ca_file=web_did.ca_file), session)
+        (result,) = await checker.check_credential({"issuer": did, "credentialStatus": entry})
+    assert result.outcome is Outcome.VALID
+    public = await ok_json(await client.get("/v1/status-keys", params={"did": did}))
+    assert public["authorized"] is True
+
+
+async def test_lists_are_renewed_before_valid_until(aiohttp_client: Any, tmp_path: Path) -> None:
+    config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    (entry,) = await allocate(client, issuer)
+    list_id = list_id_of(entry)
+    first = await fetch_list(client, list_id)
+    valid_from = datetime.fromisoformat(first["validFrom"])
+    assert datetime.fromisoformat(first["validUntil"]) - valid_from == timedelta(seconds=1.5)
+    await asyncio.sleep(0.6)  # now less than one ttl before validUntil
+    renewed = await fetch_list(client, list_id)
+    assert renewed["validFrom"] > first["validFrom"]
+    assert renewed["credentialSubject"]["encodedList"] == first["credentialSubject"]["encodedList"]
+    versions = client.app[STATUS].versions(list_id)
+    assert [v.version for v in versions] == [1, 2]
+    assert all(v.log_index is not None for v in versions)
