@@ -9,6 +9,7 @@ from anchor.commands import (
     client_cmd,
     issuer_cmd,
     log_cmd,
+    resolve_cmd,
     serve_cmd,
     status_cmd,
 )
@@ -31,5 +32,13 @@ PLANNED: dict[str, str] = {
 
 def register_all(sub: Any) -> None:
     """Add every built command group to the CLI's subparsers."""
-    for module in (serve_cmd, issuer_cmd, client_cmd, audit_cmd, log_cmd, status_cmd):
+    for module in (
+        serve_cmd,
+        issuer_cmd,
+        client_cmd,
+        status_cmd,
+        resolve_cmd,
+        audit_cmd,
+        log_cmd,
+    ):
         module.register(sub)
