@@ -7,6 +7,7 @@ from typing import Any
 from anchor.commands import (
     audit_cmd,
     client_cmd,
+    issue_cmd,
     issuer_cmd,
     log_cmd,
     resolve_cmd,
@@ -37,6 +38,7 @@ def register_all(sub: Any) -> None:
         issuer_cmd,
         client_cmd,
         status_cmd,
+        issue_cmd,
         resolve_cmd,
         audit_cmd,
         log_cmd,
