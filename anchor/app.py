@@ -17,15 +17,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from anchor import auth, keys
+from anchor.batcher import Batcher, BatcherConfig
+from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.errors import AnchorError
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
-from anchor.metrics import Metrics
+from anchor.metrics import Metrics, gauge
 from anchor.status_service import StatusService, StatusSettings
 from anchor.store import SQLiteStore
 from did_methods import Resolver, build_resolver
@@ -45,6 +48,8 @@ COMMITTER = web.AppKey("committer", GroupCommitter)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 RESOLVER = web.AppKey("resolver", Resolver)
 METRICS = web.AppKey("metrics", Metrics)
+CHAIN = web.AppKey("chain", ChainClient)
+BATCHER = web.AppKey("batcher", Batcher)
 STARTED = web.AppKey("started", float)
 STATUS = web.AppKey("status", StatusService)
 
@@ -164,6 +169,103 @@ async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def _chain_config(config: Config) -> ChainConfig:
+    key, created = keys.generate_if_missing(config.chain_key_path, "secp256k1")
+    if created and not config.embedded_chain:
+        LOG.warning(
+            "fund the new anchoring account %s on %s and authorise it on the contract",
+            key.address,
+            config.rpc_url,
+        )
+    return ChainConfig(
+        chain_key=bytes.fromhex(key.to_hex().removeprefix("0x")),
+        rpc_url=config.rpc_url,
+        contract_address=config.contract,
+        confirmations=config.confirmations,
+        poll_interval=min(2.0, config.anchor_interval),
+    )
+
+
+async def _chain_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    client = await ChainClient.open(app[STORE], _chain_config(config))
+    identity = await client.start()
+    app[CHAIN] = client
+    where = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
+    LOG.warning("anchoring on %s (%s), LogAnchor at %s", where, identity.caip2, identity.contract)
+    metrics = app[METRICS]
+    store = app[STORE]
+
+    def anchor_gauges() -> list[Metric]:
+        counts = {state: 0 for state in AnchorState}
+        for record in list_anchors(store, limit=1_000_000):
+            counts[record.state] += 1
+        family = GaugeMetricFamily(
+            "ler_anchor_anchors", "Anchors on the current chain by state", labels=["state"]
+        )
+        for state, n in counts.items():
+            family.add_metric([state.value], n)
+        return [family, gauge("ler_anchor_log_size", "Entries in the log", store.size())]
+
+    metrics.add_gauge_source(anchor_gauges)
+    app[HEALTH_PROBES].append(_chain_health)
+    yield
+    await client.close()
+
+
+async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
+    client = app[CHAIN]
+    batcher = app[BATCHER]
+    status = batcher.status()
+    anchors = await asyncio.to_thread(list_anchors, app[STORE], limit=1)
+    last = anchors[0] if anchors else None
+    try:
+        head = await client.backend.block("latest")
+    except AnchorError as err:
+        return "chain", {"ok": False, "error": err.detail}, False
+    body: dict[str, object] = {
+        "ok": status.consecutive_errors == 0,
+        "chain": client.identity.caip2 if client.identity else None,
+        "headBlock": head.number if head else None,
+        "headAgeSeconds": round(time.time() - head.timestamp, 1) if head else None,
+        "lastAnchor": None if last is None else last.to_json(),
+        "lastAnchorAgeSeconds": None
+        if last is None
+        else round(time.time() - last.created_ms / 1000, 1),
+        "anchoredTreeSize": None if last is None else last.size,
+        "lagEntries": None if last is None else app[STORE].size() - last.size,
+        "batcherErrors": status.total_errors,
+        "lastError": status.last_error,
+    }
+    return "chain", body, status.consecutive_errors == 0
+
+
+async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    metrics = app[METRICS]
+
+    def on_error(err: AnchorError) -> None:
+        metrics.chain_errors.labels(err.slug).inc()
+        LOG.warning("anchoring: %s", err.diagnostics())
+
+    batcher = Batcher(
+        app[LOG_KEY],
+        app[CHAIN],
+        BatcherConfig(
+            anchor_interval=config.anchor_interval,
+            anchor_size=config.anchor_size,
+            poll_interval=min(2.0, config.anchor_interval),
+            max_backoff=max(60.0, config.anchor_interval),
+        ),
+        on_error=on_error,
+    )
+    app[BATCHER] = batcher
+    task = asyncio.create_task(batcher.run(), name="batcher")
+    yield
+    await batcher.close()
+    await task
+
+
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
     from anchor.routes import ROUTE_TABLES
@@ -174,9 +276,11 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app[STARTED] = time.time()
     app[HEALTH_PROBES] = []
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_committer_ctx)
     app.cleanup_ctx.append(_status_ctx)
+    app.cleanup_ctx.append(_batcher_ctx)
     for ctx in extra_contexts:
         app.cleanup_ctx.append(ctx)  # type: ignore[arg-type]
     for table in ROUTE_TABLES:

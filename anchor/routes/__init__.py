@@ -13,6 +13,7 @@ from aiohttp import web
 
 from anchor.routes import (
     admin_routes,
+    anchor_routes,
     did_routes,
     entry_routes,
     log_routes,
@@ -23,6 +24,7 @@ from anchor.routes import (
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     log_routes,
     entry_routes,
+    anchor_routes,
     did_routes,
     ops_routes,
     admin_routes,

@@ -1,0 +1,179 @@
+"""Receipts and anchors: ``GET /v1/receipts/{digest}`` and ``GET /v1/anchors``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from anchor.app import LOG_KEY, STORE
+from anchor.chain import AnchorState, list_anchors
+from anchor.entry import parse_digest
+from anchor.errors import EncodingError, InvalidInput, NotFound
+from anchor.openapi import HEX_DIGEST, errors, int_query, json_response
+from anchor.receipts import build_receipt, receipt_schema
+from anchor.routes.params import int_param
+
+routes = web.RouteTableDef()
+
+MAX_WAIT_SECONDS = 60
+"""Longest ``wait`` a receipt request may ask for."""
+
+WAIT_POLL_SECONDS = 0.25
+
+
+@routes.get("/v1/receipts/{digest}")
+async def receipt(request: web.Request) -> web.Response:
+    """The receipt of an entry: ``202`` with ``status: pending`` until a final anchor covers
+    it, then the full receipt. ``wait`` (seconds) waits for it; ``submitter`` picks the
+    entry when several issuers submitted the same digest."""
+    log = request.app[LOG_KEY]
+    try:
+        digest = parse_digest(request.match_info["digest"])
+    except EncodingError as err:
+        raise InvalidInput(err.detail) from None
+    submitter = request.query.get("submitter") or None
+    wait = int_param(request, "wait", 0)
+    if wait > MAX_WAIT_SECONDS:
+        raise InvalidInput(f"wait is at most {MAX_WAIT_SECONDS} seconds")
+    found = await asyncio.to_thread(log.store.find, digest, submitter)
+    if not found:
+        raise NotFound(
+            f"no entry has digest {digest.hex()}" + (f" from {submitter}" if submitter else "")
+        )
+    if submitter is None and len({f.entry.submitter for f in found}) > 1:
+        raise InvalidInput(
+            "several issuers submitted this digest", hint="add ?submitter=<issuer DID>"
+        )
+    index = found[0].index
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            body = await asyncio.to_thread(build_receipt, log, index, final_only=True)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+            continue
+        return web.json_response(body)
+    pending = {
+        "status": "pending",
+        "digest": digest.hex(),
+        "submitter": found[0].entry.submitter,
+        "leafIndex": index,
+        "detail": "the entry is logged; its receipt comes once a final anchor covers it",
+    }
+    return web.json_response(pending, status=202)
+
+
+@routes.get("/v1/anchors")
+async def anchors(request: web.Request) -> web.Response:
+    """Anchors of the current chain with their states, newest first."""
+    store = request.app[STORE]
+    state = request.query.get("state")
+    states = None
+    if state:
+        try:
+            states = [AnchorState(state)]
+        except ValueError:
+            raise InvalidInput(
+                f"unknown state {state!r}", hint="one of " + ", ".join(s.value for s in AnchorState)
+            ) from None
+    limit = int_param(request, "limit", 100, minimum=1)
+    if limit > 1000:
+        raise InvalidInput("limit is at most 1000")
+    every = request.query.get("allChains") in ("1", "true")
+    records = await asyncio.to_thread(
+        list_anchors, store, all_chains=every, states=states, limit=limit
+    )
+    return web.json_response({"anchors": [r.to_json() for r in records]})
+
+
+@routes.get("/v1/schemas/receipt.json")
+async def schema(request: web.Request) -> web.Response:
+    """The JSON Schema of receipts."""
+    return web.json_response(receipt_schema(), content_type="application/schema+json")
+
+
+def openapi_paths() -> dict[str, Any]:
+    return {
+        "/v1/receipts/{digest}": {
+            "get": {
+                "summary": "The receipt of an entry (pending until a final anchor covers it)",
+                "parameters": [
+                    {"name": "digest", "in": "path", "required": True, "schema": HEX_DIGEST},
+                    {"name": "submitter", "in": "query", "schema": {"type": "string"}},
+                    int_query(
+                        "wait", f"seconds to wait for the receipt (at most {MAX_WAIT_SECONDS})"
+                    ),
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "description": "A receipt; its JSON Schema is /v1/schemas/receipt.json",
+                            "required": ["type", "version", "entry", "leafIndex", "checkpoint"],
+                        },
+                        "The receipt",
+                    ),
+                    "202": json_response(
+                        {
+                            "type": "object",
+                            "required": ["status", "digest", "leafIndex"],
+                            "properties": {
+                                "status": {"const": "pending"},
+                                "digest": HEX_DIGEST,
+                                "submitter": {"type": "string"},
+                                "leafIndex": {"type": "integer"},
+                                "detail": {"type": "string"},
+                            },
+                        },
+                        "Logged, not anchored yet",
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/v1/anchors": {
+            "get": {
+                "summary": "Anchors with their states (pending, submitted, included, final)",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in AnchorState]},
+                    },
+                    int_query("limit", "at most 1000 (default 100)", minimum=1),
+                    {
+                        "name": "allChains",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                    },
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "anchors": {"type": "array", "items": {"type": "object"}}
+                            },
+                        }
+                    ),
+                    **errors(400),
+                },
+            }
+        },
+        "/v1/schemas/receipt.json": {
+            "get": {
+                "summary": "The JSON Schema of receipts",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/schema+json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }

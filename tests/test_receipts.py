@@ -1,0 +1,294 @@
+"""Receipts: built from anchored checkpoints, valid against their JSON Schema, verified on the
+embedded chain and on anvil, refused after any single change, refreshed to later anchors."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from anvil import AnvilNode
+from chain_helpers import (
+    CHAINS,
+    RECEIPT_MUTATIONS,
+    SUBMITTER,
+    Chain,
+    assert_receipt_sound,
+    entry,
+    open_chain,
+    open_log,
+    wait_for,
+)
+
+from anchor.chain import AnchorState, ChainClient, list_anchors
+from anchor.checkpoint import Checkpoint, NoteSigner
+from anchor.errors import NotFound, VerificationError
+from anchor.log import Log
+from anchor.receipts import (
+    build_receipt,
+    check_receipt,
+    receipt_for_digest,
+    receipt_schema,
+    refresh_receipt,
+    verify_receipt,
+)
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "anchor" / "schemas" / "receipt.schema.json"
+
+
+@dataclass
+class Anchored:
+    """A log of 8 entries with final anchors at sizes 5 and 8 on ``chain``."""
+
+    chain: Chain
+    log: Log
+    client: ChainClient
+
+
+async def anchor_now(anchored: Anchored) -> None:
+    checkpoint = anchored.log.checkpoint()
+    await anchored.client.enqueue(checkpoint.size, checkpoint.root)
+
+    async def final() -> bool:
+        await anchored.client.step()
+        return all(a.state is AnchorState.FINAL for a in list_anchors(anchored.log.store))
+
+    await wait_for(final, what=f"tree size {checkpoint.size} to be anchored")
+
+
+@pytest.fixture(params=CHAINS)
+async def anchored(
+    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> AsyncIterator[Anchored]:
+    chain = await open_chain(request.param, anvil_factory)
+    log = open_log(tmp_path / "db")
+    client = await chain.client(log.store)
+    result = Anchored(chain, log, client)
+    try:
+        log.append([entry(i) for i in range(5)])
+        await anchor_now(result)
+        log.append([entry(i) for i in range(5, 8)])
+        await anchor_now(result)
+        yield result
+    finally:
+        await client.close()
+        log.store.close()
+        await chain.close()
+
+
+def mutated(receipt: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    copied = copy.deepcopy(receipt)
+    change(copied)
+    return copied
+
+
+async def refused(receipt: dict[str, Any], chain: Chain, **options: Any) -> str:
+    """The ``what`` of the VerificationError that verifying ``receipt`` raises."""
+    with pytest.raises(VerificationError) as caught:
+        await verify_receipt(receipt, chain.backend, **options)
+    return caught.value.what
+
+
+# ---- the document ----------------------------------------------------------------------------
+
+
+def test_the_schema_is_valid_draft_2020_12_and_shipped() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert receipt_schema() == schema
+
+
+async def test_receipts_have_the_documented_shape(anchored: Anchored) -> None:
+    log = anchored.log
+    receipt = build_receipt(log, 6)
+    jsonschema.Draft202012Validator(receipt_schema()).validate(receipt)
+    assert (receipt["type"], receipt["version"], receipt["leafIndex"]) == (
+        "LerAnchorReceipt",
+        1,
+        6,
+    )
+    stored = entry(6)
+    assert receipt["entry"] == {
+        "kind": "credential",
+        "digest": stored.digest.hex(),
+        "submitter": SUBMITTER,
+        "bytes": base64.b64encode(stored.encode()).decode(),
+    }
+    checkpoint = log.checkpoint_at(8)
+    assert checkpoint is not None
+    assert receipt["checkpoint"] == {
+        "origin": log.origin,
+        "size": 8,
+        "root": base64.b64encode(checkpoint.root).decode(),
+        "note": checkpoint.note,
+        "publicKey": log.verifier.vkey(),
+    }
+    proof = [base64.b64encode(h).decode() for h in log.store.inclusion_proof(6, 8)]
+    assert receipt["inclusionProof"] == proof
+    anchor = receipt["anchor"]
+    assert anchor["chain"] == f"eip155:{await anchored.chain.backend.chain_id()}"
+    assert anchor["contract"] == anchored.chain.contract
+    block = await anchored.chain.backend.block(anchor["blockNumber"])
+    assert block is not None
+    assert anchor["blockHash"] == "0x" + block.hash.hex()
+    assert anchor["blockTime"].endswith("Z")
+    json.dumps(receipt)  # plain JSON
+    await assert_receipt_sound(receipt, anchored.chain.backend)
+    check = await verify_receipt(receipt, anchored.chain.backend, expected_log_key=log.verifier)
+    assert (check.leaf_index, check.checkpoint.size, check.entry) == (6, 8, stored)
+    assert check.confirmations is not None
+    assert check.confirmations >= 1
+
+
+async def test_the_smallest_anchored_checkpoint_covers_a_leaf(anchored: Anchored) -> None:
+    log = anchored.log
+    assert build_receipt(log, 0)["checkpoint"]["size"] == 5
+    assert build_receipt(log, 4)["checkpoint"]["size"] == 5
+    assert build_receipt(log, 5)["checkpoint"]["size"] == 8
+    assert build_receipt(log, 7, final_only=True)["checkpoint"]["size"] == 8
+    log.append([entry(8)])
+    with pytest.raises(NotFound):
+        build_receipt(log, 8)  # not anchored yet
+    with pytest.raises(NotFound):
+        build_receipt(log, -1)
+    by_digest = receipt_for_digest(log, entry(3).digest, SUBMITTER)
+    assert by_digest == build_receipt(log, 3)
+    with pytest.raises(NotFound):
+        receipt_for_digest(log, entry(3).digest, "did:web:someone-else.example")
+    for index in range(8):
+        await assert_receipt_sound(build_receipt(log, index), anchored.chain.backend)
+
+
+async def test_every_single_change_is_refused(anchored: Anchored) -> None:
+    receipt = build_receipt(anchored.log, 2)
+    await assert_receipt_sound(receipt, anchored.chain.backend)
+    chain = anchored.chain
+    other_signer = NoteSigner(anchored.log.origin, hashlib.sha256(b"another key").digest())
+    size, root = receipt["checkpoint"]["size"], base64.b64decode(receipt["checkpoint"]["root"])
+    forged_note = Checkpoint(anchored.log.origin, size, root).sign(other_signer)
+
+    def flip_signature(r: dict[str, Any]) -> None:
+        note: str = r["checkpoint"]["note"]
+        head, _, signature = note.rpartition(" ")
+        raw = bytearray(base64.b64decode(signature.strip()))
+        raw[-1] ^= 1
+        r["checkpoint"]["note"] = f"{head} {base64.b64encode(bytes(raw)).decode()}\n"
+
+    def forged_by_another_key(r: dict[str, Any]) -> None:
+        r["checkpoint"]["note"] = forged_note
+
+    def resigned_with_its_key(r: dict[str, Any]) -> None:
+        r["checkpoint"]["note"] = forged_note
+        r["checkpoint"]["publicKey"] = other_signer.verifier.vkey()
+
+    cases: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+        ("kind", lambda r: r["entry"].update(kind="status-list"), "entry"),
+        ("submitter", lambda r: r["entry"].update(submitter="did:web:x.example"), "entry"),
+        ("undecodable entry", lambda r: r["entry"].update(bytes="AAAA"), "entry"),
+        ("leaf index", lambda r: r.update(leafIndex=3), "proof"),
+        ("proof too short", lambda r: r["inclusionProof"].pop(), "proof"),
+        ("size", lambda r: r["checkpoint"].update(size=size + 1), "checkpoint"),
+        ("origin", lambda r: r["checkpoint"].update(origin="other.example/log"), "checkpoint"),
+        ("signature", flip_signature, "signature"),
+        ("note by another key", forged_by_another_key, "signature"),
+        ("chain", lambda r: r["anchor"].update(chain="eip155:1"), "chain"),
+        ("block number", lambda r: r["anchor"].update(blockNumber=0), "block"),
+        ("block time", lambda r: r["anchor"].update(blockTime="2000-01-01T00:00:00Z"), "block"),
+        ("log index", lambda r: r["anchor"].update(logIndex=7), "event"),
+        ("contract", lambda r: r["anchor"].update(contract="0x" + "12" * 20), "event"),
+        ("missing member", lambda r: r.pop("anchor"), "schema"),
+        ("extra member", lambda r: r.update(note="hello"), "schema"),
+        ("wrong type", lambda r: r.update(leafIndex="2"), "schema"),
+        ("wrong version", lambda r: r.update(version=2), "schema"),
+    ]
+    for label, change, what in cases:
+        assert await refused(mutated(receipt, change), chain) == what, label
+    # Self-consistent, but signed by a key other than the log's.
+    forged = mutated(receipt, resigned_with_its_key)
+    await verify_receipt(forged, chain.backend)
+    key = anchored.log.verifier.vkey()
+    assert await refused(forged, chain, expected_log_key=key) == "signature"
+    assert await refused(receipt, chain, min_confirmations=1_000) == "block"
+    # Another anchor's transaction: a real Anchored event, but not for this checkpoint.
+    other = build_receipt(anchored.log, 6)["anchor"]
+    moved = mutated(receipt, lambda r: r["anchor"].update(other))
+    assert await refused(moved, chain) == "event"
+
+
+async def test_a_reverted_transaction_is_refused(anchored: Anchored) -> None:
+    chain = anchored.chain
+    receipt = build_receipt(anchored.log, 1)
+    # An unauthorised anchor, sent without a pre-flight: mined, and reverted.
+    reverted = await chain.send_call(
+        chain.other_key, "anchor", ["bytes32", "uint64"], [hashlib.sha256(b"x").digest(), 99]
+    )
+    status = await chain.backend.transaction_receipt(reverted)
+    assert status is not None
+    assert status.status == 0
+    changed = mutated(receipt, lambda r: r["anchor"].update(transactionHash="0x" + reverted.hex()))
+    assert await refused(changed, chain) == "transaction"
+
+
+@pytest.mark.anvil
+async def test_a_receipt_verifies_against_a_json_rpc_url(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> None:
+    chain = await open_chain("anvil", anvil_factory)
+    assert chain.node is not None
+    log = open_log(tmp_path / "db")
+    client = await chain.client(log.store)
+    anchored = Anchored(chain, log, client)
+    try:
+        log.append([entry(i) for i in range(3)])
+        await anchor_now(anchored)
+        receipt = build_receipt(log, 2)
+        check = await verify_receipt(receipt, chain.node.rpc_url, expected_log_key=log.verifier)
+        assert check.leaf_index == 2
+        for change, what in RECEIPT_MUTATIONS.values():
+            with pytest.raises(VerificationError) as caught:
+                await verify_receipt(mutated(receipt, change), chain.node.rpc_url)
+            assert caught.value.what == what
+    finally:
+        await client.close()
+        log.store.close()
+        await chain.close()
+
+
+def test_offline_checks_need_no_chain(tmp_path: Path) -> None:
+    with pytest.raises(VerificationError) as caught:
+        check_receipt({"type": "LerAnchorReceipt"})
+    assert caught.value.what == "schema"
+
+
+async def test_a_receipt_is_refreshed_to_the_newest_anchor(anchored: Anchored) -> None:
+    log = anchored.log
+    old = build_receipt(log, 3)
+    assert old["checkpoint"]["size"] == 5
+    refreshed = refresh_receipt(log, old)
+    assert refreshed["checkpoint"]["size"] == 8
+    assert refreshed["entry"] == old["entry"]
+    assert refreshed["leafIndex"] == 3
+    assert refreshed["inclusionProof"] != old["inclusionProof"]
+    await assert_receipt_sound(refreshed, anchored.chain.backend)
+    await assert_receipt_sound(old, anchored.chain.backend)  # the old one stays valid
+    assert refresh_receipt(log, refreshed) == refreshed  # nothing newer
+    log.append([entry(i) for i in range(8, 11)])
+    await anchor_now(anchored)
+    newest = refresh_receipt(log, old)
+    assert newest["checkpoint"]["size"] == 11
+    await assert_receipt_sound(newest, anchored.chain.backend)
+    # A receipt whose entry is not this log's leaf cannot be refreshed by it.
+    other = open_log(log.store.path.parent / "other.db")
+    other.append([entry(100 + i) for i in range(8)])
+    with pytest.raises(VerificationError) as caught:
+        refresh_receipt(other, old)
+    assert caught.value.what == "entry"
+    other.store.close()
