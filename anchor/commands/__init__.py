@@ -7,6 +7,7 @@ from typing import Any
 from anchor.commands import (
     audit_cmd,
     client_cmd,
+    deploy_cmd,
     issue_cmd,
     issuer_cmd,
     log_cmd,
@@ -41,6 +42,7 @@ def register_all(sub: Any) -> None:
         issue_cmd,
         resolve_cmd,
         audit_cmd,
+        deploy_cmd,
         log_cmd,
     ):
         module.register(sub)

@@ -1,0 +1,56 @@
+"""``ler-anchor deploy``: deploy the LogAnchor and ERC-1056 registry contracts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+
+from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, deploy, load_artifact
+from anchor.errors import ChainError
+from anchor.keys import load_chain_account
+
+RPC_TIMEOUT_SECONDS = 60
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("deploy", help="deploy the anchor and DID registry contracts")
+    parser.add_argument("--rpc-url", required=True, help="JSON-RPC endpoint of the chain")
+    parser.add_argument(
+        "--chain-key-file",
+        type=Path,
+        default=Path("data") / "chain-key.hex",
+        help="the deploying (and anchoring) account's key, hex, mode 0600",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=_deploy)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    account = load_chain_account(args.chain_key_file)
+    w3 = Web3(Web3.HTTPProvider(args.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
+    if not w3.is_connected():
+        raise ChainError(f"cannot reach {args.rpc_url}", hint="check the RPC URL")
+    out: dict[str, Any] = {"chainId": w3.eth.chain_id, "deployer": account.address}
+    for name in (LOG_ANCHOR, DID_REGISTRY):
+        deployment = deploy(w3, load_artifact(name), account.account)
+        out[name] = {
+            "address": deployment.address,
+            "transactionHash": deployment.receipt["transactionHash"].to_0x_hex(),
+            "blockNumber": deployment.receipt["blockNumber"],
+            "gasUsed": deployment.receipt["gasUsed"],
+        }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"chain eip155:{out['chainId']}, deployer {account.address}")
+        for name in (LOG_ANCHOR, DID_REGISTRY):
+            print(f"{name:20s} {out[name]['address']}  (tx {out[name]['transactionHash']})")
+        print(
+            f"serve with: ler-anchor serve --rpc-url {args.rpc_url} "
+            f"--contract {out[LOG_ANCHOR]['address']} --chain-key-file {args.chain_key_file}"
+        )
+    return 0

@@ -1,0 +1,46 @@
+"""``ler-anchor deploy`` against a real anvil node; the deployed contract then anchors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anchor.cli import main
+from anchor.contracts import LOG_ANCHOR, load_artifact
+from anchor.keys import ChainAccountKey, save_key
+
+
+def test_deploy_prints_addresses_and_contracts_work(
+    tmp_path: Path, anvil: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = anvil.snapshot()
+    try:
+        account = anvil.accounts[5]
+        key_file = tmp_path / "chain-key.hex"
+        save_key(ChainAccountKey.from_hex(account.key.hex()), key_file)
+        args = ["deploy", "--rpc-url", anvil.rpc_url, "--chain-key-file", str(key_file), "--json"]
+        assert main(args) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["chainId"] == anvil.chain_id
+        assert out["deployer"] == account.address
+        w3 = anvil.web3()
+        for name in ("LogAnchor", "EthereumDIDRegistry"):
+            assert w3.eth.get_code(out[name]["address"]) != b""
+        anchor = w3.eth.contract(
+            address=out[LOG_ANCHOR]["address"], abi=load_artifact(LOG_ANCHOR).abi
+        )
+        assert anchor.functions.latest().call()[1] == 0
+        assert (
+            main(["deploy", "--rpc-url", "http://127.0.0.1:9", "--chain-key-file", str(key_file)])
+            != 0
+        )
+        assert "cannot reach" in capsys.readouterr().err
+        assert (
+            main(["deploy", "--rpc-url", anvil.rpc_url, "--chain-key-file", str(tmp_path / "nope")])
+            != 0
+        )
+    finally:
+        anvil.revert(snapshot)
