@@ -78,8 +78,10 @@ class EntryKind(enum.IntEnum):
         )
 
 
+@functools.lru_cache(maxsize=4096)
 def check_did(did: str) -> str:
-    """Return ``did`` if it is a syntactically valid DID (no path, query or fragment)."""
+    """Return ``did`` if it is a syntactically valid DID (no path, query or fragment).
+    Cached: a log sees few distinct submitters and many entries."""
     if len(did) > MAX_DID_LENGTH:
         raise EncodingError(f"DID is {len(did)} characters, longer than {MAX_DID_LENGTH}")
     if not _DID_RE.fullmatch(did):

@@ -20,12 +20,14 @@ from anchor.routes.bodies import json_object
 
 routes = web.RouteTableDef()
 
-MAX_DIGESTS_PER_REQUEST = 10_000
-"""Most digests one submission may carry (413 beyond)."""
-
 
 def receipt_location(digest_hex: str, submitter: str) -> str:
+    """Where the receipt of an entry will be (``GET /v1/receipts/{digest}``)."""
     return f"/v1/receipts/{digest_hex}?submitter={quote(submitter, safe='')}"
+
+
+MAX_DIGESTS_PER_REQUEST = 10_000
+"""Most digests one submission may carry (413 beyond)."""
 
 
 @routes.post("/v1/entries")
@@ -56,14 +58,10 @@ async def submit(request: web.Request) -> web.Response:
     entries = [Entry(kind, d, principal.did) for d in parsed]
     result = await request.app[COMMITTER].append(entries)
     request.app[METRICS].entries_appended.inc(sum(result.new))
+    suffix = f"?submitter={quote(principal.did, safe='')}"
     answer = [
-        {
-            "digest": d.hex(),
-            "index": idx,
-            "new": new,
-            "receipt": receipt_location(d.hex(), principal.did),
-        }
-        for d, idx, new in zip(parsed, result.indexes, result.new, strict=True)
+        {"digest": h, "index": idx, "new": new, "receipt": f"/v1/receipts/{h}{suffix}"}
+        for h, idx, new in zip((d.hex() for d in parsed), result.indexes, result.new, strict=False)
     ]
     status = 201 if any(result.new) else 200
     return web.json_response(
