@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from anchor.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint
 from anchor.entry import Entry
 from anchor.errors import AnchorError, LimitExceeded, StoreError
-from anchor.store import AppendResult, SQLiteStore
+from anchor.store import AppendResult, SQLiteStore, size_in
 
 MAX_GROUP_ENTRIES = 50_000
 """Most entries one group commit writes (more waiting requests go into the next one)."""
@@ -82,8 +82,7 @@ class Log:
     def checkpoint(self) -> SignedCheckpoint:
         """Sign the current tree head, or return the checkpoint already signed for it."""
         with self.store.transaction() as conn:
-            row = conn.execute("SELECT max(idx) FROM leaves").fetchone()
-            size = 0 if row[0] is None else int(row[0]) + 1
+            size = size_in(conn)
             existing = conn.execute(
                 "SELECT size, note, created FROM checkpoints WHERE size = ?", (size,)
             ).fetchone()

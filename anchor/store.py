@@ -1,23 +1,29 @@
 """The log's durable store: SQLite in WAL mode behind the small :class:`LogStore` protocol.
 
-Layout. One row per leaf, in table ``leaves``::
+Layout. Leaves are packed into *tiles* of :data:`TILE_SIZE` consecutive leaves, one row each
+in table ``tiles``::
 
-    idx      INTEGER PRIMARY KEY   the leaf index (0, 1, 2, ...)
-    dkey     INTEGER               the digest's first 8 bytes as a signed integer (indexed)
-    entry    BLOB                  the canonical entry bytes (``anchor.entry``)
-    hashes   BLOB                  32-byte hashes: the leaf hash, then the hash of every
-                                   complete subtree this leaf completes, bottom up
-    created  INTEGER               milliseconds since the epoch
+    tile     INTEGER PRIMARY KEY   leaves [tile * TILE_SIZE, (tile + 1) * TILE_SIZE)
+    count    INTEGER               leaves present (TILE_SIZE except in the last tile)
+    hashes   BLOB                  per leaf, in order: its leaf hash, then the hash of every
+                                   complete subtree it completes, bottom up (32 bytes each)
+    entries  BLOB                  per leaf: 2-byte length + canonical entry bytes
+    created  BLOB                  per leaf: append time, 8-byte big-endian milliseconds
 
-Appending leaf ``m`` completes the subtrees at levels ``1..t`` where ``t`` is the number of
-trailing one bits of ``m``; their hashes travel in the same row, so the hash of subtree
-``(level, index)`` is bytes ``[32*level, 32*level+32)`` of row ``((index+1) << level) - 1``.
-Every complete subtree is stored exactly once, a write never touches an earlier row, and any
-root or proof costs one batched primary-key read of ``O(log n)`` rows.
+Appending leaf ``m`` completes the subtrees at levels ``1..t`` (``t`` = trailing one bits of
+``m``), so the ``hashes`` blobs, read in tile order, list every complete subtree exactly once
+in :func:`anchor.merkle.stored_index` order: subtree ``(level, index)`` sits at byte
+``32 * (stored_index(level, index) - stored_index(0, first leaf of its tile))`` of the tile
+that holds its last leaf. A write touches only the last tile; any root or proof is one
+batched primary-key read of ``O(log n)`` tiles.
 
-An index on ``dkey`` (8 bytes of the digest: a small integer key keeps the index compact and
-fast; matches are confirmed against the full entry) serves both idempotent appends and
-look-ups by digest.
+Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, lkey)``: the digest's first 8
+bytes as a signed integer and the leaf hash's first 16 bytes; value ``idx``) finds leaves by
+digest, with matches confirmed against the full entry, and makes appends idempotent: a
+re-submitted entry collides on the key, so new batches need no look-up first.
+
+Packing leaves in tiles leaves one small B-tree insert per leaf (the digest index) instead of
+a row plus an index entry (``scripts/bench.py`` measures the difference).
 
 The store keeps in memory only the *frontier*: the hashes of the at most 64 complete subtrees
 that make up the current tree, so memory does not grow with the log.
@@ -32,10 +38,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Protocol
 
@@ -45,8 +50,15 @@ from anchor import merkle
 from anchor.entry import DIGEST_SIZE, Entry, decode
 from anchor.errors import InvalidInput, NotFound, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the table layout written to ``meta``; a different one is refused at open."""
+
+TILE_SIZE = 64
+"""Leaves per ``tiles`` row."""
+
+LEAF_KEY_BYTES = 16
+"""Bytes of the leaf hash in the digest index key (with 8 bytes of the digest): an entry is
+identified up to a 2^-64 birthday bound, so a duplicate can be caught by the index alone."""
 
 BUSY_TIMEOUT_MS = 10_000
 """How long a connection waits for another writer before failing."""
@@ -57,12 +69,12 @@ MAX_APPEND_BATCH = 1_000_000
 MAX_ENTRIES_PAGE = 10_000
 """Most entries one :meth:`LogStore.entries` call returns."""
 
-NODE_CACHE_ROWS = 65_536
-"""Rows of upper-level subtree hashes kept in memory (a fixed bound, ~10 MiB): the few
-hashes near the top of the tree that every proof needs are read once, not per proof."""
+NODE_CACHE_NODES = 65_536
+"""Upper-level subtree hashes kept in memory (a fixed bound, about 10 MiB): they never
+change, and the few near the top of the tree serve every proof."""
 
-NODE_CACHE_MIN_LEVEL = 4
-"""Only rows that complete a subtree of at least this level are cached (1 row in 16)."""
+NODE_CACHE_MIN_LEVEL = 6
+"""Only subtrees of at least this level (64 leaves) are cached."""
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
@@ -146,17 +158,61 @@ def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
 def _create_schema(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db.table("leaves").create(
-        {"idx": int, "dkey": int, "entry": bytes, "hashes": bytes, "created": int},
-        pk="idx",
-        not_null={"dkey", "entry", "hashes", "created"},
+    db.table("tiles").create(
+        {"tile": int, "count": int, "hashes": bytes, "entries": bytes, "created": bytes},
+        pk="tile",
+        not_null={"count", "hashes", "entries", "created"},
         if_not_exists=True,
     )
-    conn.execute("CREATE INDEX IF NOT EXISTS leaves_by_dkey ON leaves (dkey)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, lkey BLOB NOT NULL,"
+        " idx INTEGER NOT NULL, PRIMARY KEY (dkey, lkey)) WITHOUT ROWID"
+    )
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
         (str(SCHEMA_VERSION),),
     )
+
+
+def size_in(conn: sqlite3.Connection) -> int:
+    """The number of committed leaves, read on ``conn`` (inside its transaction, if any)."""
+    row = conn.execute("SELECT tile, count FROM tiles ORDER BY tile DESC LIMIT 1").fetchone()
+    return 0 if row is None else int(row[0]) * TILE_SIZE + int(row[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Tile:
+    """One decoded tile row: the hash blobs, entries and append times of its leaves."""
+
+    first: int
+    hashes: bytes
+    entries: tuple[bytes, ...]
+    created: tuple[int, ...]
+
+    def leaf_hash(self, index: int) -> bytes:
+        off = 32 * (merkle.stored_index(0, index) - merkle.stored_index(0, self.first))
+        return self.hashes[off : off + 32]
+
+
+def _split_entries(blob: bytes, count: int) -> tuple[bytes, ...]:
+    out = []
+    pos = 0
+    for _ in range(count):
+        n = int.from_bytes(blob[pos : pos + 2], "big")
+        out.append(blob[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    if pos != len(blob):
+        raise StoreError("a tile's entries do not match its leaf count")
+    return tuple(out)
+
+
+def _decode_tile(tile: int, count: int, hashes: bytes, entries: bytes, created: bytes) -> _Tile:
+    times = tuple(
+        int.from_bytes(created[8 * i : 8 * i + 8], "big") for i in range(len(created) // 8)
+    )
+    if len(times) != count:
+        raise StoreError(f"tile {tile} has {len(times)} times for {count} leaves")
+    return _Tile(tile * TILE_SIZE, bytes(hashes), _split_entries(bytes(entries), count), times)
 
 
 def _extend_python(size: int, frontier: bytes, entries: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -216,7 +272,7 @@ class SQLiteStore:
             )
         self._size = -1
         self._frontier = b""  # hashes of the complete subtrees of the tree, left to right
-        self._node_cache: dict[int, bytes] = {}
+        self._node_cache: dict[tuple[int, int], bytes] = {}  # upper-level subtree hashes
         with self._write_lock:
             self._sync_frontier(self._writer)
 
@@ -269,8 +325,7 @@ class SQLiteStore:
 
     def _sync_frontier(self, conn: sqlite3.Connection) -> None:
         """Reload size and frontier if the table changed under us (another process)."""
-        row = conn.execute("SELECT max(idx) FROM leaves").fetchone()
-        size = 0 if row[0] is None else int(row[0]) + 1
+        size = size_in(conn)
         if size == self._size:
             return
         nodes = merkle.subtrees(0, size)
@@ -278,15 +333,17 @@ class SQLiteStore:
         self._size = size
 
     def size(self) -> int:
-        row = self.reader().execute("SELECT max(idx) FROM leaves").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        return size_in(self.reader())
 
     def append(self, entries: Sequence[Entry]) -> AppendResult:
         """Append ``entries`` in one transaction and return each one's leaf index.
 
         An entry already in the log (same kind, digest and submitter), or repeated within
-        the batch, gets its existing index and is not written again. Cost: one indexed
-        look-up per distinct digest, one row per new leaf, about one node hash per leaf.
+        the batch, gets its existing index and is not written again. Optimistic: the batch
+        is written as new, and the digest index's uniqueness on (digest, leaf hash) catches
+        an entry already logged; only then are the batch's digests looked up. Cost: one
+        small B-tree insert and about one node hash per new leaf, one tile row per
+        :data:`TILE_SIZE` leaves.
         """
         if len(entries) > MAX_APPEND_BATCH:
             raise InvalidInput(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
@@ -296,35 +353,19 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._sync_frontier(conn)
-                existing = self._lookup(conn, encoded)
                 size = self._size
-                frontier = self._frontier
                 now = int(time.time() * 1000)
-                indexes: list[int] = []
-                new: list[bool] = []
-                fresh: list[bytes] = []
-                for data in encoded:
-                    idx = existing.get(data)
-                    if idx is None:
-                        idx = existing[data] = size + len(fresh)
-                        fresh.append(data)
-                        new.append(True)
-                    else:
-                        new.append(False)
-                    indexes.append(idx)
-                blobs, frontier = _extend(size, frontier, fresh)
-                rows = zip(
-                    range(size, size + len(fresh)),
-                    [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
-                    fresh,
-                    blobs,
-                    repeat(now),
-                )
+                placed = self._place(conn, size, encoded, {})
+                if placed is None:  # some entries are logged already: look them up
+                    placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
+                    if placed is None:
+                        raise StoreError(
+                            "the digest index refused a new entry: two entries share a digest"
+                            " and a 16-byte leaf-hash prefix"
+                        )
+                indexes, new, fresh, blobs, frontier = placed
+                self._write_tiles(conn, size, fresh, blobs, now)
                 size += len(fresh)
-                conn.executemany(
-                    "INSERT INTO leaves (idx, dkey, entry, hashes, created) VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -337,50 +378,175 @@ class SQLiteStore:
             self._frontier = frontier
         return AppendResult(tuple(indexes), tuple(new), size)
 
-    def _lookup(self, conn: sqlite3.Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
-        """Indexes of those of ``encoded`` already in the log, by entry bytes."""
-        keys = list({_dkey(data[4 : 4 + DIGEST_SIZE]) for data in encoded})
-        found: dict[bytes, int] = {}
-        wanted = set(encoded)
-        for i in range(0, len(keys), _SQL_CHUNK):
-            chunk = keys[i : i + _SQL_CHUNK]
+    def _place(
+        self,
+        conn: sqlite3.Connection,
+        size: int,
+        encoded: Sequence[bytes],
+        existing: dict[bytes, int],
+    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes] | None:
+        """Give every entry an index (``existing`` ones keep theirs), hash the new ones and
+        index their digests. ``None`` (and nothing written) if the digest index shows that
+        an entry thought new is already logged."""
+        indexes: list[int] = []
+        new: list[bool] = []
+        fresh: list[bytes] = []
+        seen = dict(existing)
+        for data in encoded:
+            idx = seen.get(data)
+            if idx is None:
+                idx = seen[data] = size + len(fresh)
+                fresh.append(data)
+                new.append(True)
+            else:
+                new.append(False)
+            indexes.append(idx)
+        blobs, frontier = _extend(size, self._frontier, fresh)
+        conn.execute("SAVEPOINT place")
+        try:
+            conn.executemany(
+                "INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)",
+                zip(
+                    [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
+                    [blob[:LEAF_KEY_BYTES] for blob in blobs],
+                    range(size, size + len(fresh)),
+                    strict=True,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO place")
+            conn.execute("RELEASE place")
+            return None
+        conn.execute("RELEASE place")
+        return indexes, new, fresh, blobs, frontier
+
+    def _write_tiles(
+        self,
+        conn: sqlite3.Connection,
+        size: int,
+        fresh: Sequence[bytes],
+        blobs: Sequence[bytes],
+        now: int,
+    ) -> None:
+        """Write leaves ``size..`` (their entries and hash blobs) into tiles, extending the
+        last, partial tile, and index their digests. Inside the caller's transaction."""
+        if not fresh:
+            return
+        stamp = now.to_bytes(8, "big")
+        start = size - size % TILE_SIZE
+        hashes = entries = created = b""
+        if size % TILE_SIZE:
+            row = conn.execute(
+                "SELECT hashes, entries, created FROM tiles WHERE tile = ?",
+                (size // TILE_SIZE,),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"the tile of leaf {size} is missing")
+            hashes, entries, created = bytes(row[0]), bytes(row[1]), bytes(row[2])
+        rows: list[tuple[int, int, bytes, bytes, bytes]] = []
+        pos = 0
+        while pos < len(fresh):
+            room = TILE_SIZE - (size + pos - start)
+            take = fresh[pos : pos + room]
+            hashes += b"".join(blobs[pos : pos + room])
+            entries += b"".join(len(e).to_bytes(2, "big") + e for e in take)
+            created += stamp * len(take)
+            pos += len(take)
+            rows.append((start // TILE_SIZE, size + pos - start, hashes, entries, created))
+            start += TILE_SIZE
+            hashes = entries = created = b""
+        conn.executemany(
+            "INSERT OR REPLACE INTO tiles (tile, count, hashes, entries, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def _tiles(self, conn: sqlite3.Connection, tiles: Iterable[int]) -> dict[int, _Tile]:
+        out: dict[int, _Tile] = {}
+        wanted = sorted(set(tiles))
+        for i in range(0, len(wanted), _SQL_CHUNK):
+            chunk = wanted[i : i + _SQL_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for idx, data in conn.execute(
-                f"SELECT idx, entry FROM leaves WHERE dkey IN ({marks})",  # noqa: S608
+            for row in conn.execute(
+                "SELECT tile, count, hashes, entries, created FROM tiles"  # noqa: S608
+                f" WHERE tile IN ({marks})",
                 chunk,
             ):
-                if data in wanted:
-                    found[bytes(data)] = int(idx)
+                out[int(row[0])] = _decode_tile(int(row[0]), int(row[1]), row[2], row[3], row[4])
+        return out
+
+    def _indexes_by_digest(self, conn: sqlite3.Connection, keys: Iterable[int]) -> list[int]:
+        found: list[int] = []
+        unique = list(set(keys))
+        for i in range(0, len(unique), _SQL_CHUNK):
+            chunk = unique[i : i + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found += [
+                int(r[0])
+                for r in conn.execute(
+                    f"SELECT idx FROM digests WHERE dkey IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+            ]
+        return found
+
+    def _lookup(self, conn: sqlite3.Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
+        """Indexes of those of ``encoded`` already in the log, by entry bytes."""
+        candidates = self._indexes_by_digest(conn, (_dkey(d[4 : 4 + DIGEST_SIZE]) for d in encoded))
+        if not candidates:
+            return {}
+        wanted = set(encoded)
+        tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
+        found: dict[bytes, int] = {}
+        for idx in sorted(candidates):
+            tile = tiles[idx // TILE_SIZE]
+            data = tile.entries[idx - tile.first]
+            if data in wanted:
+                found.setdefault(data, idx)
         return found
 
     def _read_hashes(
         self, conn: sqlite3.Connection, nodes: Sequence[tuple[int, int]], size: int
     ) -> list[bytes]:
-        rows_needed = {((index + 1) << level) - 1 for level, index in nodes}
-        if rows_needed and max(rows_needed) >= size:
+        """One query for all ``nodes``: SQLite slices each 32-byte hash out of its tile, so
+        only the hashes cross into Python. Upper-level hashes are cached (they never
+        change and every proof of a large tree needs some of them)."""
+        last_leaf = [((index + 1) << level) - 1 for level, index in nodes]
+        if last_leaf and max(last_leaf) >= size:
             raise NotFound(f"a subtree beyond the log's {size} leaves was requested")
         cache = self._node_cache
-        blobs: dict[int, bytes] = {r: cache[r] for r in rows_needed if r in cache}
-        wanted = sorted(rows_needed.difference(blobs))
-        for i in range(0, len(wanted), _SQL_CHUNK):
-            chunk = wanted[i : i + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for idx, blob in conn.execute(
-                f"SELECT idx, hashes FROM leaves WHERE idx IN ({marks})",  # noqa: S608
-                chunk,
+        found: dict[tuple[int, int], bytes] = {}
+        wanted: list[tuple[tuple[int, int], int, int]] = []
+        stored = merkle.stored_index
+        for node, m in zip(nodes, last_leaf, strict=True):
+            hit = cache.get(node)
+            if hit is not None:
+                found[node] = hit
+            elif node not in found:
+                tile = m // TILE_SIZE
+                wanted.append((node, tile, 32 * (stored(*node) - stored(0, tile * TILE_SIZE)) + 1))
+                found[node] = b""
+        for i in range(0, len(wanted), _SQL_CHUNK // 2):
+            chunk = wanted[i : i + _SQL_CHUNK // 2]
+            values = ",".join("(?,?,?)" for _ in chunk)
+            params: list[int] = []
+            for n, (_node, tile, off) in enumerate(chunk):
+                params += (n, tile, off)
+            for n, h in conn.execute(
+                f"WITH o(n, tile, off) AS (VALUES {values}) "  # noqa: S608
+                "SELECT o.n, substr(t.hashes, o.off, 32) FROM o JOIN tiles t ON t.tile = o.tile",
+                params,
             ):
-                blobs[int(idx)] = blob = bytes(blob)
-                if len(blob) > 32 * NODE_CACHE_MIN_LEVEL:
-                    if len(cache) >= NODE_CACHE_ROWS:
+                node = chunk[n][0]
+                found[node] = h = bytes(h)
+                if node[0] >= NODE_CACHE_MIN_LEVEL and len(h) == 32:
+                    if len(cache) >= NODE_CACHE_NODES:
                         cache.clear()
-                    cache[int(idx)] = blob
-        out: list[bytes] = []
-        for level, index in nodes:
-            blob = blobs.get(((index + 1) << level) - 1)
-            h = None if blob is None else blob[32 * level : 32 * level + 32]
-            if h is None or len(h) != 32:
-                raise StoreError(f"stored hash of subtree ({level}, {index}) is missing")
-            out.append(h)
+                    cache[node] = h
+        out = [found[node] for node in nodes]
+        for node, h in zip(nodes, out, strict=True):
+            if len(h) != 32:
+                raise StoreError(f"stored hash of subtree {node} is missing")
         return out
 
     def read_hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -423,47 +589,54 @@ class SQLiteStore:
             raise InvalidInput(f"bad entry range [{start}, {end})")
         if end - start > MAX_ENTRIES_PAGE:
             raise InvalidInput(f"at most {MAX_ENTRIES_PAGE} entries per page")
-        rows = self.reader().execute(
-            "SELECT idx, entry, substr(hashes, 1, 32), created FROM leaves "
-            "WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (start, end),
-        )
-        return [StoredEntry(int(i), decode(bytes(e)), bytes(h), int(c)) for i, e, h, c in rows]
+        conn = self.reader()
+        end = min(end, size_in(conn))
+        if end <= start:
+            return []
+        tiles = self._tiles(conn, range(start // TILE_SIZE, (end - 1) // TILE_SIZE + 1))
+        return [self._stored(tiles[i // TILE_SIZE], i) for i in range(start, end)]
+
+    @staticmethod
+    def _stored(tile: _Tile, index: int) -> StoredEntry:
+        k = index - tile.first
+        return StoredEntry(index, decode(tile.entries[k]), tile.leaf_hash(index), tile.created[k])
 
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
         """Leaves whose entry carries ``digest`` (optionally from ``submitter``), oldest first."""
-        rows = self.reader().execute(
-            "SELECT idx, entry, substr(hashes, 1, 32), created FROM leaves "
-            "WHERE dkey = ? ORDER BY idx",
-            (_dkey(digest),),
-        )
-        found = [StoredEntry(int(i), decode(bytes(e)), bytes(h), int(c)) for i, e, h, c in rows]
+        conn = self.reader()
+        candidates = sorted(self._indexes_by_digest(conn, [_dkey(digest)]))
+        tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
+        found = [self._stored(tiles[i // TILE_SIZE], i) for i in candidates]
         found = [s for s in found if s.entry.digest == digest]
         if submitter is not None:
             found = [s for s in found if s.entry.submitter == submitter]
         return found
 
-    def check_integrity(self, progress: object | None = None) -> int:
-        """Recompute every stored hash from the entries, raising :class:`StoreError` at the
-        first mismatch. Returns the size checked. Cost: one pass, ``O(n)`` hashes,
-        ``O(log n)`` memory."""
-        frontier: list[tuple[int, bytes]] = []
+    def check_integrity(self) -> int:
+        """Recompute every stored hash from the entries and check the digest index,
+        raising :class:`StoreError` at the first mismatch. Returns the size checked.
+        Cost: one pass, ``O(n)`` hashes, ``O(log n)`` memory."""
+        conn = self.reader()
+        size = size_in(conn)
+        frontier = b""
         checked = 0
-        for idx, data, blob in self.reader().execute(
-            "SELECT idx, entry, hashes FROM leaves ORDER BY idx"
+        for tile, count, hashes, entries, created in conn.execute(
+            "SELECT tile, count, hashes, entries, created FROM tiles ORDER BY tile"
         ):
-            if idx != checked:
-                raise StoreError(f"leaf {checked} is missing (next row is {idx})")
-            decode(bytes(data))
-            h = merkle.leaf_hash(bytes(data))
-            expect = h
-            level = 0
-            while frontier and frontier[-1][0] == level:
-                h = merkle.node_hash(frontier.pop()[1], h)
-                level += 1
-                expect += h
-            frontier.append((level, h))
-            if bytes(blob) != expect:
-                raise StoreError(f"stored hashes of leaf {idx} do not match its entry")
-            checked += 1
+            if int(tile) * TILE_SIZE != checked:
+                raise StoreError(
+                    f"leaf {checked} is missing (next tile starts at {tile * TILE_SIZE})"
+                )
+            if count < TILE_SIZE and checked + count != size:
+                raise StoreError(f"tile {tile} is partial but not the last one")
+            decoded = _decode_tile(int(tile), int(count), hashes, entries, created)
+            for data in decoded.entries:
+                decode(data)
+            blobs, frontier = _extend_python(checked, frontier, list(decoded.entries))
+            if b"".join(blobs) != decoded.hashes:
+                raise StoreError(f"stored hashes of tile {tile} do not match its entries")
+            checked += int(count)
+        indexed = conn.execute("SELECT count(*) FROM digests").fetchone()[0]
+        if indexed != checked:
+            raise StoreError(f"the digest index holds {indexed} leaves, the log {checked}")
         return checked

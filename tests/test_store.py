@@ -94,6 +94,22 @@ def test_append_is_idempotent_per_submitter_and_digest(store: SQLiteStore) -> No
     assert store.find(hashlib.sha256(b"never").digest()) == []
 
 
+def test_digests_sharing_an_index_key_are_told_apart(store: SQLiteStore) -> None:
+    """The digest index keys on 8 bytes; two digests that share them stay distinct."""
+    a = b"\x01" * 8 + hashlib.sha256(b"a").digest()[8:]
+    b = b"\x01" * 8 + hashlib.sha256(b"b").digest()[8:]
+    first = store.append([Entry(EntryKind.CREDENTIAL, a, DID)])
+    second = store.append(
+        [Entry(EntryKind.CREDENTIAL, b, DID), Entry(EntryKind.CREDENTIAL, a, DID)]
+    )
+    assert first.indexes == (0,)
+    assert second.indexes == (1, 0)
+    assert second.new == (True, False)
+    assert [e.index for e in store.find(a)] == [0]
+    assert [e.index for e in store.find(b)] == [1]
+    assert store.check_integrity() == 2
+
+
 def test_entries_page_round_trips(store: SQLiteStore) -> None:
     entries = [entry(i) for i in range(50)]
     store.append(entries)
@@ -153,8 +169,8 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
     s = SQLiteStore(tmp_path / "log.db")
     s.append([entry(i) for i in range(8)])
     with s.transaction() as conn:
-        conn.execute("UPDATE leaves SET hashes = zeroblob(64) WHERE idx = 3")
-    with pytest.raises(StoreError, match="leaf 3 do not match"):
+        conn.execute("UPDATE tiles SET hashes = zeroblob(length(hashes)) WHERE tile = 0")
+    with pytest.raises(StoreError, match="hashes of tile 0 do not match"):
         s.check_integrity()
     s.close()
 
