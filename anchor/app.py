@@ -24,6 +24,7 @@ from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
+from anchor.contracts import DID_REGISTRY
 from anchor.errors import AnchorError
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
@@ -32,6 +33,7 @@ from anchor.metrics import Metrics, gauge
 from anchor.status_service import StatusService, StatusSettings
 from anchor.store import SQLiteStore
 from did_methods import Resolver, build_resolver
+from did_methods.ethr import EthrNetwork, ThreadedWeb3ChainReader
 
 LOG = logging.getLogger("ler_anchor")
 
@@ -132,13 +134,44 @@ async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
+async def _ethr_networks(app: web.Application) -> tuple[EthrNetwork, ...]:
+    """did:ethr on the anchoring chain: its registry is deployed at start on the embedded
+    chain, and named by ``--ethr-registry`` on an RPC chain (none given: no did:ethr)."""
+    config = app[CONFIG]
+    client = app[CHAIN]
+    identity = client.identity
+    if identity is None:
+        return ()
+    embedded = client.embedded
+    if embedded is not None:
+        registry = config.ethr_registry or await embedded.deploy(
+            DID_REGISTRY, _chain_config(config).chain_key
+        )
+        w3, run = embedded.ethr_reader_web3()
+        reader = ThreadedWeb3ChainReader(w3, registry, run=run)
+        LOG.warning("did:ethr network %r: ERC-1056 registry at %s", config.ethr_network, registry)
+        return (EthrNetwork(config.ethr_network, identity.chain_id, registry, reader),)
+    if config.ethr_registry and config.rpc_url:
+        return (
+            EthrNetwork(
+                config.ethr_network, identity.chain_id, config.ethr_registry, config.rpc_url
+            ),
+        )
+    return ()
+
+
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "ler-anchor"}
     )
     app[HTTP] = session
-    resolver = build_resolver(session, ca_file=config.ca_file)
+    resolver = build_resolver(
+        session,
+        ca_file=config.ca_file,
+        ethr_networks=await _ethr_networks(app),
+        ethr_default_network=config.ethr_network,
+    )
     app[RESOLVER] = resolver
     registry = app[ISSUERS]
 
@@ -268,7 +301,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
-    from anchor.routes import ROUTE_TABLES
+    from anchor.routes import ROUTE_TABLES, verify_routes
 
     app = web.Application(middlewares=[problems_and_metrics], client_max_size=MAX_REQUEST_BYTES)
     app[CONFIG] = config
@@ -281,6 +314,7 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app.cleanup_ctx.append(_committer_ctx)
     app.cleanup_ctx.append(_status_ctx)
     app.cleanup_ctx.append(_batcher_ctx)
+    app.cleanup_ctx.append(verify_routes.verifier_ctx)
     for ctx in extra_contexts:
         app.cleanup_ctx.append(ctx)  # type: ignore[arg-type]
     for table in ROUTE_TABLES:

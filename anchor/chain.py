@@ -868,6 +868,25 @@ class EmbeddedChain:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, action, tester)
 
+    async def deploy(self, name: str, owner_key: bytes) -> ChecksumAddress:
+        """Deploy the artifact ``name`` (e.g. the ERC-1056 registry) signed by ``owner_key``."""
+        loop = asyncio.get_running_loop()
+        owner: LocalAccount = Account.from_key(owner_key)
+        deployment = await loop.run_in_executor(
+            self._executor, deploy, Web3(self._sync_provider), load_artifact(name), owner
+        )
+        return deployment.address
+
+    def ethr_reader_web3(self) -> tuple[Web3, Callable[[Callable[[], T]], Awaitable[T]]]:
+        """A synchronous ``Web3`` on this chain and the runner that owns its thread (for
+        the did:ethr driver's threaded reader)."""
+        loop_executor = self._executor
+
+        async def run(fn: Callable[[], T]) -> T:
+            return await asyncio.get_running_loop().run_in_executor(loop_executor, fn)
+
+        return Web3(self._sync_provider), run
+
     async def fund(self, address: str, wei: int) -> None:
         """Send ``wei`` to ``address`` from one of the chain's pre-funded accounts."""
         target = to_checksum_address(address)

@@ -72,6 +72,15 @@ class Config:
         default=None,
         metadata={"help": "public base URL, e.g. https://anchor.example (signature targets)"},
     )
+    ethr_registry: str | None = field(
+        default=None,
+        metadata={
+            "help": "ERC-1056 registry on the anchoring chain for did:ethr (embedded: deployed)"
+        },
+    )
+    ethr_network: str = field(
+        default="anchor", metadata={"help": "did:ethr network name of the anchoring chain"}
+    )
     ca_file: Path | None = field(
         default=None, metadata={"help": "CA bundle for did:web (default: the system's)"}
     )

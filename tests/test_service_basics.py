@@ -196,3 +196,16 @@ async def test_openapi_is_valid_and_describes_every_route(client: TestClient) ->
         served.add((path, route.method.lower()))
     described = {(p, m) for p, ops in doc["paths"].items() for m in ops}
     assert served == described
+
+
+async def test_did_ethr_resolves_on_the_anchoring_chain(client: TestClient) -> None:
+    """The embedded chain gets an ERC-1056 registry at start; did:ethr resolves there."""
+    address = "0x" + "ab" * 20
+    resp = await client.get(f"/1.0/identifiers/did:ethr:anchor:{address}")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json(content_type=None)
+    doc = body["didDocument"]
+    assert doc["id"].lower() == f"did:ethr:anchor:{address}"
+    assert doc["verificationMethod"][0]["blockchainAccountId"].lower().endswith(address)
+    unknown = await client.get(f"/1.0/identifiers/did:ethr:elsewhere:{address}")
+    assert unknown.status == 404
