@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from anchor import auth, keys
@@ -109,9 +108,7 @@ async def problems_and_metrics(request: web.Request, handler: Handler) -> web.St
 
 def _log_signer(config: Config) -> NoteSigner:
     key, _created = keys.generate_if_missing(config.log_key_path, "ed25519")  # logs creation
-    seed = key.private_key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+    seed = key.seed()
     return NoteSigner(config.origin, seed)
 
 

@@ -248,14 +248,17 @@ class Ed25519Key:
         """The public JWK (no ``d``): safe to publish."""
         return {"kty": JWK_KTY, "crv": JWK_CRV, "x": b64url_encode(self.public_bytes)}
 
-    def private_jwk(self) -> dict[str, str]:
-        """The private JWK, with ``d``. Secret: write it only with :func:`save_key`."""
-        seed = self.private_key.private_bytes(
+    def seed(self) -> bytes:
+        """The 32-byte private seed (RFC 8032 ``d``). Secret: never log or return it."""
+        return self.private_key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return {**self.public_jwk(), "d": b64url_encode(seed)}
+
+    def private_jwk(self) -> dict[str, str]:
+        """The private JWK, with ``d``. Secret: write it only with :func:`save_key`."""
+        return {**self.public_jwk(), "d": b64url_encode(self.seed())}
 
     def __repr__(self) -> str:
         return f"Ed25519Key(did={self.did!r}, private=<redacted>)"

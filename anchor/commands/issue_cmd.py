@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from tqdm import tqdm
 
 from anchor import credentials
@@ -79,9 +78,7 @@ def _subject(row: dict[str, str]) -> str | dict[str, Any]:
 def _issue(args: argparse.Namespace) -> int:
     key = load_ed25519_key(args.key)
     signer = Signer.for_key(key, args.keyid)
-    seed = key.private_key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
+    seed = key.seed()
     try:
         achievement = credentials.parse_achievement(json.loads(args.achievement.read_text()))
     except ValueError as err:
