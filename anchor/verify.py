@@ -3,39 +3,93 @@
 
 Checks, in order:
 
-``format``     a well-formed VC 2.0 credential (VC 1.1 read-only)
+``format``     a well-formed VC 2.0 credential (VC 1.1 read-only) that canonicalizes
+               (RFC 8785) to the digest it would be anchored under
 ``anchoring``  the receipt (given, or looked up by the credential's digest) verified against
-               the chain, for exactly this credential, submitted by its issuer
-``issuer``     the issuer DID resolves
+               the chain, for exactly this credential, submitted by its issuer as a
+               ``credential`` entry
+``issuer``     the issuer DID resolves (as of the anchoring time when there is one)
 ``key``        the proof's key is the issuer's and listed under ``assertionMethod`` at the
-               time of anchoring (did:ethr history), or now when there is no anchor
+               time of anchoring (did:ethr history, ``versionTime``), or now when there is
+               no anchor
 ``proof``      the ``eddsa-jcs-2022`` proof verifies with that key
 ``validity``   now is inside ``validFrom``..``validUntil``
-``status``     every ``credentialStatus`` entry (a list that cannot be fetched or verified
-               gives ``unknown``, never ``valid``)
+``status``     every ``credentialStatus`` entry (a list that cannot be fetched or verified,
+               or an entry of a type this verifier does not know, gives ``unknown``, never
+               ``valid``)
+
+What is ``invalid`` and what is ``unknown``: ``invalid`` means the credential, its receipt
+or its issuer's DID says something false (a signature that does not verify, a revoked
+entry, a receipt whose anchor is not where it says); ``unknown`` means this verifier could
+not find out (no receipt, no chain endpoint, a DID method or did:ethr network it is not
+configured for, a host or node that did not answer, an anchor with fewer confirmations
+than required).
+
+Decisions:
+
+* A receipt whose transaction or block is no longer on the canonical chain (reorganised
+  away) is ``invalid``: the receipt claims an anchor that the chain does not hold. The
+  reason says so and how to recover (the service re-anchors after a reorg and hands out a
+  refreshed receipt). The service itself never hands out receipts from anchors that are
+  not final, so this concerns receipts kept from before a deep reorg, or made up.
+* A receipt for another chain than the endpoint's is ``invalid`` (as
+  :func:`~anchor.receipts.verify_receipt` says), and so is one from another log or contract
+  than the verifier pinned (``expected_log_key``, ``expected_contract``).
+* An anchor with fewer than ``min_confirmations`` confirmations is ``unknown`` (retry
+  later), not ``invalid``.
+* When anchoring is not ``valid`` the anchor time is not trusted: the issuer and its key
+  are checked as of now.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, Protocol
+
+import aiohttp
 
 from anchor import data_integrity
 from anchor.chain import ChainBackend
-from anchor.client import ServiceClient
+from anchor.client import ServiceError, error_from_problem
 from anchor.credentials import issuer_id
 from anchor.entry import EntryKind
-from anchor.errors import AnchorError, VerificationError
+from anchor.errors import AnchorError, EncodingError, VerificationError
 from anchor.identity import ResolutionUnavailable, ed25519_key_for
-from anchor.receipts import ReceiptCheck, verify_receipt
-from anchor.status_check import Outcome, StatusChecker
-from did_methods import Resolver
+from anchor.log import Log
+from anchor.receipts import ReceiptCheck, check_receipt, receipt_for_digest, verify_receipt
+from anchor.status_check import EntryStatus, Outcome, StatusChecker
+from anchor.status_list import BitstringStatusListEntry
+from did_methods import (
+    ErrorCode,
+    EthrDriver,
+    InvalidEthrDidError,
+    Resolver,
+    format_version_time,
+    parse_ethr_did,
+)
 
-VC2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
-VC1_CONTEXT = "https://www.w3.org/2018/credentials/v1"
+VC2_CONTEXT: Final = "https://www.w3.org/ns/credentials/v2"
+VC1_CONTEXT: Final = "https://www.w3.org/2018/credentials/v1"
+
+CHECKS: Final = ("format", "anchoring", "issuer", "key", "proof", "validity", "status")
+"""The checks of a report, in order."""
+
+VERIFIER_SIDE_ERRORS: Final = frozenset(
+    {
+        ErrorCode.INTERNAL_ERROR,
+        ErrorCode.METHOD_NOT_SUPPORTED,
+        ErrorCode.REPRESENTATION_NOT_SUPPORTED,
+        ErrorCode.INVALID_OPTIONS,
+        ErrorCode.FEATURE_NOT_SUPPORTED,
+    }
+)
+"""DID resolution errors that say nothing about the DID (an outage, or a method or feature
+this verifier is not set up for): the issuer is ``unknown``, not ``invalid``."""
 
 
 class Verdict(enum.StrEnum):
@@ -64,8 +118,12 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class Report:
+    """The checks of one credential. ``digest`` is its anchoring digest (hex), None when
+    it cannot be computed; ``checked_at`` the instant validity and status were checked at."""
+
     checks: tuple[Check, ...]
-    digest: str
+    digest: str | None
+    checked_at: datetime
 
     @property
     def valid(self) -> bool:
@@ -86,6 +144,7 @@ class Report:
         return {
             "result": self.verdict.value,
             "digest": self.digest,
+            "checkedAt": _iso(self.checked_at),
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -96,6 +155,10 @@ class Report:
         return "\n".join(lines)
 
 
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -104,6 +167,9 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+# ---- checks that need no I/O -------------------------------------------------------------------
 
 
 def check_format(credential: Any) -> tuple[Check, int]:
@@ -123,12 +189,18 @@ def check_format(credential: Any) -> tuple[Check, int]:
         problems.append("no issuer")
     if not isinstance(credential.get("credentialSubject"), Mapping | list):
         problems.append("no credentialSubject")
-    if version == 2 and "validFrom" in credential and _parse_time(credential["validFrom"]) is None:
-        problems.append("validFrom is not an XML Schema dateTimeStamp")
+    if version == 2:
+        for name in ("validFrom", "validUntil"):
+            if name in credential and not data_integrity.is_datetime_stamp(credential[name]):
+                problems.append(f"{name} is not an XML Schema dateTimeStamp")
     if version == 1 and _parse_time(credential.get("issuanceDate")) is None:
         problems.append("VC 1.1 needs an issuanceDate")
     if not isinstance(credential.get("proof"), Mapping | list):
         problems.append("no proof")
+    try:
+        data_integrity.canonicalize(credential)
+    except EncodingError as err:
+        problems.append(err.detail)
     if problems:
         return Check("format", Verdict.INVALID, "; ".join(problems)), version
     label = "VC Data Model 2.0" if version == 2 else "VC Data Model 1.1 (read-only)"
@@ -153,47 +225,128 @@ def check_validity(credential: Mapping[str, Any], version: int, now: datetime) -
     return Check("validity", Verdict.VALID, f"within {span}")
 
 
-def status_check(results: Sequence[Any]) -> Check:
-    if not results:
-        return Check("status", Verdict.VALID, "the credential has no status entries")
-    details = {"entries": [r.to_json() for r in results]}
+def _foreign_status_types(credential: Mapping[str, Any]) -> list[str]:
+    """Types of ``credentialStatus`` objects this verifier cannot check."""
+    raw = credential.get("credentialStatus")
+    items = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    return [
+        str(item.get("type"))
+        for item in items
+        if isinstance(item, Mapping) and item.get("type") != BitstringStatusListEntry.TYPE
+    ]
+
+
+def status_check(results: Sequence[EntryStatus], foreign_types: Sequence[str] = ()) -> Check:
+    """One check from the results of the ``BitstringStatusListEntry`` entries; entries of
+    ``foreign_types`` (other status mechanisms) make it ``unknown`` unless one of ours
+    already says revoked or suspended."""
+    details: dict[str, Any] = {"entries": [r.to_json() for r in results]}
+    if foreign_types:
+        details["uncheckedTypes"] = list(foreign_types)
     outcomes = [r.outcome for r in results]
     if Outcome.REVOKED in outcomes:
         return Check("status", Verdict.INVALID, "revoked", details)
     if Outcome.SUSPENDED in outcomes:
         return Check("status", Verdict.INVALID, "suspended", details)
-    if Outcome.UNKNOWN in outcomes:
-        errors = [r.error.get("detail", "") for r in results if r.error]
-        return Check("status", Verdict.UNKNOWN, "status unknown: " + "; ".join(errors), details)
+    problems = [str(r.error.get("detail", "")) for r in results if r.error]
+    if foreign_types:
+        problems.append(f"status entries of type {', '.join(foreign_types)} cannot be checked")
+    if Outcome.UNKNOWN in outcomes or foreign_types:
+        return Check("status", Verdict.UNKNOWN, "status unknown: " + "; ".join(problems), details)
+    if not results:
+        return Check("status", Verdict.VALID, "the credential has no status entries")
     messages = [r.message for r in results if r.message]
     reason = "not revoked or suspended" + (f"; message: {', '.join(messages)}" if messages else "")
     return Check("status", Verdict.VALID, reason, details)
 
 
+# ---- where receipts come from ------------------------------------------------------------------
+
+
+class ReceiptSource(Protocol):
+    """Where a verifier looks up the receipt of a credential given without one."""
+
+    @property
+    def description(self) -> str:
+        """Where the receipts come from, for reasons."""
+        ...
+
+    async def receipt_for(self, digest: bytes, submitter: str) -> Mapping[str, Any] | None:
+        """The receipt of the entry ``digest`` submitted by ``submitter``; None while it is
+        logged but not anchored (final) yet. Raises :class:`~anchor.errors.AnchorError`
+        (:class:`~anchor.errors.NotFound` when there is no such entry)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceReceipts:
+    """Receipts from a LER Anchor service over HTTP (``GET /v1/receipts/{digest}``),
+    through the caller's session."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+
+    @property
+    def description(self) -> str:
+        return self.base_url
+
+    async def receipt_for(self, digest: bytes, submitter: str) -> Mapping[str, Any] | None:
+        url = f"{self.base_url.rstrip('/')}/v1/receipts/{digest.hex()}"
+        try:
+            async with self.session.get(url, params={"submitter": submitter}) as response:
+                text = await response.text()
+                body = json.loads(text) if text else None
+                if response.status >= 400:
+                    raise error_from_problem(response.status, body, url)
+                if response.status == 202:
+                    return None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise ServiceError(
+                f"{type(err).__name__}: {err}", hint="is the service running? or give the receipt"
+            ) from None
+        if not isinstance(body, dict):
+            raise ServiceError(f"{url} did not answer with a JSON object")
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class LogReceipts:
+    """Receipts from a log on this machine (the service verifying with its own log): only
+    from anchors that are final."""
+
+    log: Log
+
+    @property
+    def description(self) -> str:
+        return f"the log {self.log.origin}"
+
+    async def receipt_for(self, digest: bytes, submitter: str) -> Mapping[str, Any] | None:
+        return await asyncio.to_thread(
+            receipt_for_digest, self.log, digest, submitter, final_only=True
+        )
+
+
+# ---- the verifier ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class CredentialVerifier:
     """Verifies credentials with one resolver, one status checker and one chain endpoint.
 
-    ``chain`` is a JSON-RPC URL or a backend (``None``: anchoring is ``unknown`` unless
-    nothing can be checked); ``service`` (optional) is a LER Anchor service used only to
-    look up a receipt by digest when none is given.
+    ``chain`` is a JSON-RPC URL or a backend (``None``: a receipt is checked offline and
+    anchoring is at best ``unknown``). ``receipts`` (optional) is where a receipt is looked
+    up when none is given. ``expected_log_key`` (a note verifier key) and
+    ``expected_contract`` (an address) pin the log and the anchor contract a receipt must
+    come from; ``min_confirmations`` is how deep its block must be.
     """
 
-    def __init__(
-        self,
-        resolver: Resolver,
-        status: StatusChecker,
-        chain: str | ChainBackend | None,
-        *,
-        service: ServiceClient | None = None,
-        expected_log_key: str | None = None,
-        min_confirmations: int = 1,
-    ) -> None:
-        self.resolver = resolver
-        self.status = status
-        self.chain = chain
-        self.service = service
-        self.expected_log_key = expected_log_key
-        self.min_confirmations = min_confirmations
+    resolver: Resolver
+    status: StatusChecker
+    chain: str | ChainBackend | None
+    receipts: ReceiptSource | None = None
+    expected_log_key: str | None = None
+    expected_contract: str | None = None
+    min_confirmations: int = 1
 
     async def verify(
         self,
@@ -202,108 +355,150 @@ class CredentialVerifier:
         *,
         now: datetime | None = None,
     ) -> Report:
+        """The report on ``credential`` (and its ``receipt``, else the one ``receipts``
+        gives); validity and status are judged at ``now`` (aware; default: now). Checks
+        never raise: whatever goes wrong is in the report."""
         now = now or datetime.now(UTC)
+        if now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
         fmt, version = check_format(credential)
-        digest = (
-            data_integrity.canonical_digest(credential) if isinstance(credential, Mapping) else b""
-        )
         if fmt.verdict is not Verdict.VALID:
             skipped = [
                 Check(name, Verdict.UNKNOWN, "not checked: the credential is malformed")
-                for name in ("anchoring", "issuer", "key", "proof", "validity", "status")
+                for name in CHECKS[1:]
             ]
-            return Report((fmt, *skipped), digest.hex())
+            try:
+                digest = data_integrity.canonical_digest(credential).hex()
+            except EncodingError:
+                digest = None
+            return Report((fmt, *skipped), digest, now)
+        digest_bytes = data_integrity.canonical_digest(credential)
         issuer = str(issuer_id(credential))
-        anchoring, anchored_at = await self._anchoring(credential, digest, issuer, receipt)
-        issuer_check = await self._issuer(issuer)
-        key_check, key = await self._key(credential, issuer, anchored_at, issuer_check)
-        proof_check = self._proof(credential, key)
+        async with asyncio.TaskGroup() as group:  # the status lists are fetched meanwhile
+            statuses = group.create_task(self.status.check_credential(credential, at=now))
+            anchoring, anchored_at = await self._anchoring(digest_bytes, issuer, receipt)
+            issuer_check = await self._issuer(issuer, anchored_at)
+            key_check, key, vm = await self._key(credential, issuer, anchored_at, issuer_check)
+        proof_check = self._proof(credential, key, vm)
         validity = check_validity(credential, version, now)
-        statuses = await self.status.check_credential(credential, at=now)
-        return Report(
-            (
-                fmt,
-                anchoring,
-                issuer_check,
-                key_check,
-                proof_check,
-                validity,
-                status_check(statuses),
-            ),
-            digest.hex(),
-        )
+        status = status_check(statuses.result(), _foreign_status_types(credential))
+        checks = (fmt, anchoring, issuer_check, key_check, proof_check, validity, status)
+        return Report(checks, digest_bytes.hex(), now)
+
+    # -- anchoring ---------------------------------------------------------------------------
 
     async def _anchoring(
-        self,
-        credential: Mapping[str, Any],
-        digest: bytes,
-        issuer: str,
-        receipt: Mapping[str, Any] | None,
+        self, digest: bytes, issuer: str, receipt: Mapping[str, Any] | None
     ) -> tuple[Check, datetime | None]:
-        if receipt is None and self.service is not None:
-            try:
-                found = await self.service.receipt(digest.hex(), submitter=issuer)
-            except AnchorError as err:
-                return Check("anchoring", Verdict.UNKNOWN, f"no receipt: {err.detail}"), None
-            if found.get("status") == "pending":
-                return Check("anchoring", Verdict.UNKNOWN, "submitted but not anchored yet"), None
-            receipt = found
         if receipt is None:
-            return Check(
-                "anchoring", Verdict.UNKNOWN, "no receipt given and no service to ask"
-            ), None
+            if self.receipts is None:
+                return _anchoring(
+                    Verdict.UNKNOWN, "no receipt given and no service to look it up"
+                ), None
+            try:
+                receipt = await self.receipts.receipt_for(digest, issuer)
+            except AnchorError as err:
+                return _anchoring(
+                    Verdict.UNKNOWN, f"no receipt from {self.receipts.description}: {err.detail}"
+                ), None
+            if receipt is None:
+                return _anchoring(
+                    Verdict.UNKNOWN,
+                    f"logged by {self.receipts.description} but not anchored yet; retry later",
+                ), None
+        try:
+            offline = check_receipt(receipt, expected_log_key=self.expected_log_key)
+        except VerificationError as err:
+            return _receipt_failure(err), None
+        refused = self._refuse(offline, digest, issuer)
+        if refused is not None:
+            return refused, None
         if self.chain is None:
-            return Check(
-                "anchoring", Verdict.UNKNOWN, "no chain endpoint to check the receipt"
+            return _anchoring(
+                Verdict.UNKNOWN,
+                f"the receipt's proofs hold, but its anchor (block {offline.block_number} on "
+                f"{offline.chain}) was not checked: no JSON-RPC endpoint of {offline.chain} "
+                "was given (--rpc-url)",
+                _details(offline),
             ), None
         try:
-            checked: ReceiptCheck = await verify_receipt(
-                receipt,
-                self.chain,
-                expected_log_key=self.expected_log_key,
-                min_confirmations=self.min_confirmations,
+            checked = await verify_receipt(
+                receipt, self.chain, expected_log_key=self.expected_log_key, min_confirmations=1
             )
         except VerificationError as err:
-            return Check(
-                "anchoring", Verdict.INVALID, f"receipt: {err.detail}", {"what": err.what}
+            return _receipt_failure(err), None
+        except AnchorError as err:  # the endpoint did not answer: not the receipt's fault
+            return _anchoring(
+                Verdict.UNKNOWN, f"the chain could not be asked: {err.detail}", _details(offline)
             ), None
-        except AnchorError as err:
-            return Check("anchoring", Verdict.UNKNOWN, f"chain not reachable: {err.detail}"), None
+        depth = checked.confirmations or 0
+        if depth < self.min_confirmations:
+            return _anchoring(
+                Verdict.UNKNOWN,
+                f"block {checked.block_number} has {depth} confirmation(s), fewer than the "
+                f"{self.min_confirmations} required; retry later",
+                _details(checked),
+            ), None
+        return _anchoring(
+            Verdict.VALID,
+            f"anchored at {checked.block_time} in block {checked.block_number} on "
+            f"{checked.chain} ({depth} confirmation(s))",
+            _details(checked),
+        ), _parse_time(checked.block_time)
+
+    def _refuse(self, checked: ReceiptCheck, digest: bytes, issuer: str) -> Check | None:
+        """Why a receipt whose proofs hold is still not one for this credential, if so."""
         if checked.entry.digest != digest:
-            return Check(
-                "anchoring",
+            return _anchoring(
                 Verdict.INVALID,
                 "the receipt is for another document (digest differs)",
                 {"receiptDigest": checked.entry.digest.hex(), "credentialDigest": digest.hex()},
-            ), None
+            )
         if checked.entry.kind is not EntryKind.CREDENTIAL or checked.entry.submitter != issuer:
-            return Check(
-                "anchoring",
+            return _anchoring(
                 Verdict.INVALID,
                 f"anchored by {checked.entry.submitter} as {checked.entry.kind.label},"
-                " not by the issuer as a credential",
-            ), None
-        when = _parse_time(checked.block_time)
-        return Check(
-            "anchoring",
-            Verdict.VALID,
-            f"anchored at {checked.block_time} in block {checked.block_number} on {checked.chain}",
-            {
-                "leafIndex": checked.leaf_index,
-                "treeSize": checked.checkpoint.size,
-                "transaction": checked.transaction_hash,
-                "confirmations": checked.confirmations,
-            },
-        ), when
+                f" not by the issuer {issuer} as a credential",
+            )
+        if (
+            self.expected_contract is not None
+            and checked.contract.lower() != self.expected_contract.lower()
+        ):
+            return _anchoring(
+                Verdict.INVALID,
+                f"the receipt is anchored by contract {checked.contract}, not by "
+                f"{self.expected_contract}",
+            )
+        return None
 
-    async def _issuer(self, issuer: str) -> Check:
-        result = await self.resolver.resolve(issuer)
+    # -- issuer and key ----------------------------------------------------------------------
+
+    async def _issuer(self, issuer: str, at: datetime | None) -> Check:
+        options = {} if at is None else {"versionTime": format_version_time(at)}
+        when = "" if at is None else f" as of {_iso(at)}"
+        result = await self.resolver.resolve(issuer, **options)
         if result.error is not None:
-            verdict = Verdict.UNKNOWN if result.error == "internalError" else Verdict.INVALID
-            return Check("issuer", verdict, f"{issuer}: {result.error}: {result.error_message}")
+            verdict = Verdict.UNKNOWN if result.error in VERIFIER_SIDE_ERRORS else Verdict.INVALID
+            reason = f"{issuer}{when}: {result.error}: {result.error_message}"
+            if result.error == ErrorCode.METHOD_NOT_SUPPORTED or self._unconfigured_network(issuer):
+                verdict = Verdict.UNKNOWN
+                reason += " (this verifier is not configured for it)"
+            return Check("issuer", verdict, reason)
         if result.deactivated:
-            return Check("issuer", Verdict.INVALID, f"{issuer} is deactivated")
-        return Check("issuer", Verdict.VALID, f"{issuer} resolves")
+            return Check("issuer", Verdict.INVALID, f"{issuer} is deactivated{when}")
+        return Check("issuer", Verdict.VALID, f"{issuer} resolves{when}")
+
+    def _unconfigured_network(self, issuer: str) -> bool:
+        """Is ``issuer`` a did:ethr of a network this verifier's resolver does not know?
+        (The driver answers ``notFound`` for those, which says nothing about the DID.)"""
+        driver = self.resolver.driver("ethr")
+        if not isinstance(driver, EthrDriver):
+            return False
+        try:
+            identifier = parse_ethr_did(issuer)
+        except InvalidEthrDidError:
+            return False
+        return driver.network(identifier.network) is None
 
     async def _key(
         self,
@@ -311,36 +506,79 @@ class CredentialVerifier:
         issuer: str,
         at: datetime | None,
         issuer_check: Check,
-    ) -> tuple[Check, bytes | None]:
+    ) -> tuple[Check, bytes | None, str | None]:
+        """The key check, the proof's key when it is the issuer's, and the proof's
+        verification method."""
         proof = credential.get("proof")
         proof = proof[0] if isinstance(proof, list) and proof else proof
         vm = proof.get("verificationMethod") if isinstance(proof, Mapping) else None
         if not isinstance(vm, str):
-            return Check("key", Verdict.INVALID, "the proof names no verificationMethod"), None
+            return Check("key", Verdict.INVALID, "the proof names no verificationMethod"), None, vm
+        named = {"verificationMethod": vm}
         if vm.split("#", 1)[0] != issuer:
-            return Check("key", Verdict.INVALID, f"{vm} is not a key of the issuer {issuer}"), None
+            reason = f"the proof's key {vm} is not a key of the issuer {issuer}"
+            return Check("key", Verdict.INVALID, reason, named), None, vm
         if issuer_check.verdict is not Verdict.VALID:
-            return Check("key", issuer_check.verdict, "the issuer DID did not resolve"), None
-        when = "at the time of anchoring" if at is not None else "now (no anchor time known)"
+            reason = f"not checked: the issuer DID is {issuer_check.verdict.value}"
+            return Check("key", Verdict.UNKNOWN, reason, named), None, vm
+        when = f"at the time of anchoring ({_iso(at)})" if at else "now (no anchor time known)"
         try:
             key = await ed25519_key_for(self.resolver, vm, "assertionMethod", at)
         except ResolutionUnavailable as err:
-            return Check("key", Verdict.UNKNOWN, err.detail), None
+            return Check("key", Verdict.UNKNOWN, err.detail, named), None, vm
         if key is None:
-            return Check(
-                "key", Verdict.INVALID, f"{vm} is not an Ed25519 assertionMethod key {when}"
-            ), None
-        return Check("key", Verdict.VALID, f"{vm} is an assertionMethod key {when}"), key
+            reason = (
+                f"the proof's key {vm} is not an Ed25519 key listed under assertionMethod {when}"
+            )
+            return Check("key", Verdict.INVALID, reason, named), None, vm
+        reason = f"the proof's key is listed under the issuer's assertionMethod {when}"
+        return Check("key", Verdict.VALID, reason, named), key, vm
 
-    def _proof(self, credential: Mapping[str, Any], key: bytes | None) -> Check:
+    def _proof(self, credential: Mapping[str, Any], key: bytes | None, vm: str | None) -> Check:
         if key is None:
-            return Check("proof", Verdict.UNKNOWN, "no usable key to check the proof with")
+            return Check("proof", Verdict.UNKNOWN, "not checked: no usable key")
         try:
             proof = data_integrity.verify_proof(
-                credential, key, expected_proof_purpose="assertionMethod"
+                credential, key, verification_method=vm, expected_proof_purpose="assertionMethod"
             )
         except VerificationError as err:
             return Check("proof", Verdict.INVALID, f"{err.what}: {err.detail}")
-        return Check(
-            "proof", Verdict.VALID, f"eddsa-jcs-2022 proof by {proof.verification_method} verifies"
+        details = {"verificationMethod": proof.verification_method, "created": proof.created}
+        return Check("proof", Verdict.VALID, "the eddsa-jcs-2022 proof verifies", details)
+
+
+def _anchoring(verdict: Verdict, reason: str, details: Mapping[str, Any] | None = None) -> Check:
+    return Check("anchoring", verdict, reason, details or {})
+
+
+def _details(checked: ReceiptCheck) -> dict[str, Any]:
+    return {
+        "chain": checked.chain,
+        "contract": checked.contract,
+        "transaction": checked.transaction_hash,
+        "blockNumber": checked.block_number,
+        "blockTime": checked.block_time,
+        "leafIndex": checked.leaf_index,
+        "treeSize": checked.checkpoint.size,
+        "logOrigin": checked.checkpoint.origin,
+        "logKey": checked.log_key,
+        "confirmations": checked.confirmations,
+    }
+
+
+_REORGANISED: Final = frozenset({"transaction", "block"})
+
+
+def _receipt_failure(err: VerificationError) -> Check:
+    reason = f"the receipt does not verify ({err.what}): {err.detail}"
+    if err.what in _REORGANISED:
+        reason += (
+            "; the anchor is not on the canonical chain (reorganised away, or never there): "
+            "ask the service for a refreshed receipt"
         )
+    details: dict[str, Any] = {"what": err.what}
+    if err.expected is not None:
+        details["expected"] = err.expected
+    if err.actual is not None:
+        details["actual"] = err.actual
+    return _anchoring(Verdict.INVALID, reason, details)

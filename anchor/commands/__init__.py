@@ -14,6 +14,7 @@ from anchor.commands import (
     resolve_cmd,
     serve_cmd,
     status_cmd,
+    verify_cmd,
 )
 
 PLANNED: dict[str, str] = {
@@ -39,6 +40,7 @@ def register_all(sub: Any) -> None:
         issuer_cmd,
         client_cmd,
         status_cmd,
+        verify_cmd,
         issue_cmd,
         resolve_cmd,
         audit_cmd,

@@ -19,6 +19,7 @@ from anchor.routes import (
     log_routes,
     ops_routes,
     status_routes,
+    verify_routes,
 )
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
@@ -29,6 +30,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     ops_routes,
     admin_routes,
     status_routes,
+    verify_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)

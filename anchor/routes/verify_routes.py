@@ -1,0 +1,131 @@
+"""``POST /v1/verify``: the service verifies a credential for anyone (public, unsigned).
+
+It uses what it already has: its DID resolver, its chain backend, its own log (a receipt is
+looked up there, from a final anchor, when none is given) and one
+:class:`~anchor.status_check.StatusChecker` per application on the shared HTTP session (so
+status lists are cached for their ``ttl`` across requests). Receipts must come from this
+service's log and anchor contract. The answer is the report, ``200`` whatever the verdict;
+``400`` for a body that is not ``{"credential": {...}, "receipt"?: {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from aiohttp import web
+
+from anchor.app import CHAIN, CONFIG, HTTP, LOG_KEY, RESOLVER
+from anchor.errors import InvalidInput
+from anchor.openapi import errors, json_response
+from anchor.routes.bodies import json_object
+from anchor.status_check import StatusChecker
+from anchor.status_list import MIN_ENTRIES
+from anchor.verify import CHECKS, CredentialVerifier, LogReceipts, Verdict
+
+routes = web.RouteTableDef()
+
+VERIFIER = web.AppKey("verifier", CredentialVerifier)
+
+BODY_MEMBERS: Final = frozenset({"credential", "receipt"})
+
+
+async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The application's verifier (needs the log, the chain client and the HTTP session:
+    registered after their contexts)."""
+    config = app[CONFIG]
+    chain = app[CHAIN]
+    log = app[LOG_KEY]
+    resolver = app[RESOLVER]
+    # The service's own lists may be shorter than the spec's default minimum (a setting).
+    checker = StatusChecker(
+        resolver, app[HTTP], min_entries=min(MIN_ENTRIES, config.status_list_entries)
+    )
+    app[VERIFIER] = CredentialVerifier(
+        resolver,
+        checker,
+        chain.backend,
+        receipts=LogReceipts(log),
+        expected_log_key=log.verifier.vkey(),
+        expected_contract=chain.contract_address,
+        min_confirmations=max(1, config.confirmation_depth),
+    )
+    yield
+
+
+@routes.post("/v1/verify")
+async def verify(request: web.Request) -> web.Response:
+    body = json_object(await request.read())
+    extra = sorted(set(body) - BODY_MEMBERS)
+    if extra:
+        raise InvalidInput(
+            f"unknown member(s) {', '.join(extra)}", hint='send {"credential": {...}, "receipt"?}'
+        )
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        raise InvalidInput("'credential' must be a JSON object (the credential to verify)")
+    receipt = body.get("receipt")
+    if receipt is not None and not isinstance(receipt, dict):
+        raise InvalidInput("'receipt' must be a JSON object (a LER Anchor receipt) when given")
+    report = await request.app[VERIFIER].verify(credential, receipt)
+    return web.json_response(report.to_json())
+
+
+def openapi_paths() -> dict[str, Any]:
+    verdict = {"type": "string", "enum": [v.value for v in Verdict]}
+    check = {
+        "type": "object",
+        "required": ["check", "result", "reason"],
+        "properties": {
+            "check": {"type": "string", "enum": list(CHECKS)},
+            "result": verdict,
+            "reason": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    }
+    report = {
+        "type": "object",
+        "required": ["result", "digest", "checkedAt", "checks"],
+        "properties": {
+            "result": verdict,
+            "digest": {
+                "type": ["string", "null"],
+                "description": "the credential's anchoring digest (SHA-256 of its RFC 8785 "
+                "JSON, hex)",
+            },
+            "checkedAt": {"type": "string", "format": "date-time"},
+            "checks": {"type": "array", "items": check},
+        },
+    }
+    return {
+        "/v1/verify": {
+            "post": {
+                "summary": "Verify a credential: format, anchoring, issuer, key, proof, "
+                "validity, status (valid only when every check is valid)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["credential"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "credential": {"type": "object"},
+                                    "receipt": {
+                                        "type": "object",
+                                        "description": "its receipt (default: looked up in "
+                                        "this service's log)",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": json_response(report, "The report, whatever the verdict"),
+                    **errors(400, 413),
+                },
+            }
+        }
+    }
