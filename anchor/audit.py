@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from typing import Any
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from anchor import merkle
+from anchor import data_integrity, merkle
 from anchor.checkpoint import NoteVerifier, open_checkpoint
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.entry import EntryKind
@@ -182,7 +183,9 @@ async def audit(
     # Replay the entries, taking the root at every size of interest.
     size = await source.tree_size()
     wanted = sorted({e.size for e in events} | set(checkpoint_roots))
-    roots = await _replay(source, size, wanted, report, progress)
+    status_digests: dict[str, int] = {}
+    roots = await _replay(source, size, wanted, report, progress, status_digests)
+    await _check_status_versions(source, status_digests, report)
 
     for e in events:
         where = f"anchor tx {e.transaction_hash} (block {e.block_number})"
@@ -229,12 +232,59 @@ async def _log_verifier(
     return NoteVerifier.from_vkey(key)
 
 
+async def _check_status_versions(
+    source: LogSource, logged: dict[str, int], report: AuditReport
+) -> None:
+    """Every published status list version must be the ``status-list`` entry it claims to
+    be (its signed credential hashes to the logged digest), and every ``status-list`` entry
+    must be a published version."""
+    versions = await source.status_versions()
+    if versions is None:
+        if logged:
+            report.warnings.append(
+                f"{len(logged)} status-list entries not checked: the source does not list "
+                "published versions (audit an export made with `ler-anchor log export`)"
+            )
+        return
+    published: set[str] = set()
+    for v in versions:
+        where = f"status list {v.get('listId')} version {v.get('version')}"
+        try:
+            document = json.loads(str(v.get("credential", "")))
+        except ValueError:
+            report.add("status-version", where, "the published credential is not JSON")
+            continue
+        digest = data_integrity.canonical_digest(document).hex()
+        if digest != v.get("digest"):
+            report.add(
+                "status-version", where, f"credential hashes to {digest}, not {v.get('digest')}"
+            )
+        published.add(digest)
+        index = logged.get(digest)
+        if index is None:
+            report.add(
+                "status-version-not-logged", where, f"digest {digest} is not a status-list entry"
+            )
+        elif v.get("logIndex") not in (None, index):
+            report.add(
+                "status-version", where, f"claims log index {v.get('logIndex')}, found {index}"
+            )
+    for digest, index in logged.items():
+        if digest not in published:
+            report.add(
+                "status-entry-unpublished",
+                f"entry {index}",
+                f"status-list digest {digest} was never published",
+            )
+
+
 async def _replay(
     source: LogSource,
     size: int,
     wanted: Sequence[int],
     report: AuditReport,
     progress: Callable[[int], None] | None,
+    status_digests: dict[str, int],
 ) -> dict[int, bytes]:
     roots: dict[int, bytes] = {}
     if 0 in wanted:
@@ -252,6 +302,7 @@ async def _replay(
                 return roots  # the rest of the log cannot be placed
             if entry.kind is EntryKind.STATUS_LIST:
                 report.status_list_entries += 1
+                status_digests[entry.digest.hex()] = expected
             h = merkle.leaf_hash(raw)
             level = 0
             while frontier and frontier[-1][0] == level:

@@ -6,6 +6,8 @@ An export directory holds::
     log.json                  {"origin", "verifierKey", "treeSize", "entryPages": [...]}
     checkpoints.json          every signed checkpoint note, oldest first
     entries/<start>.json      pages of up to PAGE_SIZE entries, the shape of GET /v1/entries
+    status-versions.json      every published status list version: list id, version,
+                              digest, log index and the signed credential (canonical JSON)
 
 Readers never trust what they read: each entry's canonical bytes are decoded and its leaf
 hash recomputed by the auditor (:mod:`anchor.audit`).
@@ -88,6 +90,7 @@ def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
         str(row[0]) for row in store.reader().execute("SELECT note FROM checkpoints ORDER BY size")
     ]
     _write(out / "checkpoints.json", {"checkpoints": notes})
+    _write(out / "status-versions.json", {"versions": _status_versions(store)})
     meta = {
         "format": EXPORT_FORMAT,
         "origin": vkey.split("+", 1)[0],
@@ -97,6 +100,28 @@ def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
     }
     _write(out / "log.json", meta)
     return meta
+
+
+def _status_versions(store: SQLiteStore) -> list[dict[str, Any]]:
+    conn = store.reader()
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_versions'"
+    ).fetchone()
+    if exists is None:
+        return []
+    return [
+        {
+            "listId": row[0],
+            "version": int(row[1]),
+            "digest": bytes(row[2]).hex(),
+            "logIndex": row[3],
+            "credential": row[4],
+        }
+        for row in conn.execute(
+            "SELECT list_id, version, digest, log_index, credential FROM status_versions"
+            " ORDER BY list_id, version"
+        )
+    ]
 
 
 def _write(path: Path, body: Any) -> None:
@@ -115,6 +140,10 @@ class LogSource(Protocol):
     async def verifier_key(self) -> str: ...
 
     async def checkpoints(self) -> list[str]: ...
+
+    async def status_versions(self) -> list[dict[str, Any]] | None:
+        """Published status list versions, or ``None`` when the source cannot list them."""
+        ...
 
     def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]: ...
 
@@ -141,6 +170,15 @@ class DirectorySource:
 
     async def verifier_key(self) -> str:
         return str(self.meta["verifierKey"])
+
+    async def status_versions(self) -> list[dict[str, Any]] | None:
+        path = self.root / "status-versions.json"
+        if not path.is_file():
+            return None
+        versions = _read_json(path).get("versions")
+        if not isinstance(versions, list):
+            raise EncodingError("status-versions.json must hold a list of versions")
+        return versions
 
     async def checkpoints(self) -> list[str]:
         doc = _read_json(self.root / "checkpoints.json")
@@ -181,6 +219,9 @@ class HttpSource:
     async def verifier_key(self) -> str:
         body = await self._get("/v1/log")
         return str(body["verifierKey"])
+
+    async def status_versions(self) -> list[dict[str, Any]] | None:
+        return None  # the public API serves versions by list; export the log to check them
 
     async def checkpoints(self) -> list[str]:
         body = await self._get("/v1/checkpoints")

@@ -62,7 +62,7 @@ def build_log(tmp_path: Path, chain: EvmChain, entries: int, anchors: int) -> tu
     for _ in range(anchors):
         batch = [
             Entry(
-                EntryKind.STATUS_LIST if j % 1000 == 7 else EntryKind.CREDENTIAL,
+                EntryKind.CREDENTIAL,
                 hashlib.sha256(j.to_bytes(8, "big")).digest(),
                 f"did:web:issuer{j % 3}.example",
             )
@@ -123,7 +123,7 @@ async def test_clean_log_of_100000_entries_and_50_anchors(
     assert report.entries == 100_000
     assert report.anchors == 50
     assert report.checkpoints == 51
-    assert report.status_list_entries == 98  # one in 1,000 of the 98,000 anchored entries
+    assert report.status_list_entries == 0
     assert report.first_anchor is not None
 
     # 1. a removed entry
@@ -206,3 +206,46 @@ def test_cli_audit_on_anvil(tmp_path: Path, anvil: Any, capsys: pytest.CaptureFi
 
 def test_leaf_root_helper_agrees() -> None:
     assert merkle.fold([merkle.EMPTY_ROOT]) == merkle.EMPTY_ROOT
+
+
+async def test_status_list_versions_are_checked_against_the_log(tmp_path: Path) -> None:
+    """Published list versions must be the status-list entries they claim; a status-list
+    entry that was never published, or a version altered in the export, is reported."""
+    from anchor.keys import Ed25519Key
+    from anchor.status_service import StatusChange, StatusService, StatusSettings, StatusSigner
+
+    store = SQLiteStore(tmp_path / "log.db")
+    log = Log(store, NoteSigner(ORIGIN, SEED))
+    service = StatusService(store, StatusSettings(data_dir=tmp_path / "data"))
+    issuer = Ed25519Key.generate()
+    signer = StatusSigner(issuer.did, issuer.verification_method, issuer)
+    entries = service.allocate(signer, "revocation", 3, "https://status.example").entries
+    list_id = entries[0].status_list_credential.rsplit("/", 1)[1]
+    service.update(list_id, signer, [StatusChange(entries[0].status_list_index, 1)])
+    assert service.log_pending(log) == 2
+    log.checkpoint()
+    export = tmp_path / "export"
+    export_log(store, export)
+    vkey = NoteSigner(ORIGIN, SEED).verifier.vkey()
+    report = await audit([], DirectorySource(export), expected_key=vkey)
+    assert report.clean, report.discrepancies
+    assert report.status_list_entries == 2
+
+    versions = json.loads((export / "status-versions.json").read_text())
+    altered = json.loads(versions["versions"][1]["credential"])
+    altered["credentialSubject"]["encodedList"] = versions["versions"][0]["credential"]
+    versions["versions"][1]["credential"] = json.dumps(altered)
+    (export / "status-versions.json").write_text(json.dumps(versions))
+    report = await audit([], DirectorySource(export), expected_key=vkey)
+    assert {"status-version", "status-version-not-logged", "status-entry-unpublished"} <= kinds(
+        report
+    )
+
+    rogue = Entry(EntryKind.STATUS_LIST, hashlib.sha256(b"never published").digest(), issuer.did)
+    log.append([rogue])
+    log.checkpoint()
+    fresh = tmp_path / "export2"
+    export_log(store, fresh)
+    report = await audit([], DirectorySource(fresh), expected_key=vkey)
+    assert kinds(report) == {"status-entry-unpublished"}
+    store.close()
