@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -320,20 +321,29 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
 
 
 async def serve(config: Config) -> None:
-    """Run the service until interrupted; print where it listens and what it anchors on."""
+    """Run the service until SIGINT or SIGTERM; print where it listens and what it anchors
+    on. Shutdown is graceful: the listener closes, then the cleanup contexts run in reverse
+    (the batcher stops, the group committer commits everything it accepted, the store
+    closes) before the process exits."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=True)
+    runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
-    print(
-        f"LER Anchor listening on http://{config.host}:{config.port} "
-        f"(database {config.db_path}, anchoring on {chain})",
-        flush=True,
-    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        while True:
-            await asyncio.sleep(3600)
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
+        print(
+            f"LER Anchor listening on http://{config.host}:{config.port} "
+            f"(database {config.db_path}, anchoring on {chain})",
+            flush=True,
+        )
+        await stop.wait()
+        print("LER Anchor shutting down: finishing in-flight commits", flush=True)
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await runner.cleanup()

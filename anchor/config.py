@@ -66,7 +66,8 @@ class Config:
         default=None, metadata={"help": "blocks until an anchor is final (1 embedded, 12 RPC)"}
     )
     operator_token: str | None = field(
-        default=None, metadata={"help": "bearer token for the admin API (none: admin API off)"}
+        default=None,
+        metadata={"help": "admin API bearer token; prefer the env variable (none: admin API off)"},
     )
     public_url: str | None = field(
         default=None,
@@ -158,8 +159,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """Add a flag for every setting (or those in ``only``); defaults come later."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    only: tuple[str, ...] | None = None,
+    *,
+    default: Any = None,
+) -> None:
+    """Add a flag for every setting (or those in ``only``); defaults come later. A verb's
+    parser passes ``default=argparse.SUPPRESS`` so the flag may also follow the verb."""
     for f in fields(Config):
         if only is not None and f.name not in only:
             continue
@@ -167,7 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
         parser.add_argument(
             _flag(f.name),
             dest=f.name,
-            default=None,
+            default=default,
             metavar=f.name.upper(),
             help=f"{f.metadata.get('help', '')} (env {env})",
         )

@@ -5,25 +5,20 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from anchor import config as config_module
+from anchor.errors import NotFound
 from anchor.logfiles import export_log
 from anchor.store import SQLiteStore
 
-DEFAULT_DB = os.path.join("data", "ler-anchor.db")
-
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("log", help="inspect and check the local log database")
-    parser.add_argument(
-        "--db",
-        default=os.environ.get("LER_ANCHOR_DB", DEFAULT_DB),
-        help="SQLite database file (env LER_ANCHOR_DB; default %(default)s)",
-    )
+    parser = sub.add_parser("log", help="inspect, check and export the local log database")
+    config_module.add_arguments(parser, only=("data_dir", "db"))
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    info = verbs.add_parser("info", help="print the log's size and root")
+    info = verbs.add_parser("info", help="print the log's size, root and verifier key")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_info)
     check = verbs.add_parser("check", help="recompute every stored hash from the entries")
@@ -33,10 +28,15 @@ def register(sub: Any) -> None:
     )
     export.add_argument("--out", required=True, type=Path, help="directory to write")
     export.set_defaults(handler=_export)
+    for verb in (info, check, export):
+        config_module.add_arguments(verb, only=("data_dir", "db"), default=argparse.SUPPRESS)
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
-    return SQLiteStore(args.db)
+    path = config_module.from_environment(args).db_path
+    if not path.is_file():
+        raise NotFound(f"no database at {path}", hint="give --db or --data-dir")
+    return SQLiteStore(path)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -44,13 +44,19 @@ def _info(args: argparse.Namespace) -> int:
     try:
         size = store.size()
         root = store.root(size)
+        vkey = store.meta("log_verifier_key")
     finally:
         store.close()
-    doc = {"size": size, "root": base64.b64encode(root).decode(), "rootHex": root.hex()}
+    doc = {
+        "size": size,
+        "root": base64.b64encode(root).decode(),
+        "rootHex": root.hex(),
+        "verifierKey": vkey,
+    }
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(f"size {size}\nroot {doc['root']} ({root.hex()})")
+        print(f"size {size}\nroot {doc['root']} ({root.hex()})\nverifier key {vkey or '-'}")
     return 0
 
 
