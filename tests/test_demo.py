@@ -1,0 +1,42 @@
+"""The end-to-end demo (``scripts/demo.py``) on a small batch: a real anvil node, the real
+service and CLI as subprocesses, and every step coming out as the story says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+DEMO_TIMEOUT_SECONDS = 100
+"""The demo's own time limit (it cleans up and exits 1 when it runs out)."""
+
+
+@pytest.mark.slow
+@pytest.mark.anvil
+def test_demo_story_comes_out_right(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(DEMO),
+            "--learners",
+            "20",
+            "--quiet",
+            "--workdir",
+            str(workdir),
+            "--timeout",
+            str(DEMO_TIMEOUT_SECONDS),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_SECONDS + 20,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DEMO OK" in done.stdout
+    assert "9. Shutdown" in done.stdout
+    receipts = list((workdir / "credentials" / "college").glob("*.receipt.json"))
+    assert len(receipts) == 20
