@@ -17,10 +17,9 @@ in :func:`anchor.merkle.stored_index` order: subtree ``(level, index)`` sits at 
 that holds its last leaf. A write touches only the last tile; any root or proof is one
 batched primary-key read of ``O(log n)`` tiles.
 
-Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, lkey)``: the digest's first 8
-bytes as a signed integer and the leaf hash's first 16 bytes; value ``idx``) finds leaves by
-digest, with matches confirmed against the full entry, and makes appends idempotent: a
-re-submitted entry collides on the key, so new batches need no look-up first.
+Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, idx)``; ``dkey`` is the digest's
+first 8 bytes as a signed integer) finds leaves by digest: it makes appends idempotent and
+receipts findable; matches are confirmed against the full entry.
 
 Packing leaves in tiles leaves one small B-tree insert per leaf (the digest index) instead of
 a row plus an index entry (``scripts/bench.py`` measures the difference).
@@ -55,10 +54,6 @@ SCHEMA_VERSION = 2
 
 TILE_SIZE = 64
 """Leaves per ``tiles`` row."""
-
-LEAF_KEY_BYTES = 16
-"""Bytes of the leaf hash in the digest index key (with 8 bytes of the digest): an entry is
-identified up to a 2^-64 birthday bound, so a duplicate can be caught by the index alone."""
 
 BUSY_TIMEOUT_MS = 10_000
 """How long a connection waits for another writer before failing."""
@@ -165,8 +160,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True,
     )
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, lkey BLOB NOT NULL,"
-        " idx INTEGER NOT NULL, PRIMARY KEY (dkey, lkey)) WITHOUT ROWID"
+        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, idx INTEGER NOT NULL,"
+        " PRIMARY KEY (dkey, idx)) WITHOUT ROWID"
     )
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -339,11 +334,9 @@ class SQLiteStore:
         """Append ``entries`` in one transaction and return each one's leaf index.
 
         An entry already in the log (same kind, digest and submitter), or repeated within
-        the batch, gets its existing index and is not written again. Optimistic: the batch
-        is written as new, and the digest index's uniqueness on (digest, leaf hash) catches
-        an entry already logged; only then are the batch's digests looked up. Cost: one
-        small B-tree insert and about one node hash per new leaf, one tile row per
-        :data:`TILE_SIZE` leaves.
+        the batch, gets its existing index and is not written again. Cost: one digest-index
+        probe per distinct digest, one small B-tree insert and about one node hash per new
+        leaf, one tile row per :data:`TILE_SIZE` leaves.
         """
         if len(entries) > MAX_APPEND_BATCH:
             raise InvalidInput(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
@@ -355,15 +348,9 @@ class SQLiteStore:
                 self._sync_frontier(conn)
                 size = self._size
                 now = int(time.time() * 1000)
-                placed = self._place(conn, size, encoded, {})
-                if placed is None:  # some entries are logged already: look them up
-                    placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
-                    if placed is None:
-                        raise StoreError(
-                            "the digest index refused a new entry: two entries share a digest"
-                            " and a 16-byte leaf-hash prefix"
-                        )
-                indexes, new, fresh, blobs, frontier = placed
+                indexes, new, fresh, blobs, frontier = self._place(
+                    conn, size, encoded, self._lookup(conn, encoded)
+                )
                 self._write_tiles(conn, size, fresh, blobs, now)
                 size += len(fresh)
                 conn.execute("COMMIT")
@@ -384,10 +371,9 @@ class SQLiteStore:
         size: int,
         encoded: Sequence[bytes],
         existing: dict[bytes, int],
-    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes] | None:
+    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes]:
         """Give every entry an index (``existing`` ones keep theirs), hash the new ones and
-        index their digests. ``None`` (and nothing written) if the digest index shows that
-        an entry thought new is already logged."""
+        index their digests."""
         indexes: list[int] = []
         new: list[bool] = []
         fresh: list[bytes] = []
@@ -402,22 +388,14 @@ class SQLiteStore:
                 new.append(False)
             indexes.append(idx)
         blobs, frontier = _extend(size, self._frontier, fresh)
-        conn.execute("SAVEPOINT place")
-        try:
-            conn.executemany(
-                "INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)",
-                zip(
-                    [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
-                    [blob[:LEAF_KEY_BYTES] for blob in blobs],
-                    range(size, size + len(fresh)),
-                    strict=True,
-                ),
-            )
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK TO place")
-            conn.execute("RELEASE place")
-            return None
-        conn.execute("RELEASE place")
+        conn.executemany(
+            "INSERT INTO digests (dkey, idx) VALUES (?, ?)",
+            zip(
+                [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
+                range(size, size + len(fresh)),
+                strict=True,
+            ),
+        )
         return indexes, new, fresh, blobs, frontier
 
     def _write_tiles(
