@@ -1,0 +1,103 @@
+"""The fast RFC 9421 verification path agrees with http-message-signatures: it accepts
+exactly what the package accepts for canonical requests, and defers everything else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from anchor.auth import Authenticator, NonceStore, parse_signature, parse_signature_input
+from anchor.errors import Unauthorized
+from anchor.identity import did_key_ed25519
+from anchor.keys import Ed25519Key
+from anchor.signing_client import signed_headers
+from anchor.store import SQLiteStore
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+    store = SQLiteStore(tmp_path / "auth.db")
+
+    async def resolve_key(keyid: str) -> bytes | None:
+        return did_key_ed25519(keyid)
+
+    async def registered(_did: str) -> bool:
+        return True
+
+    authenticator = Authenticator(
+        resolve_key=resolve_key, is_registered=registered, nonces=NonceStore(store)
+    )
+
+    async def probe(request: web.Request) -> web.Response:
+        """Both verification paths on the same real request."""
+        body = await request.read()
+        input_field = request.headers["Signature-Input"]
+        sig = parse_signature_input(input_field)
+        signature = parse_signature(request.headers["Signature"], sig.label)
+        key = did_key_ed25519(sig.keyid)
+        assert key is not None
+        fast = authenticator._verify_canonical(request, input_field, sig, signature, key)
+        try:
+            authenticator._verify(request, body, sig, key)
+            library = "ok"
+        except Unauthorized as err:
+            library = err.detail
+        return web.json_response({"fast": fast, "library": library})
+
+    app = web.Application()
+    app.router.add_post("/probe", probe)
+    app.router.add_put("/probe", probe)
+    return await aiohttp_client(app)  # type: ignore[no-any-return]
+
+
+async def _probe(
+    client: TestClient, headers: dict[str, str], body: bytes, method: str = "POST"
+) -> Any:
+    resp = await client.request(method, "/probe", data=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_canonical_request_takes_the_fast_path_and_both_agree(client: TestClient) -> None:
+    key = Ed25519Key.generate()
+    body = json.dumps({"digests": ["00" * 32]}).encode()
+    headers = signed_headers(
+        "POST", str(client.make_url("/probe")), body, key, key.verification_method
+    )
+    assert await _probe(client, headers, body) == {"fast": True, "library": "ok"}
+
+
+async def test_tampering_fails_both_paths(client: TestClient) -> None:
+    key = Ed25519Key.generate()
+    body = b'{"a": 1}'
+    headers = signed_headers(
+        "POST", str(client.make_url("/probe")), body, key, key.verification_method
+    )
+    other = Ed25519Key.generate()
+    forged = signed_headers(
+        "POST", str(client.make_url("/probe")), body, other, key.verification_method
+    )
+    headers_with_foreign_signature = {**headers, "Signature": forged["Signature"]}
+    result = await _probe(client, headers_with_foreign_signature, body)
+    assert result["fast"] is False
+    assert result["library"] != "ok"
+    wrong_method = await _probe(client, headers, body, method="PUT")
+    assert wrong_method["fast"] is False
+    assert wrong_method["library"] != "ok"
+
+
+async def test_non_canonical_serialisation_is_left_to_the_package(client: TestClient) -> None:
+    key = Ed25519Key.generate()
+    body = b'{"a": 1}'
+    headers = signed_headers(
+        "POST", str(client.make_url("/probe")), body, key, key.verification_method
+    )
+    label, _, member = headers["Signature-Input"].partition("=")
+    headers["Signature-Input"] = f"{label}=( {member[1:]}"  # an optional space after "("
+    result = await _probe(client, headers, body)
+    assert result == {"fast": False, "library": "ok"}
