@@ -20,8 +20,11 @@ given: the server checks both.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -69,6 +72,13 @@ class _OutgoingRequest:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def _sf_string(value: str, what: str) -> str:
+    """An RFC 8941 sf-string: printable ASCII in quotes, with ``\\`` and ``"`` escaped."""
+    if not all(0x20 <= ord(c) <= 0x7E for c in value):
+        raise InvalidInput(f"{what} must be printable ASCII to be signed")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def signed_headers(
     method: str,
     url: str | URL,
@@ -84,7 +94,48 @@ def signed_headers(
     ``keyid`` is the DID URL of ``key`` (for a did:key issuer,
     ``key.verification_method``). ``now`` (unix seconds) defaults to the current time;
     ``nonce`` to :func:`new_nonce` (pass one only to test replay handling).
+
+    The RFC 9421 §2.5 signature base of this fixed, canonical shape is built directly (the
+    general signer of ``http-message-signatures`` costs ~10× more per request); a test
+    checks that the headers are byte for byte those :func:`signed_headers_reference`
+    produces with the package.
     """
+    private_key = key.private_key if isinstance(key, Ed25519Key) else key
+    created = int(time.time() if now is None else now)
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+    content_digest = f"sha-256=:{digest}:"
+    components = " ".join(f'"{c}"' for c in COVERED_COMPONENTS)
+    params = (
+        f"({components});created={created};keyid={_sf_string(keyid, 'keyid')};"
+        f'alg="ed25519";nonce={_sf_string(new_nonce() if nonce is None else nonce, "nonce")}'
+    )
+    base = "\n".join(
+        (
+            f'"@method": {method.upper()}',
+            f'"@target-uri": {target_uri(url)}',
+            f'"content-digest": {content_digest}',
+            f'"@signature-params": {params}',
+        )
+    )
+    signature = base64.b64encode(private_key.sign(base.encode("ascii"))).decode("ascii")
+    return {
+        "Content-Digest": content_digest,
+        "Signature-Input": f"{SIGNATURE_LABEL}={params}",
+        "Signature": f"{SIGNATURE_LABEL}=:{signature}:",
+    }
+
+
+def signed_headers_reference(
+    method: str,
+    url: str | URL,
+    body: bytes,
+    key: Ed25519Key | Ed25519PrivateKey,
+    keyid: str,
+    now: float | None = None,
+    *,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """:func:`signed_headers` computed by ``http-message-signatures`` (the reference)."""
     private_key = key.private_key if isinstance(key, Ed25519Key) else key
     created = datetime.datetime.fromtimestamp(
         datetime.datetime.now(datetime.UTC).timestamp() if now is None else now,

@@ -101,3 +101,30 @@ async def test_non_canonical_serialisation_is_left_to_the_package(client: TestCl
     headers["Signature-Input"] = f"{label}=( {member[1:]}"  # an optional space after "("
     result = await _probe(client, headers, body)
     assert result == {"fast": False, "library": "ok"}
+
+
+@pytest.mark.parametrize("keyid_suffix", ["", "?service=files", '#key-"quoted"', "#back\\slash"])
+def test_direct_signer_matches_the_package_byte_for_byte(keyid_suffix: str) -> None:
+    from anchor.signing_client import signed_headers_reference
+
+    key = Ed25519Key.generate()
+    keyid = key.verification_method + keyid_suffix
+    for method, url, body in [
+        ("POST", "https://anchor.example/v1/entries", b'{"digests": []}'),
+        ("post", "http://127.0.0.1:8080/v1/status-lists/abc/statuses?x=1", b""),
+    ]:
+        fast = signed_headers(
+            method, url, body, key, keyid, now=1_795_000_000, nonce="n0nce-value_123456"
+        )
+        reference = signed_headers_reference(
+            method, url, body, key, keyid, now=1_795_000_000, nonce="n0nce-value_123456"
+        )
+        assert fast == reference
+
+
+def test_direct_signer_refuses_non_ascii_keyids() -> None:
+    from anchor.errors import InvalidInput
+
+    key = Ed25519Key.generate()
+    with pytest.raises(InvalidInput, match="printable ASCII"):
+        signed_headers("POST", "https://a.example/x", b"", key, key.did + "#clé")
