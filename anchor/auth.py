@@ -50,7 +50,7 @@ import hmac
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -493,6 +493,25 @@ class NonceStore:
             )
             return cursor.rowcount == 1
 
+    def remember_many(self, items: Sequence[tuple[str, str, int]], *, now: float) -> list[bool]:
+        """:meth:`remember` for ``(keyid, nonce, expires)`` items in one transaction (one
+        fsync for all); a nonce repeated within ``items`` is a replay the second time."""
+        cutoff = int(now)
+        results: list[bool] = []
+        with self._store.transaction() as conn:
+            if now >= self._next_purge:
+                self._purge(conn, cutoff)
+                self._next_purge = now + self._purge_interval
+            for keyid, nonce, expires in items:
+                cursor = conn.execute(
+                    f"INSERT INTO {NONCE_TABLE} (keyid, nonce, expires) VALUES (?, ?, ?) "  # noqa: S608
+                    "ON CONFLICT (keyid, nonce) DO UPDATE SET expires = excluded.expires "
+                    f"WHERE {NONCE_TABLE}.expires < ?",
+                    (keyid, nonce, expires, cutoff),
+                )
+                results.append(cursor.rowcount == 1)
+        return results
+
     def seen(self, keyid: str, nonce: str, *, now: float) -> bool:
         """Whether ``nonce`` is recorded for ``keyid`` and not expired."""
         row = (
@@ -516,6 +535,43 @@ class NonceStore:
             f"DELETE FROM {NONCE_TABLE} WHERE expires < ?",  # noqa: S608
             (cutoff,),
         ).rowcount
+
+
+class _NonceGroupCommit:
+    """Concurrent requests' nonces written together: while one transaction runs, the next
+    requests queue up and share the following one. Each caller learns only after the
+    commit whether its nonce was fresh."""
+
+    def __init__(self, nonces: NonceStore, clock: Callable[[], float]) -> None:
+        self._nonces = nonces
+        self._clock = clock
+        self._queue: list[tuple[str, str, int, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def remember(self, keyid: str, nonce: str, expires: int) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((keyid, nonce, expires, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                fresh = await asyncio.to_thread(
+                    self._nonces.remember_many,
+                    [(k, n, e) for k, n, e, _ in batch],
+                    now=self._clock(),
+                )
+            except (AnchorError, sqlite3.Error) as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), ok in zip(batch, fresh, strict=True):
+                if not future.done():
+                    future.set_result(ok)
 
 
 # -- the http-message-signatures adapter --------------------------------------------------
@@ -575,6 +631,7 @@ class Authenticator:
         self._resolve_key = resolve_key
         self._is_registered = is_registered
         self._nonces = nonces
+        self._nonce_commit = _NonceGroupCommit(nonces, clock)
         self._base = None if public_base_url is None else _check_base_url(public_base_url)
         self._clock = clock
 
@@ -645,9 +702,7 @@ class Authenticator:
             self._verify(request, body, sig, public_key)
 
         expires = sig.created + MAX_CLOCK_SKEW_SECONDS
-        fresh = await asyncio.to_thread(
-            self._nonces.remember, sig.keyid, sig.nonce, expires=expires, now=now
-        )
+        fresh = await self._nonce_commit.remember(sig.keyid, sig.nonce, expires)
         if not fresh:
             raise _unauthorized(
                 AuthFailure.REPLAYED_NONCE,

@@ -128,3 +128,13 @@ def test_direct_signer_refuses_non_ascii_keyids() -> None:
     key = Ed25519Key.generate()
     with pytest.raises(InvalidInput, match="printable ASCII"):
         signed_headers("POST", "https://a.example/x", b"", key, key.did + "#clé")
+
+
+def test_nonces_remembered_in_one_batch(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "n.db")
+    nonces = NonceStore(store)
+    items = [("did:key:a#a", "n1", 2000), ("did:key:a#a", "n2", 2000), ("did:key:a#a", "n1", 2000)]
+    assert nonces.remember_many(items, now=1000) == [True, True, False]
+    assert nonces.remember_many([("did:key:a#a", "n2", 3000)], now=1500) == [False]
+    assert nonces.remember_many([("did:key:a#a", "n2", 3000)], now=2500) == [True]  # expired
+    store.close()
