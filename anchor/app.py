@@ -258,7 +258,7 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         "ok": status.consecutive_errors == 0,
         "chain": client.identity.caip2 if client.identity else None,
         "headBlock": head.number if head else None,
-        "headAgeSeconds": round(time.time() - head.timestamp, 1) if head else None,
+        "headAgeSeconds": round(max(0.0, time.time() - head.timestamp), 1) if head else None,
         "lastAnchor": None if last is None else last.to_json(),
         "lastAnchorAgeSeconds": None
         if last is None
