@@ -17,9 +17,12 @@ in :func:`anchor.merkle.stored_index` order: subtree ``(level, index)`` sits at 
 that holds its last leaf. A write touches only the last tile; any root or proof is one
 batched primary-key read of ``O(log n)`` tiles.
 
-Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, idx)``; ``dkey`` is the digest's
-first 8 bytes as a signed integer) finds leaves by digest: it makes appends idempotent and
-receipts findable; matches are confirmed against the full entry.
+Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, lkey)``: the first 8 bytes of the
+digest and of the leaf hash, as signed integers; value ``idx``) finds leaves by digest, every
+match confirmed against the full entry. It also makes appends idempotent without a look-up
+per entry: a batch is indexed as new, and only if a key is taken (the entry is logged
+already) is the batch looked up; a key taken by a *different* entry (a crafted prefix
+collision) moves to the next free ``lkey``.
 
 Packing leaves in tiles leaves one small B-tree insert per leaf (the digest index) instead of
 a row plus an index entry (``scripts/bench.py`` measures the difference).
@@ -160,8 +163,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True,
     )
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, idx INTEGER NOT NULL,"
-        " PRIMARY KEY (dkey, idx)) WITHOUT ROWID"
+        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, lkey INTEGER NOT NULL,"
+        " idx INTEGER NOT NULL, PRIMARY KEY (dkey, lkey)) WITHOUT ROWID"
     )
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -334,9 +337,9 @@ class SQLiteStore:
         """Append ``entries`` in one transaction and return each one's leaf index.
 
         An entry already in the log (same kind, digest and submitter), or repeated within
-        the batch, gets its existing index and is not written again. Cost: one digest-index
-        probe per distinct digest, one small B-tree insert and about one node hash per new
-        leaf, one tile row per :data:`TILE_SIZE` leaves.
+        the batch, gets its existing index and is not written again. Cost: one small B-tree
+        insert and about one node hash per new leaf, one tile row per :data:`TILE_SIZE`
+        leaves; a batch holding a re-submitted entry also pays one index probe per digest.
         """
         if len(entries) > MAX_APPEND_BATCH:
             raise InvalidInput(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
@@ -348,9 +351,11 @@ class SQLiteStore:
                 self._sync_frontier(conn)
                 size = self._size
                 now = int(time.time() * 1000)
-                indexes, new, fresh, blobs, frontier = self._place(
-                    conn, size, encoded, self._lookup(conn, encoded)
-                )
+                placed = self._place(conn, size, encoded, {}, optimistic=True)
+                if placed is None:  # an entry is in the log already: look the batch up
+                    placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
+                assert placed is not None
+                indexes, new, fresh, blobs, frontier = placed
                 self._write_tiles(conn, size, fresh, blobs, now)
                 size += len(fresh)
                 conn.execute("COMMIT")
@@ -371,31 +376,64 @@ class SQLiteStore:
         size: int,
         encoded: Sequence[bytes],
         existing: dict[bytes, int],
-    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes]:
+        *,
+        optimistic: bool = False,
+    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes] | None:
         """Give every entry an index (``existing`` ones keep theirs), hash the new ones and
-        index their digests."""
-        indexes: list[int] = []
-        new: list[bool] = []
-        fresh: list[bytes] = []
-        seen = dict(existing)
-        for data in encoded:
-            idx = seen.get(data)
-            if idx is None:
-                idx = seen[data] = size + len(fresh)
-                fresh.append(data)
-                new.append(True)
-            else:
-                new.append(False)
-            indexes.append(idx)
+        index their digests under ``(digest prefix, leaf-hash prefix)``.
+
+        ``optimistic``: treat every entry as new; if the index key of one is taken (the
+        entry is in the log already, or, very rarely, another entry shares both prefixes)
+        write nothing and return ``None``, so the caller looks the batch up first. Otherwise
+        a taken key (a prefix collision: the look-up found no such entry) moves to the next
+        free ``lkey``; readers confirm every match against the full entry anyway."""
+        indexes: list[int]
+        new: list[bool]
+        fresh: list[bytes]
+        if not existing and len(dict.fromkeys(encoded)) == len(encoded):
+            fresh = list(encoded)  # the common case: all distinct, none known
+            indexes = list(range(size, size + len(fresh)))
+            new = [True] * len(fresh)
+        else:
+            indexes, new, fresh = [], [], []
+            seen = dict(existing)
+            for data in encoded:
+                idx = seen.get(data)
+                if idx is None:
+                    idx = seen[data] = size + len(fresh)
+                    fresh.append(data)
+                    new.append(True)
+                else:
+                    new.append(False)
+                indexes.append(idx)
         blobs, frontier = _extend(size, self._frontier, fresh)
-        conn.executemany(
-            "INSERT INTO digests (dkey, idx) VALUES (?, ?)",
+        rows = list(
             zip(
                 [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
+                [int.from_bytes(b[:8], "big", signed=True) for b in blobs],
                 range(size, size + len(fresh)),
                 strict=True,
-            ),
+            )
         )
+        conn.execute("SAVEPOINT place")
+        try:
+            conn.executemany("INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)", rows)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO place")
+            if optimistic:
+                conn.execute("RELEASE place")
+                return None
+            for dkey, lkey, idx in rows:  # rare: probe for a free lkey per row
+                while True:
+                    try:
+                        conn.execute(
+                            "INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)",
+                            (dkey, lkey, idx),
+                        )
+                        break
+                    except sqlite3.IntegrityError:
+                        lkey = lkey + 1 if lkey < 2**63 - 1 else -(2**63)
+        conn.execute("RELEASE place")
         return indexes, new, fresh, blobs, frontier
 
     def _write_tiles(

@@ -284,3 +284,22 @@ def test_kill_9_mid_append_leaves_whole_batches(tmp_path: Path) -> None:
         assert s.root(len(leaves)) == merkle.root(leaves)
         s.close()
     assert acknowledged > 0
+
+
+def test_a_crafted_index_key_collision_is_stored_apart(store: SQLiteStore) -> None:
+    """Two different entries whose digest and leaf-hash prefixes collide in the index key
+    (simulated by occupying the key first) are both logged and both found."""
+    from anchor import merkle as m
+
+    first = entry(1)
+    second = entry(2)
+    store.append([first])
+    dkey = int.from_bytes(second.digest[:8], "big", signed=True)
+    lkey = int.from_bytes(m.leaf_hash(second.encode())[:8], "big", signed=True)
+    with store.transaction() as conn:  # another entry already holds second's key
+        conn.execute("INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, 0)", (dkey, lkey))
+    result = store.append([second, entry(3)])
+    assert result.indexes == (1, 2)
+    assert result.new == (True, True)
+    assert [e.index for e in store.find(second.digest)] == [1]
+    assert store.append([second]).indexes == (1,)
