@@ -43,6 +43,9 @@ from anchor.store import SQLiteStore, connect
 
 DID = "did:web:college.example"
 
+SINGLE_IN_FLIGHT = 32
+"""Signed single-digest submissions the load generator keeps in flight."""
+
 
 @dataclass(frozen=True)
 class Row:
@@ -354,7 +357,7 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
             await asyncio.gather(*(batch_worker() for _ in range(4)))
             batch_rate = sent / (time.perf_counter() - t0)
 
-            # (b) single-digest signed submissions, 32 in flight
+            # (b) single-digest signed submissions, SINGLE_IN_FLIGHT at a time
             latencies: list[float] = []
             deadline = time.perf_counter() + seconds
             t0 = time.perf_counter()
@@ -363,7 +366,7 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
                 while time.perf_counter() < deadline:
                     latencies.append(await post([rng.randbytes(32).hex()]))
 
-            await asyncio.gather(*(single_worker() for _ in range(32)))
+            await asyncio.gather(*(single_worker() for _ in range(SINGLE_IN_FLIGHT)))
             single_rate = len(latencies) / (time.perf_counter() - t0)
             latencies.sort()
             p99 = latencies[int(len(latencies) * 0.99) - 1]

@@ -17,6 +17,7 @@ import asyncio
 import csv
 import json
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def _issue(args: argparse.Namespace) -> int:
     ids = [row.get("id") or f"urn:uuid:{uuid.uuid4()}" for row in learners]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> list[tuple[str, str]]:
+    async def run() -> tuple[list[tuple[str, str]], int]:
         async with ServiceClient(args.service, signer) as client:
             bar = tqdm(
                 total=len(learners), unit="credential", file=sys.stderr, disable=len(learners) < 50
@@ -121,16 +122,29 @@ def _issue(args: argparse.Namespace) -> int:
                     )
                 bar.update(len(chunk_docs))
             bar.close()
+            pending = 0
             if args.wait > 0:
+                deadline = time.monotonic() + args.wait  # one deadline for the whole batch
                 for cid, digest, _ in issued:
-                    receipt = await client.receipt(digest, submitter=signer.did, wait=args.wait)
-                    if receipt.get("status") != "pending":
-                        path = args.out / f"{_file_name(cid)}.receipt.json"
-                        path.write_text(json.dumps(receipt, indent=2) + "\n")
-            return [(cid, digest) for cid, digest, _ in issued]
+                    left = max(0.0, deadline - time.monotonic())
+                    receipt = await client.receipt(digest, submitter=signer.did, wait=left)
+                    if receipt.get("status") == "pending":
+                        pending += 1
+                        continue
+                    path = args.out / f"{_file_name(cid)}.receipt.json"
+                    path.write_text(json.dumps(receipt, indent=2) + "\n")
+            return [(cid, digest) for cid, digest, _ in issued], pending
 
-    for cid, digest in asyncio.run(run()):
+    written, pending = asyncio.run(run())
+    for cid, digest in written:
         print(f"{args.out / _file_name(cid)}.json  digest {digest}")
+    if pending:
+        print(
+            f"ler-anchor issue: {pending} of {len(written)} receipts not anchored within "
+            f"{args.wait:g} s; fetch them later with `ler-anchor receipt`",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
