@@ -228,14 +228,18 @@ async def _chain_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
 
     def anchor_gauges() -> list[Metric]:
-        counts = {state: 0 for state in AnchorState}
-        for record in list_anchors(store, limit=1_000_000):
-            counts[record.state] += 1
+        counts = {state.value: 0 for state in AnchorState}
+        rows = store.reader().execute(
+            "SELECT a.state, count(*) FROM anchors a JOIN chains c ON a.chain = c.id"
+            " WHERE c.current = 1 GROUP BY a.state"
+        )
+        for state, n in rows:
+            counts[str(state)] = int(n)
         family = GaugeMetricFamily(
             "ler_anchor_anchors", "Anchors on the current chain by state", labels=["state"]
         )
         for state, n in counts.items():
-            family.add_metric([state.value], n)
+            family.add_metric([state], n)
         return [family, gauge("ler_anchor_log_size", "Entries in the log", store.size())]
 
     metrics.add_gauge_source(anchor_gauges)
