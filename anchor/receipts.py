@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -403,17 +404,4 @@ async def _verify_on_chain(
             "event",
             f"event {checked.log_index} is not Anchored(root, {size}) from {checked.contract}",
         )
-    return ReceiptCheck(
-        entry=checked.entry,
-        leaf_index=checked.leaf_index,
-        checkpoint=checked.checkpoint,
-        log_key=checked.log_key,
-        chain=checked.chain,
-        contract=checked.contract,
-        transaction_hash=checked.transaction_hash,
-        block_number=checked.block_number,
-        block_hash=checked.block_hash,
-        log_index=checked.log_index,
-        block_time=checked.block_time,
-        confirmations=depth,
-    )
+    return dataclasses.replace(checked, confirmations=depth)

@@ -16,7 +16,6 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
 
-from anchor import merkle
 from anchor.audit import AuditReport, audit, read_anchor_events
 from anchor.checkpoint import Checkpoint, NoteSigner
 from anchor.cli import main
@@ -202,10 +201,6 @@ def test_cli_audit_on_anvil(tmp_path: Path, anvil: Any, capsys: pytest.CaptureFi
         assert "DISCREPANCIES" in capsys.readouterr().out
     finally:
         anvil.revert(snapshot)
-
-
-def test_leaf_root_helper_agrees() -> None:
-    assert merkle.fold([merkle.EMPTY_ROOT]) == merkle.EMPTY_ROOT
 
 
 async def test_status_list_versions_are_checked_against_the_log(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ odd, may produce a 5xx, and every response must match the documented status code
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
+from anvil import free_port
 from hypothesis import HealthCheck, given, settings
 from service_helpers import service_config
 
@@ -21,17 +21,11 @@ from anchor.app import create_app
 EXAMPLES_PER_OPERATION = 30
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real service on a socket, its event loop in a thread of its own."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    port = _free_port()
+    port = free_port()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(service_config(tmp, port=port)))
     started = threading.Event()

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from anvil import free_port
 from service_helpers import service_config
 
 from anchor.app import ISSUERS, create_app
@@ -92,12 +92,6 @@ async def test_concurrent_submissions_group_commit(client: TestClient, issuer: E
     assert indexes == list(range(60))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _wait_healthy(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -121,7 +115,7 @@ async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) 
 
     IssuerRegistry(store).add(key.did)
     store.close()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "anchor", "serve", "--port", str(port), "--data-dir", str(data)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
