@@ -17,12 +17,15 @@ in :func:`anchor.merkle.stored_index` order: subtree ``(level, index)`` sits at 
 that holds its last leaf. A write touches only the last tile; any root or proof is one
 batched primary-key read of ``O(log n)`` tiles.
 
-Table ``digests`` (``WITHOUT ROWID``, primary key ``(dkey, lkey)``: the first 8 bytes of the
-digest and of the leaf hash, as signed integers; value ``idx``) finds leaves by digest, every
-match confirmed against the full entry. It also makes appends idempotent without a look-up
-per entry: a batch is indexed as new, and only if a key is taken (the entry is logged
-already) is the batch looked up; a key taken by a *different* entry (a crafted prefix
-collision) moves to the next free ``lkey``.
+Table ``digests`` (``WITHOUT ROWID``: ``key INTEGER PRIMARY KEY``, ``idx INTEGER``) finds
+leaves by digest. A digest's key is the first 8 bytes of ``SHA-256(salt || digest)`` as a
+signed integer, with a random ``salt`` per database (``meta.index_salt``), so nobody can
+choose digests whose keys crowd together. Keys are open-addressed: an entry whose key is
+taken (the same digest from another submitter or of another kind, or a 64-bit collision)
+takes the next free key, and a look-up walks the run of consecutive keys from the digest's
+own, confirming every candidate against the full entry. Rows are never deleted, so a run
+ends at the first free key. The index also makes appends idempotent without a look-up per
+entry: a batch is indexed as new, and only if a key is taken is the batch looked up.
 
 Packing leaves in tiles leaves one small B-tree insert per leaf (the digest index) instead of
 a row plus an index entry (``scripts/bench.py`` measures the difference).
@@ -37,6 +40,8 @@ entirely present or entirely absent.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -52,8 +57,16 @@ from anchor import merkle
 from anchor.entry import DIGEST_SIZE, Entry, decode
 from anchor.errors import InvalidInput, NotFound, StoreError
 
-SCHEMA_VERSION = 2
-"""Version of the table layout written to ``meta``; a different one is refused at open."""
+SCHEMA_VERSION = 3
+"""Version of the table layout written to ``meta``. Version 2 (digest index keyed on digest and
+leaf-hash prefixes) is migrated at open; any other is refused."""
+
+PAGE_SIZE = 8192
+"""SQLite page size of new databases: a full tile row (about 8 KiB) fits one page."""
+
+INDEX_SALT_SIZE = 16
+"""Bytes of the per-database random salt of digest-index keys (one SHA-256 block with the
+digest)."""
 
 TILE_SIZE = 64
 """Leaves per ``tiles`` row."""
@@ -77,8 +90,17 @@ NODE_CACHE_MIN_LEVEL = 6
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
 
-def _dkey(digest: bytes) -> int:
-    return int.from_bytes(digest[:8], "big", signed=True)
+_KEY_MAX = 2**63 - 1
+
+
+def _index_key(salt: bytes, digest: bytes) -> int:
+    """The digest-index key of ``digest`` (before any probing)."""
+    return int.from_bytes(hashlib.sha256(salt + digest).digest()[:8], "big", signed=True)
+
+
+def _next_key(key: int) -> int:
+    """The key after ``key``: the key space wraps around."""
+    return key + 1 if key < _KEY_MAX else -_KEY_MAX - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +166,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only:
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new, empty database changes
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(f"could not switch {path} to WAL mode (got {mode})")
@@ -162,13 +185,55 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         not_null={"count", "hashes", "entries", "created"},
         if_not_exists=True,
     )
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS digests (dkey INTEGER NOT NULL, lkey INTEGER NOT NULL,"
-        " idx INTEGER NOT NULL, PRIMARY KEY (dkey, lkey)) WITHOUT ROWID"
-    )
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
+    fresh = conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None
+    if fresh:
+        conn.execute(_DIGESTS_TABLE.format(name="digests"))
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("index_salt", os.urandom(INDEX_SALT_SIZE).hex()),
+            ],
+        )
+
+
+_DIGESTS_TABLE = "CREATE TABLE {name} (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID"
+
+
+def _insert_probing(conn: sqlite3.Connection, table: str, rows: Iterable[tuple[int, int]]) -> None:
+    """Insert digest-index rows one by one, each at the first free key from its own."""
+    sql = f"INSERT INTO {table} (key, idx) VALUES (?, ?)"  # noqa: S608
+    for key, idx in rows:
+        while True:
+            try:
+                conn.execute(sql, (key, idx))
+                break
+            except sqlite3.IntegrityError:
+                key = _next_key(key)
+
+
+def _migrate_from_v2(conn: sqlite3.Connection) -> None:
+    """Rebuild the version-2 digest index (keyed on digest and leaf-hash prefixes) as the
+    salted, open-addressed version-3 index. Inside the caller's transaction; one pass over
+    the tiles, memory bounded by one tile."""
+    salt = os.urandom(INDEX_SALT_SIZE)
+    conn.execute("DROP TABLE IF EXISTS digests_v3")
+    conn.execute(_DIGESTS_TABLE.format(name="digests_v3"))
+    for tile, count, entries in conn.execute(
+        "SELECT tile, count, entries FROM tiles ORDER BY tile"
+    ):
+        first = int(tile) * TILE_SIZE
+        rows = [
+            (_index_key(salt, data[4 : 4 + DIGEST_SIZE]), first + k)
+            for k, data in enumerate(_split_entries(bytes(entries), int(count)))
+        ]
+        _insert_probing(conn, "digests_v3", rows)
+    conn.execute("DROP TABLE digests")
+    conn.execute("ALTER TABLE digests_v3 RENAME TO digests")
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [("schema_version", str(SCHEMA_VERSION)), ("index_salt", salt.hex())],
     )
 
 
@@ -233,10 +298,39 @@ def _extend_python(size: int, frontier: bytes, entries: list[bytes]) -> tuple[li
     return blobs, b"".join(stack)
 
 
+_Key = tuple[int, int]
+"""A digest-index row: the digest's key (see :func:`_index_key`) and the leaf index."""
+
+
+def _append_rows_python(
+    size: int, frontier: bytes, entries: list[bytes], tile_size: int, salt: bytes
+) -> tuple[list[_Key], list[tuple[bytes, bytes]], bytes]:
+    """What :meth:`SQLiteStore.append` writes for ``entries`` appended to a tree of ``size``
+    leaves (the C version in ``anchor/_ext/merklehash.c`` computes the same): the entries'
+    digest-index rows, sorted; per run of leaves within one tile, their concatenated hash rows and
+    their length-prefixed entries; and the new frontier."""
+    blobs, frontier = _extend_python(size, frontier, entries)
+    keys = sorted(  # in key order, B-tree inserts touch each page once
+        (_index_key(salt, data[4 : 4 + DIGEST_SIZE]), size + i) for i, data in enumerate(entries)
+    )
+    chunks = []
+    pos = 0
+    while pos < len(entries):
+        take = min(tile_size - (size + pos) % tile_size, len(entries) - pos)
+        chunks.append(
+            (
+                b"".join(blobs[pos : pos + take]),
+                b"".join(len(e).to_bytes(2, "big") + e for e in entries[pos : pos + take]),
+            )
+        )
+        pos += take
+    return keys, chunks, frontier
+
+
 try:
-    from anchor._merklehash import extend as _extend
+    from anchor._merklehash import append_rows as _append_rows
 except ImportError:  # the optional C accelerator was not built
-    _extend = _extend_python
+    _append_rows = _append_rows_python
 
 
 class SQLiteStore:
@@ -256,18 +350,30 @@ class SQLiteStore:
         try:
             self._writer = connect(self.path)
             self._writer.execute("BEGIN IMMEDIATE")
-            _create_schema(self._writer)
-            self._writer.execute("COMMIT")
+            try:
+                _create_schema(self._writer)
+                version = self._meta_on(self._writer, "schema_version")
+                if version == "2":
+                    _migrate_from_v2(self._writer)
+                elif version != str(SCHEMA_VERSION):
+                    raise StoreError(
+                        f"database {self.path} has schema version {version},"
+                        f" expected {SCHEMA_VERSION}"
+                    )
+                salt = self._meta_on(self._writer, "index_salt")
+                self._writer.execute("COMMIT")
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                self._writer.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot open the database {self.path}: {exc}",
                 hint="check the path, its permissions, and that it is an LER Anchor database",
             ) from exc
-        version = self.meta("schema_version")
-        if version != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"database {self.path} has schema version {version}, expected {SCHEMA_VERSION}"
-            )
+        self._salt = bytes.fromhex(salt or "")
+        if len(self._salt) != INDEX_SALT_SIZE:
+            raise StoreError(f"database {self.path} has no valid digest-index salt")
         self._size = -1
         self._frontier = b""  # hashes of the complete subtrees of the tree, left to right
         self._node_cache: dict[tuple[int, int], bytes] = {}  # upper-level subtree hashes
@@ -308,7 +414,11 @@ class SQLiteStore:
             self._writer.close()
 
     def meta(self, key: str) -> str | None:
-        row = self.reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return self._meta_on(self.reader(), key)
+
+    @staticmethod
+    def _meta_on(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
@@ -355,8 +465,8 @@ class SQLiteStore:
                 if placed is None:  # an entry is in the log already: look the batch up
                     placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
                 assert placed is not None
-                indexes, new, fresh, blobs, frontier = placed
-                self._write_tiles(conn, size, fresh, blobs, now)
+                indexes, new, fresh, chunks, frontier = placed
+                self._write_tiles(conn, size, len(fresh), chunks, now)
                 size += len(fresh)
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -378,15 +488,14 @@ class SQLiteStore:
         existing: dict[bytes, int],
         *,
         optimistic: bool = False,
-    ) -> tuple[list[int], list[bool], list[bytes], list[bytes], bytes] | None:
+    ) -> tuple[list[int], list[bool], list[bytes], list[tuple[bytes, bytes]], bytes] | None:
         """Give every entry an index (``existing`` ones keep theirs), hash the new ones and
-        index their digests under ``(digest prefix, leaf-hash prefix)``.
+        index their digests.
 
         ``optimistic``: treat every entry as new; if the index key of one is taken (the
-        entry is in the log already, or, very rarely, another entry shares both prefixes)
-        write nothing and return ``None``, so the caller looks the batch up first. Otherwise
-        a taken key (a prefix collision: the look-up found no such entry) moves to the next
-        free ``lkey``; readers confirm every match against the full entry anyway."""
+        entry is in the log already, or another with the same key is) write nothing and
+        return ``None``, so the caller looks the batch up first. Otherwise a taken key (the
+        look-up found no such entry) moves to the next free key."""
         indexes: list[int]
         new: list[bool]
         fresh: list[bytes]
@@ -406,71 +515,60 @@ class SQLiteStore:
                 else:
                     new.append(False)
                 indexes.append(idx)
-        blobs, frontier = _extend(size, self._frontier, fresh)
-        rows = list(
-            zip(
-                [int.from_bytes(d[4:12], "big", signed=True) for d in fresh],
-                [int.from_bytes(b[:8], "big", signed=True) for b in blobs],
-                range(size, size + len(fresh)),
-                strict=True,
-            )
-        )
+        rows, chunks, frontier = _append_rows(size, self._frontier, fresh, TILE_SIZE, self._salt)
         conn.execute("SAVEPOINT place")
         try:
-            conn.executemany("INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)", rows)
+            conn.executemany("INSERT INTO digests (key, idx) VALUES (?, ?)", rows)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO place")
             if optimistic:
                 conn.execute("RELEASE place")
                 return None
-            for dkey, lkey, idx in rows:  # rare: probe for a free lkey per row
-                while True:
-                    try:
-                        conn.execute(
-                            "INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, ?)",
-                            (dkey, lkey, idx),
-                        )
-                        break
-                    except sqlite3.IntegrityError:
-                        lkey = lkey + 1 if lkey < 2**63 - 1 else -(2**63)
+            _insert_probing(conn, "digests", rows)
         conn.execute("RELEASE place")
-        return indexes, new, fresh, blobs, frontier
+        return indexes, new, fresh, chunks, frontier
 
     def _write_tiles(
         self,
         conn: sqlite3.Connection,
         size: int,
-        fresh: Sequence[bytes],
-        blobs: Sequence[bytes],
+        count: int,
+        chunks: Sequence[tuple[bytes, bytes]],
         now: int,
     ) -> None:
-        """Write leaves ``size..`` (their entries and hash blobs) into tiles, extending the
-        last, partial tile, and index their digests. Inside the caller's transaction."""
-        if not fresh:
+        """Write ``count`` leaves from ``size`` on, given as per-tile ``chunks`` of hash rows
+        and entries (see :func:`_append_rows_python`), extending the last, partial tile.
+        Inside the caller's transaction."""
+        if not count:
             return
         stamp = now.to_bytes(8, "big")
-        start = size - size % TILE_SIZE
+        tile, used = divmod(size, TILE_SIZE)
         hashes = entries = created = b""
-        if size % TILE_SIZE:
+        if used:
             row = conn.execute(
-                "SELECT hashes, entries, created FROM tiles WHERE tile = ?",
-                (size // TILE_SIZE,),
+                "SELECT hashes, entries, created FROM tiles WHERE tile = ?", (tile,)
             ).fetchone()
             if row is None:
                 raise StoreError(f"the tile of leaf {size} is missing")
             hashes, entries, created = bytes(row[0]), bytes(row[1]), bytes(row[2])
         rows: list[tuple[int, int, bytes, bytes, bytes]] = []
-        pos = 0
-        while pos < len(fresh):
-            room = TILE_SIZE - (size + pos - start)
-            take = fresh[pos : pos + room]
-            hashes += b"".join(blobs[pos : pos + room])
-            entries += b"".join(len(e).to_bytes(2, "big") + e for e in take)
-            created += stamp * len(take)
-            pos += len(take)
-            rows.append((start // TILE_SIZE, size + pos - start, hashes, entries, created))
-            start += TILE_SIZE
+        for chunk_hashes, chunk_entries in chunks:
+            take = min(TILE_SIZE - used, count)
+            rows.append(
+                (
+                    tile,
+                    used + take,
+                    hashes + chunk_hashes,
+                    entries + chunk_entries,
+                    created + stamp * take,
+                )
+            )
             hashes = entries = created = b""
+            count -= take
+            tile += 1
+            used = 0
+        if count:
+            raise StoreError(f"{count} appended leaves fell outside their tiles")
         conn.executemany(
             "INSERT OR REPLACE INTO tiles (tile, count, hashes, entries, created)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -491,24 +589,33 @@ class SQLiteStore:
                 out[int(row[0])] = _decode_tile(int(row[0]), int(row[1]), row[2], row[3], row[4])
         return out
 
-    def _indexes_by_digest(self, conn: sqlite3.Connection, keys: Iterable[int]) -> list[int]:
+    def _indexes_by_digest(self, conn: sqlite3.Connection, digests: Iterable[bytes]) -> list[int]:
+        """Candidate leaf indexes for ``digests``: every index in the run of consecutive keys
+        from each digest's own key. One query per ``_SQL_CHUNK`` keys and per step along the
+        longest run (almost always one step)."""
+        return self._indexes_by_keys(conn, {_index_key(self._salt, d) for d in digests})
+
+    @staticmethod
+    def _indexes_by_keys(conn: sqlite3.Connection, keys: set[int]) -> list[int]:
         found: list[int] = []
-        unique = list(set(keys))
-        for i in range(0, len(unique), _SQL_CHUNK):
-            chunk = unique[i : i + _SQL_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found += [
-                int(r[0])
-                for r in conn.execute(
-                    f"SELECT idx FROM digests WHERE dkey IN ({marks})",  # noqa: S608
+        while keys:
+            taken: set[int] = set()
+            unique = list(keys)
+            for i in range(0, len(unique), _SQL_CHUNK):
+                chunk = unique[i : i + _SQL_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for key, idx in conn.execute(
+                    f"SELECT key, idx FROM digests WHERE key IN ({marks})",  # noqa: S608
                     chunk,
-                )
-            ]
+                ):
+                    found.append(int(idx))
+                    taken.add(int(key))
+            keys = {_next_key(k) for k in taken}
         return found
 
     def _lookup(self, conn: sqlite3.Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
         """Indexes of those of ``encoded`` already in the log, by entry bytes."""
-        candidates = self._indexes_by_digest(conn, (_dkey(d[4 : 4 + DIGEST_SIZE]) for d in encoded))
+        candidates = self._indexes_by_digest(conn, (d[4 : 4 + DIGEST_SIZE] for d in encoded))
         if not candidates:
             return {}
         wanted = set(encoded)
@@ -620,7 +727,7 @@ class SQLiteStore:
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
         """Leaves whose entry carries ``digest`` (optionally from ``submitter``), oldest first."""
         conn = self.reader()
-        candidates = sorted(self._indexes_by_digest(conn, [_dkey(digest)]))
+        candidates = sorted(self._indexes_by_digest(conn, [digest]))
         tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
         found = [self._stored(tiles[i // TILE_SIZE], i) for i in candidates]
         found = [s for s in found if s.entry.digest == digest]
@@ -652,7 +759,12 @@ class SQLiteStore:
             if b"".join(blobs) != decoded.hashes:
                 raise StoreError(f"stored hashes of tile {tile} do not match its entries")
             checked += int(count)
-        indexed = conn.execute("SELECT count(*) FROM digests").fetchone()[0]
-        if indexed != checked:
-            raise StoreError(f"the digest index holds {indexed} leaves, the log {checked}")
+        rows, distinct, low, high = conn.execute(
+            "SELECT count(*), count(DISTINCT idx), min(idx), max(idx) FROM digests"
+        ).fetchone()
+        if rows != checked or distinct != checked or (checked and (low, high) != (0, checked - 1)):
+            raise StoreError(
+                f"the digest index holds {distinct} distinct of {rows} rows for leaves"
+                f" {low}..{high}, but the log has {checked} leaves"
+            )
         return checked

@@ -17,7 +17,7 @@ import pytest
 from anchor import merkle
 from anchor.entry import Entry, EntryKind
 from anchor.errors import InvalidInput, NotFound, StoreError
-from anchor.store import SQLiteStore
+from anchor.store import SQLiteStore, connect
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 OTHER = "did:web:college.example"
@@ -42,17 +42,31 @@ def store(tmp_path: Path) -> SQLiteStore:
     s.close()
 
 
-def test_python_and_accelerated_extend_agree() -> None:
+def test_python_and_accelerated_append_rows_agree() -> None:
     from anchor import store as store_module
 
     data = [entry(i).encode() for i in range(300)]
     size, front = 0, b""
-    for chunk in (data[:1], data[1:77], data[77:300]):
-        got = store_module._extend(size, front, list(chunk))
-        want = store_module._extend_python(size, front, list(chunk))
-        assert got == want
-        size, front = size + len(chunk), got[1]
-    assert store_module._extend is not store_module._extend_python  # the accelerator is built
+    for chunk in (data[:1], data[1:77], data[77:78], data[78:300], []):
+        for tile_size in (1, 3, 64):
+            got = store_module._append_rows(size, front, list(chunk), tile_size, b"salt")
+            want = store_module._append_rows_python(size, front, list(chunk), tile_size, b"salt")
+            assert got == want
+        size, front = size + len(chunk), got[2]
+    assert store_module._append_rows is not store_module._append_rows_python  # C is built
+
+
+def test_accelerated_append_rows_rejects_bad_input() -> None:
+    from anchor import store as store_module
+
+    with pytest.raises(ValueError, match="frontier does not match"):
+        store_module._append_rows(3, b"", [bytes(40)], 64, b"s")
+    with pytest.raises(ValueError, match="entry length out of range"):
+        store_module._append_rows(0, b"", [bytes(35)], 64, b"s")
+    with pytest.raises(TypeError, match="entries must be bytes"):
+        store_module._append_rows(0, b"", ["text"], 64, b"s")  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="tile size must be positive"):
+        store_module._append_rows(0, b"", [bytes(40)], 0, b"s")
 
 
 def test_empty_store(store: SQLiteStore) -> None:
@@ -286,20 +300,96 @@ def test_kill_9_mid_append_leaves_whole_batches(tmp_path: Path) -> None:
     assert acknowledged > 0
 
 
-def test_a_crafted_index_key_collision_is_stored_apart(store: SQLiteStore) -> None:
-    """Two different entries whose digest and leaf-hash prefixes collide in the index key
-    (simulated by occupying the key first) are both logged and both found."""
-    from anchor import merkle as m
+def test_taken_index_keys_are_probed_and_found(store: SQLiteStore) -> None:
+    """Entries whose index key is taken (simulated by occupying the keys first, as a 64-bit
+    collision would) take the next free keys, and every look-up still finds them."""
+    from anchor import store as store_module
 
-    first = entry(1)
-    second = entry(2)
+    first, second, third = entry(1), entry(2), entry(3)
     store.append([first])
-    dkey = int.from_bytes(second.digest[:8], "big", signed=True)
-    lkey = int.from_bytes(m.leaf_hash(second.encode())[:8], "big", signed=True)
-    with store.transaction() as conn:  # another entry already holds second's key
-        conn.execute("INSERT INTO digests (dkey, lkey, idx) VALUES (?, ?, 0)", (dkey, lkey))
-    result = store.append([second, entry(3)])
+    key = store_module._index_key(store._salt, second.digest)
+    with store.transaction() as conn:  # other leaves already hold second's key and the next
+        conn.execute("INSERT INTO digests (key, idx) VALUES (?, 0), (?, 0)", (key, key + 1))
+    result = store.append([second, third])
     assert result.indexes == (1, 2)
     assert result.new == (True, True)
     assert [e.index for e in store.find(second.digest)] == [1]
-    assert store.append([second]).indexes == (1,)
+    assert store.reader().execute("SELECT idx FROM digests WHERE key = ?", (key + 2,)).fetchone()
+    assert store.append([second, third]).indexes == (1, 2)  # still idempotent
+    assert store.append([second]).new == (False,)
+
+
+def test_same_digest_from_two_submitters_is_two_entries(store: SQLiteStore) -> None:
+    digest = bytes(range(32))
+    a = Entry(EntryKind.CREDENTIAL, digest, "did:web:a.example")
+    b = Entry(EntryKind.CREDENTIAL, digest, "did:web:b.example")
+    c = Entry(EntryKind.STATUS_LIST, digest, "did:web:a.example")
+    assert store.append([a, b]).indexes == (0, 1)
+    assert store.append([c, b, a]).indexes == (2, 1, 0)
+    assert [e.index for e in store.find(digest)] == [0, 1, 2]
+    assert [e.index for e in store.find(digest, "did:web:b.example")] == [1]
+    assert store.check_integrity() == 3
+
+
+def test_index_keys_wrap_around_the_key_space(store: SQLiteStore) -> None:
+    from anchor import store as store_module
+
+    top, bottom = 2**63 - 1, -(2**63)
+    with store.transaction() as conn:
+        store_module._insert_probing(conn, "digests", [(top, 10), (top, 11), (top, 12)])
+        conn.execute("INSERT INTO digests (key, idx) VALUES (?, 13)", (bottom + 3,))
+    rows = store.reader().execute("SELECT key, idx FROM digests ORDER BY key").fetchall()
+    assert rows == [(bottom, 11), (bottom + 1, 12), (bottom + 3, 13), (top, 10)]
+    # a look-up walks the run across the wrap and stops at the first free key
+    assert sorted(store._indexes_by_keys(store.reader(), {top})) == [10, 11, 12]
+    assert store._indexes_by_keys(store.reader(), {bottom + 2}) == []
+
+
+def test_each_database_has_its_own_index_salt(tmp_path: Path) -> None:
+    a, b = SQLiteStore(tmp_path / "a.db"), SQLiteStore(tmp_path / "b.db")
+    assert a._salt != b._salt
+    assert len(a._salt) == 16
+    a.close()
+    b.close()
+    assert SQLiteStore(tmp_path / "a.db")._salt == a._salt  # kept across opens
+
+
+def test_a_version_2_database_is_migrated_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    entries = [entry(i) for i in range(150)] + [
+        Entry(EntryKind.CREDENTIAL, entry(3).digest, "did:web:other.example")
+    ]
+    s = SQLiteStore(path)
+    s.append(entries)
+    root = s.root()
+    s.close()
+    conn = connect(path)  # rewrite the digest index in the version-2 layout
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DROP TABLE digests")
+    conn.execute(
+        "CREATE TABLE digests (dkey INTEGER NOT NULL, lkey INTEGER NOT NULL,"
+        " idx INTEGER NOT NULL, PRIMARY KEY (dkey, lkey)) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO digests VALUES (?, ?, ?)",
+        [
+            (
+                int.from_bytes(e.digest[:8], "big", signed=True),
+                int.from_bytes(merkle.leaf_hash(e.encode())[:8], "big", signed=True),
+                i,
+            )
+            for i, e in enumerate(entries)
+        ],
+    )
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("DELETE FROM meta WHERE key = 'index_salt'")
+    conn.execute("COMMIT")
+    conn.close()
+
+    s = SQLiteStore(path)
+    assert s.meta("schema_version") == "3"
+    assert s.check_integrity() == 151
+    assert s.root() == root
+    assert [e.index for e in s.find(entries[3].digest)] == [3, 150]
+    assert s.append([*entries[:5], entry(999)]).indexes == (0, 1, 2, 3, 4, 151)
+    s.close()
