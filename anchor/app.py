@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from anchor import auth, keys
@@ -26,6 +27,7 @@ from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
 from anchor.errors import AnchorError
+from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
@@ -176,9 +178,8 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     async def resolve_key(keyid: str) -> bytes | None:
         return await ed25519_key_for(resolver, keyid, "authentication")
 
-    async def is_registered(did: str) -> bool:
-        return await asyncio.to_thread(registry.is_registered, did)
-
+    # concurrent requests share one registry read (one thread hop) per batch
+    is_registered: GroupCall[str, bool] = GroupCall(registry.active_among)
     app[auth.AUTHENTICATOR_KEY] = auth.Authenticator(
         resolve_key=resolve_key,
         is_registered=is_registered,
@@ -301,6 +302,32 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
+class AccessLog(AbstractAccessLogger):
+    """One INFO line per request on ``aiohttp.access``: client address, method and target,
+    status, response body bytes and seconds taken. A fixed format, about a third of the cost
+    of aiohttp's configurable one, which matters at thousands of requests per second."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %d %.6f',
+            request.remote,
+            request.method,
+            request.path_qs,
+            response.status,
+            response.body_length,
+            time,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.logger.isEnabledFor(logging.INFO))
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner :func:`serve` uses: signals are the caller's, access lines :class:`AccessLog`."""
+    return web.AppRunner(app, handle_signals=False, access_log_class=AccessLog)
+
+
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
     from anchor.routes import ROUTE_TABLES, verify_routes
@@ -330,7 +357,7 @@ async def serve(config: Config) -> None:
     (the batcher stops, the group committer commits everything it accepted, the store
     closes) before the process exits."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = make_runner(app)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,11 +7,14 @@ time, so the registry's history stays auditable. Only rows with ``removed`` NULL
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from anchor.entry import check_did
 from anchor.errors import Conflict, EncodingError, InvalidInput, NotFound
 from anchor.store import SQLiteStore
+
+_SQL_CHUNK = 500  # bound parameters per IN (...) query
 
 MAX_NAME_LENGTH = 200
 """Longest display name of an issuer."""
@@ -101,6 +104,25 @@ class IssuerRegistry:
     def is_registered(self, did: str) -> bool:
         issuer = self.get(did)
         return issuer is not None and issuer.active
+
+    def active_among(self, dids: Sequence[str]) -> list[bool]:
+        """For each of ``dids``, whether it is a registered, not removed issuer (one query
+        per :data:`_SQL_CHUNK` distinct DIDs)."""
+        wanted = list(dict.fromkeys(dids))
+        active: set[str] = set()
+        conn = self.store.reader()
+        for i in range(0, len(wanted), _SQL_CHUNK):
+            chunk = wanted[i : i + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            active.update(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT did FROM issuers WHERE did IN ({marks})"  # noqa: S608
+                    " AND removed IS NULL",
+                    chunk,
+                )
+            )
+        return [did in active for did in dids]
 
     def list(self, *, include_removed: bool = False) -> list[Issuer]:
         sql = "SELECT did, name, added, removed FROM issuers"

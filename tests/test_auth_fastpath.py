@@ -3,15 +3,25 @@ exactly what the package accepts for canonical requests, and defers everything e
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
+import http_sf
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from anchor.auth import Authenticator, NonceStore, parse_signature, parse_signature_input
+from anchor.auth import (
+    Authenticator,
+    NonceStore,
+    _fast_dictionary,
+    parse_signature,
+    parse_signature_input,
+)
 from anchor.errors import Unauthorized
 from anchor.identity import did_key_ed25519
 from anchor.keys import Ed25519Key
@@ -138,3 +148,55 @@ def test_nonces_remembered_in_one_batch(tmp_path: Path) -> None:
     assert nonces.remember_many([("did:key:a#a", "n2", 3000)], now=1500) == [False]
     assert nonces.remember_many([("did:key:a#a", "n2", 3000)], now=2500) == [True]  # expired
     store.close()
+
+
+# -- the fast structured-field parser -------------------------------------------------------
+
+_SF_TEXT = st.text(
+    alphabet=st.sampled_from(list('sig1=()"@-: ;,*.abkeyidnoc0129+/=AZ\\\t\x7f\xe9')),
+    max_size=60,
+)
+_SF_STRINGS = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12
+).map(lambda t: '"' + t + '"')
+_SF_PARAM = st.tuples(
+    st.sampled_from(["created", "keyid", "nonce", "alg", "a", "*x", "a.b", "A", "1x"]),
+    st.one_of(
+        st.integers(-(10**16), 10**16).map(str),
+        _SF_STRINGS,
+        st.sampled_from(["?1", "tok", "1.5", "007", "-0", ":AA==:"]),
+    ),
+).map(lambda kv: f";{kv[0]}={kv[1]}")
+_SF_INNER = st.builds(
+    lambda label, items, sep, params: f"{label}=({sep.join(items)}){''.join(params)}",
+    st.sampled_from(["sig1", "s", "*a", "Sig", "a_b-c.d*"]),
+    st.lists(_SF_STRINGS, max_size=4),
+    st.sampled_from([" ", "  "]),
+    st.lists(_SF_PARAM, max_size=5),
+)
+_SF_BYTES = st.builds(
+    lambda label, data, mangle: f"{label}=:{mangle(base64.b64encode(data).decode())}:",
+    st.sampled_from(["sig1", "sha-256", "sha-512", "X"]),
+    st.binary(max_size=70),
+    st.sampled_from([lambda t: t, lambda t: t.rstrip("="), lambda t: t + "=", lambda t: t[:-2]]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(_SF_TEXT, _SF_INNER, _SF_BYTES))
+def test_fast_dictionary_parser_agrees_with_http_sf(value: str) -> None:
+    """Whatever the fast parser accepts, http_sf parses to exactly the same value."""
+    fast = _fast_dictionary(value)
+    if fast is None:
+        return
+    assert fast == http_sf.parse(value.encode("ascii"), tltype="dictionary")
+
+
+def test_fast_dictionary_parser_takes_the_client_shape() -> None:
+    key = Ed25519Key.generate()
+    headers = signed_headers("POST", "http://h/v1/entries", b"{}", key, key.verification_method)
+    for name in ("Signature-Input", "Signature", "Content-Digest"):
+        assert _fast_dictionary(headers[name]) is not None, name
+    assert _fast_dictionary("sig1=();a=1;a=2") is None  # duplicates: the general parser
+    assert _fast_dictionary("sig1=:AAA:") is None  # padding missing: the general parser
+    assert _fast_dictionary('sig1=("a");x=?1') is None  # booleans: the general parser

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from anvil import free_port
 from openapi_spec_validator import validate
 from service_helpers import service_config
 
 from anchor import merkle
-from anchor.app import LOG_KEY, create_app
+from anchor.app import LOG_KEY, create_app, make_runner
 from anchor.checkpoint import NoteVerifier, open_checkpoint
 from anchor.entry import Entry, EntryKind
 
@@ -209,3 +213,26 @@ async def test_did_ethr_resolves_on_the_anchoring_chain(client: TestClient) -> N
     assert doc["verificationMethod"][0]["blockchainAccountId"].lower().endswith(address)
     unknown = await client.get(f"/1.0/identifiers/did:ethr:elsewhere:{address}")
     assert unknown.status == 404
+
+
+async def test_access_log_has_one_line_per_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = make_runner(create_app(service_config(tmp_path)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+                for path in ("/v1/entries?start=0&end=1", "/v1/nowhere"):
+                    async with session.get(path) as resp:
+                        await resp.read()
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r'127\.0\.0\.1 "GET /v1/entries\?start=0&end=1" 200 \d+ \d+\.\d{6}', lines[0]
+    )
+    assert re.fullmatch(r'127\.0\.0\.1 "GET /v1/nowhere" 404 \d+ \d+\.\d{6}', lines[1])

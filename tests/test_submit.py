@@ -92,6 +92,29 @@ async def test_concurrent_submissions_group_commit(client: TestClient, issuer: E
     assert indexes == list(range(60))
 
 
+async def test_a_removed_issuer_is_refused_at_once(client: TestClient, issuer: Ed25519Key) -> None:
+    other = Ed25519Key.generate()
+    client.app[ISSUERS].add(other.did)
+    both = await asyncio.gather(
+        post_signed(client, issuer, {"digests": [digest(1)]}),
+        post_signed(client, other, {"digests": [digest(2)]}),
+        post_signed(client, Ed25519Key.generate(), {"digests": [digest(3)]}),
+    )
+    assert [r.status for r in both] == [201, 201, 403]
+    client.app[ISSUERS].remove(issuer.did)
+    after = await asyncio.gather(
+        post_signed(client, issuer, {"digests": [digest(4)]}),
+        post_signed(client, other, {"digests": [digest(5)]}),
+    )
+    assert [r.status for r in after] == [403, 201]
+    assert client.app[ISSUERS].active_among([issuer.did, other.did, issuer.did, "did:web:x"]) == [
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
 async def _wait_healthy(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
