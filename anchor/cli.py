@@ -12,14 +12,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from anchor import __version__
-from anchor.commands import PLANNED, register_all
+from anchor import __version__, commands
 from anchor.errors import AnchorError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: complete for the command it names (the first argument that
+    is a command), summaries only for the others. Without ``argv``, complete for all."""
     parser = argparse.ArgumentParser(
         prog="ler-anchor",
         description=(
@@ -29,24 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ler-anchor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register_all(sub)
-    for name, summary in PLANNED.items():
-        if name not in sub.choices:
-            planned = sub.add_parser(name, help=f"{summary} (not built yet)")
-            planned.set_defaults(handler=_not_built(name))
+    if argv is None:
+        commands.register_all(sub)
+    else:
+        named = next((a for a in argv if a in commands.COMMANDS), None)
+        commands.register(sub, named)
     return parser
 
 
-def _not_built(name: str) -> Handler:
-    def handler(_args: argparse.Namespace) -> int:
-        print(f"ler-anchor {name}: not built yet in this version", file=sys.stderr)
-        return 2
-
-    return handler
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

@@ -49,7 +49,7 @@ import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import base58
 from cryptography.hazmat.primitives import serialization
@@ -57,10 +57,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from anchor.errors import ConfigError, InvalidInput
+
+if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: loaded only for chain keys
+    from eth_account.signers.local import LocalAccount
 
 _LOG = logging.getLogger(__name__)
 
@@ -274,6 +275,8 @@ class ChainAccountKey:
 
     @classmethod
     def generate(cls) -> ChainAccountKey:
+        from eth_account import Account
+
         return cls(Account.create())
 
     @classmethod
@@ -285,6 +288,8 @@ class ChainAccountKey:
                 f"{source} is not a secp256k1 private key",
                 hint="expected 0x followed by 64 hexadecimal digits on one line",
             )
+        from eth_account import Account
+
         try:
             account = Account.from_key(bytes.fromhex(match.group(1)))
         except ValueError as exc:  # zero or not below the curve order

@@ -1,50 +1,43 @@
-"""Command groups of the ``ler-anchor`` CLI, one small module each."""
+"""Command groups of the ``ler-anchor`` CLI, one small module each.
+
+Modules are imported only for the command being run: some pull in web3 or the embedded
+chain, which take about a second to import, and ``--help`` or ``submit`` need neither.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from anchor.commands import (
-    audit_cmd,
-    client_cmd,
-    deploy_cmd,
-    issue_cmd,
-    issuer_cmd,
-    log_cmd,
-    resolve_cmd,
-    serve_cmd,
-    status_cmd,
-    verify_cmd,
-)
-
-PLANNED: dict[str, str] = {
-    "serve": "run the HTTP service",
-    "issuer": "register, list and remove issuers (operator)",
-    "keygen": "make an Ed25519 issuer key and print its did:key",
-    "submit": "submit credential digests for anchoring",
-    "receipt": "fetch an entry's receipt",
-    "status": "allocate, set, read and export status list entries",
-    "resolve": "resolve a DID",
-    "verify": "verify a credential: proof, issuer, status, anchoring",
-    "audit": "replay every anchored checkpoint from the chain and the public log",
-    "deploy": "deploy the anchor and DID registry contracts",
-    "log": "inspect and check the local log database",
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve_cmd", "run the HTTP service"),
+    "issuer": ("issuer_cmd", "register, list and remove issuers (operator)"),
+    "keygen": ("client_cmd", "make an Ed25519 issuer key and print its did:key"),
+    "submit": ("client_cmd", "submit credential digests for anchoring"),
+    "receipt": ("client_cmd", "fetch an entry's receipt"),
+    "issue": ("issue_cmd", "issue Open Badges 3.0 credentials and anchor them"),
+    "status": ("status_cmd", "allocate, set, read, export and check status list entries"),
+    "resolve": ("resolve_cmd", "resolve a DID"),
+    "verify": ("verify_cmd", "verify a credential: proof, issuer, status, anchoring"),
+    "audit": ("audit_cmd", "replay every anchored checkpoint from the chain and the public log"),
+    "deploy": ("deploy_cmd", "deploy the anchor and DID registry contracts"),
+    "log": ("log_cmd", "inspect, check and export the local log database"),
 }
-"""Every command of DESIGN.md, with its one-line summary for ``--help``."""
+"""Every command: the module that registers it and its one-line summary for ``--help``."""
+
+
+def register(sub: Any, command: str | None) -> None:
+    """Add the complete parser of ``command`` (importing only its module) and, for every
+    other command, an entry with its summary: enough for ``--help`` to list them all."""
+    if command in COMMANDS:
+        module = importlib.import_module(f"anchor.commands.{COMMANDS[command][0]}")
+        module.register(sub)
+    for name, (_module, summary) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=summary)
 
 
 def register_all(sub: Any) -> None:
-    """Add every built command group to the CLI's subparsers."""
-    for module in (
-        serve_cmd,
-        issuer_cmd,
-        client_cmd,
-        status_cmd,
-        verify_cmd,
-        issue_cmd,
-        resolve_cmd,
-        audit_cmd,
-        deploy_cmd,
-        log_cmd,
-    ):
-        module.register(sub)
+    """Add the complete parser of every command (imports every module)."""
+    for module_name in dict.fromkeys(module for module, _summary in COMMANDS.values()):
+        importlib.import_module(f"anchor.commands.{module_name}").register(sub)
