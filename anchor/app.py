@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from anchor import auth, keys
+from anchor import auth, keys, outbound
 from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
@@ -163,7 +163,11 @@ async def _ethr_networks(app: web.Application) -> tuple[EthrNetwork, ...]:
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "ler-anchor"}
+        connector=outbound.connector(
+            config.outbound_networks, outbound.own_addresses(config.host, config.port)
+        ),
+        timeout=aiohttp.ClientTimeout(total=30),
+        headers={"User-Agent": "ler-anchor"},
     )
     app[HTTP] = session
     resolver = build_resolver(

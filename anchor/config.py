@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anchor.errors import ConfigError
+from anchor.outbound import POLICIES as OUTBOUND_POLICIES
 from anchor.status_list import MAX_ENTRIES as STATUS_MAX_ENTRIES
 from anchor.status_list import MIN_ENTRIES as STATUS_MIN_ENTRIES
 
@@ -85,6 +86,13 @@ class Config:
     ca_file: Path | None = field(
         default=None, metadata={"help": "CA bundle for did:web (default: the system's)"}
     )
+    outbound_networks: str = field(
+        default="public",
+        metadata={
+            "help": "where the service may fetch status lists and did:web documents: "
+            "public (globally routable addresses and its own port) or any"
+        },
+    )
     status_url: str | None = field(
         default=None,
         metadata={
@@ -147,6 +155,11 @@ class Config:
             raise ConfigError("status list ttl cannot be negative")
         if self.status_valid_days is not None and self.status_valid_days <= 0:
             raise ConfigError("status list validity must be a positive number of days")
+        if self.outbound_networks not in OUTBOUND_POLICIES:
+            raise ConfigError(
+                f"outbound networks must be one of {', '.join(OUTBOUND_POLICIES)}",
+                hint="any lets callers of /v1/verify make the service fetch private addresses",
+            )
         if self.rpc_url is not None and self.contract is None:
             raise ConfigError(
                 "--rpc-url needs --contract",

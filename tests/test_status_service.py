@@ -611,7 +611,10 @@ async def web_did(tmp_path: Path) -> AsyncIterator[WebDidHost]:
 async def test_did_web_issuer_adds_the_generated_key(
     aiohttp_client: Any, tmp_path: Path, web_did: WebDidHost
 ) -> None:
-    client = await aiohttp_client(create_app(service_config(tmp_path, ca_file=web_did.ca_file)))
+    config = service_config(  # the did:web host is a test server on this machine
+        tmp_path, ca_file=web_did.ca_file, outbound_networks="any"
+    )
+    client = await aiohttp_client(create_app(config))
     signing = Ed25519Key.generate()
     did = web_did.did
     keyid = f"{did}#key-1"

@@ -170,8 +170,15 @@ def verifier(
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     # ttl 1 ms: the service's status checker sees every status change at once
-    config = service_config(tmp_path, anchor_interval=0.2, confirmations=1, status_ttl_ms=1)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    # it listens on its configured port, as in production: its own status lists are the one
+    # non-public address its client may fetch
+    port = free_port()
+    config = service_config(
+        tmp_path, port=port, anchor_interval=0.2, confirmations=1, status_ttl_ms=1
+    )
+    return await aiohttp_client(  # type: ignore[no-any-return]
+        create_app(config), server_kwargs={"port": port}
+    )
 
 
 @pytest.fixture
