@@ -137,6 +137,13 @@ class Conflict(AnchorError):
     title = "Conflict"
 
 
+class RestoreRefused(Conflict):
+    """A backup does not reproduce every anchored root: installing it would fork the log."""
+
+    slug = "restore-refused"
+    title = "Restore refused"
+
+
 class Unauthorized(AnchorError):
     status = 401
     exit_code = 5

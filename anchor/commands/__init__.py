@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit_cmd", "replay every anchored checkpoint from the chain and the public log"),
     "deploy": ("deploy_cmd", "deploy the anchor and DID registry contracts"),
     "log": ("log_cmd", "inspect, check and export the local log database"),
+    "backup": ("backup_cmd", "copy the service's database while it runs, and check the copy"),
+    "restore": ("backup_cmd", "put a backup in place once it reproduces every anchored root"),
 }
 """Every command: the module that registers it and its one-line summary for ``--help``."""
 
