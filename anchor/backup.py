@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def _ensure_unused(database: Path) -> None:
         conn.close()
 
 
-def _check(path: Path) -> Snapshot:
+def _check(path: Path, progress: Callable[[int], object] | None = None) -> Snapshot:
     """SQLite's integrity check, then the log's: every hash recomputed from the entries."""
     conn = sqlite3.connect(path)
     try:
@@ -103,7 +103,7 @@ def _check(path: Path) -> Snapshot:
         raise InvalidInput(f"{path} is not an LER Anchor database (it has no schema version)")
     store = SQLiteStore(path)
     try:
-        size = store.check_integrity()
+        size = store.check_integrity(progress)
         root = store.root(size)
         row = None
         if _has_table(store, "checkpoints"):
@@ -123,9 +123,10 @@ def _has_table(store: SQLiteStore, name: str) -> bool:
     return row is not None
 
 
-def backup(database: Path, out: Path) -> Snapshot:
+def backup(database: Path, out: Path, progress: Callable[[int], object] | None = None) -> Snapshot:
     """Copy ``database`` to ``out`` while it may be in use, check the copy, then move it into
-    place (``out`` must not exist). Cost: one pass to copy and one to check."""
+    place (``out`` must not exist). Cost: one pass to copy and one to check (``progress``
+    hears of every ``n`` entries checked)."""
     if not database.is_file():
         raise NotFound(f"no database at {database}", hint="give --db or --data-dir")
     if out.exists():
@@ -144,7 +145,7 @@ def backup(database: Path, out: Path) -> Snapshot:
         target.close()
         source.close()
     try:
-        snapshot = _check(partial)
+        snapshot = _check(partial, progress)
         _fsync(partial)
         _move(partial, out)
         _fsync(out.parent)
@@ -189,7 +190,10 @@ def mismatches(snapshot: SQLiteStore, anchored: Iterable[AnchoredRoot]) -> list[
 
 
 def restore(
-    backup_file: Path, database: Path, anchored: Iterable[AnchoredRoot] | None
+    backup_file: Path,
+    database: Path,
+    anchored: Iterable[AnchoredRoot] | None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[Snapshot, int, Path | None]:
     """Install ``backup_file`` as ``database`` once it checks and reproduces every root in
     ``anchored`` (``None``: the roots the backup itself recorded). Returns the snapshot, how
@@ -213,7 +217,7 @@ def restore(
         target.close()
         source.close()
     try:
-        snapshot = _check(staged)
+        snapshot = _check(staged, progress)
         roots = list(recorded_anchors(staged) if anchored is None else anchored)
         store = SQLiteStore(staged)
         try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import sys
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from anchor import config as config_module
 
@@ -39,10 +42,16 @@ def register(sub: Any) -> None:
     restore.set_defaults(handler=_restore)
 
 
+def _checking() -> tqdm[Any]:
+    """A progress bar for the entry-by-entry check (shown on a terminal only)."""
+    return tqdm(desc="checking", unit="entry", file=sys.stderr, disable=None, leave=False)
+
+
 def _backup(args: argparse.Namespace) -> int:
     from anchor.backup import backup
 
-    snapshot = backup(config_module.from_environment(args).db_path, args.out)
+    with _checking() as bar:
+        snapshot = backup(config_module.from_environment(args).db_path, args.out, bar.update)
     print(
         f"backed up {snapshot.size:,} entries (root {base64.b64encode(snapshot.root).decode()}) "
         f"to {snapshot.path} ({snapshot.bytes:,} bytes, checked)"
@@ -65,7 +74,8 @@ def _restore(args: argparse.Namespace) -> int:
             AnchoredRoot(e.size, e.root, f"block {e.block_number} tx {e.transaction_hash}")
             for e in read_anchor_events(w3, config.contract, args.from_block)
         ]
-    snapshot, checked, moved = restore(args.backup, config.db_path, anchored)
+    with _checking() as bar:
+        snapshot, checked, moved = restore(args.backup, config.db_path, anchored, bar.update)
     against = "on the chain" if anchored is not None else "recorded in the backup"
     print(
         f"restored {snapshot.size:,} entries to {snapshot.path}: all {checked} anchored "

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from anchor import config as config_module
 from anchor.errors import NotFound
@@ -63,7 +66,11 @@ def _info(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
-        size = store.check_integrity()
+        total = store.size()
+        with tqdm(
+            total=total, unit="entry", file=sys.stderr, disable=None if total >= 10_000 else True
+        ) as bar:
+            size = store.check_integrity(bar.update)
     finally:
         store.close()
     print(f"log of {size} entries checks: every stored hash matches its entries")
