@@ -75,6 +75,7 @@ async def test_issue_verify_revoke_verify(
             *signed,
             *("--achievement", str(achievement), "--subject", "email:learner@example.org"),
             *("--out", str(out_dir), "--wait", "30"),
+            *("--status", "revocation", "--status", "suspension"),
         )
         assert code == 0, err
         credential = Path(out.split()[0])
@@ -104,9 +105,29 @@ async def test_issue_verify_revoke_verify(
         assert f"eip155:{node.chain_id}" in reason
         assert "--rpc-url" in reason
 
-        # Revoked by the issuer: exit 1.
+        # Suspended, then reinstated; the credential has one entry of each purpose.
         code, out, err = await run_cli(
             capsys, "status", "set", *signed, "--entry", str(credential), "--value", "1"
+        )
+        assert code == 2
+        assert "has 2 status entries; choose one with --purpose" in err
+        for value, verdict in ((1, ("invalid", "suspended")), (0, ("valid", None))):
+            code, out, err = await run_cli(
+                capsys,
+                *("status", "set", *signed, "--entry", str(credential)),
+                *("--purpose", "suspension", "--value", str(value)),
+            )
+            assert code == 0, err
+            code, out, _ = await run_cli(capsys, "verify", *with_receipt, *chain, "--json")
+            assert checks(out)["status"][0] == verdict[0], out
+            if verdict[1] is not None:
+                assert checks(out)["status"][1] == verdict[1]
+
+        # Revoked by the issuer: exit 1.
+        code, out, err = await run_cli(
+            capsys,
+            *("status", "set", *signed, "--entry", str(credential)),
+            *("--purpose", "revocation", "--value", "1"),
         )
         assert code == 0, err
         code, out, _ = await run_cli(capsys, "verify", *with_receipt, *chain, "--json")

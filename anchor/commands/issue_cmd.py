@@ -1,9 +1,10 @@
 """``ler-anchor issue``: issue Open Badges 3.0 credentials to one learner or a CSV of them.
 
-For each learner: a revocation entry is allocated from the issuer's status list (idempotent
-per credential id), the credential is built and signed with ``eddsa-jcs-2022`` by the
-issuer's key, its digest is submitted for anchoring, and the signed credential is written to
-``--out``; with ``--wait`` each receipt is fetched once anchored and written beside it.
+For each learner: an entry is allocated from the issuer's status list of each ``--status``
+purpose (revocation by default; idempotent per credential id), the credential is built and
+signed with ``eddsa-jcs-2022`` by the issuer's key, its digest is submitted for anchoring, and
+the signed credential is written to ``--out``; with ``--wait`` each receipt is fetched once
+anchored and written beside it.
 
 CSV columns: ``subject`` (a DID) or ``identifier`` (hashed into an OB 3.0 IdentityObject,
 with ``identityType`` defaulting to ``emailAddress``); an optional ``id`` fixes the
@@ -35,6 +36,9 @@ MAX_LEARNERS = 100_000
 ALLOCATE_CHUNK = 10_000
 """Status entries allocated per request."""
 
+STATUS_PURPOSES = ("revocation", "suspension")
+"""Status purposes ``--status`` offers (a status list with messages is set up by hand)."""
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("issue", help="issue Open Badges 3.0 credentials and anchor them")
@@ -48,6 +52,13 @@ def register(sub: Any) -> None:
     who.add_argument("--csv", type=Path, help="a CSV of learners (see the command's docs)")
     parser.add_argument("--out", type=Path, default=Path("credentials"), help="output directory")
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for receipts")
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=STATUS_PURPOSES,
+        help="give each credential a status entry of this purpose (repeatable; "
+        "default: revocation)",
+    )
     parser.set_defaults(handler=_issue)
 
 
@@ -93,22 +104,24 @@ def _issue(args: argparse.Namespace) -> int:
             bar = tqdm(
                 total=len(learners), unit="credential", file=sys.stderr, disable=len(learners) < 50
             )
-            status: list[dict[str, Any]] = []
-            for start in range(0, len(ids), ALLOCATE_CHUNK):
-                chunk = ids[start : start + ALLOCATE_CHUNK]
-                answer = await client.post_signed(
-                    "/v1/status-lists/allocate",
-                    {"purpose": "revocation", "count": len(chunk), "credentialIds": chunk},
-                )
-                status.extend(answer["entries"])
+            status: list[list[dict[str, Any]]] = [[] for _ in ids]
+            for purpose in dict.fromkeys(args.status or ["revocation"]):
+                for start in range(0, len(ids), ALLOCATE_CHUNK):
+                    chunk = ids[start : start + ALLOCATE_CHUNK]
+                    answer = await client.post_signed(
+                        "/v1/status-lists/allocate",
+                        {"purpose": purpose, "count": len(chunk), "credentialIds": chunk},
+                    )
+                    for n, entry in enumerate(answer["entries"]):
+                        status[start + n].append(entry)
             issued: list[tuple[str, str, dict[str, Any]]] = []
-            for row, cid, entry in zip(learners, ids, status, strict=True):
+            for row, cid, entries in zip(learners, ids, status, strict=True):
                 doc = credentials.open_badge(
                     issuer=signer.did,
                     issuer_name=args.issuer_name,
                     achievement=achievement,
                     subject=_subject(row),
-                    status=[entry],
+                    status=entries,
                     credential_id=cid,
                 )
                 signed = credentials.sign(doc, seed, signer.keyid)

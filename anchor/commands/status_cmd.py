@@ -91,6 +91,9 @@ def register(sub: Any) -> None:
     )
     which.add_argument("--list", dest="list_url", help="the statusListCredential URL")
     setter.add_argument("--index", help="the statusListIndex (with --list)")
+    setter.add_argument(
+        "--purpose", help="with --entry: the purpose of the entry to set, if it has several"
+    )
     setter.add_argument("--value", type=int, required=True, help="1 revokes or suspends, 0 clears")
     setter.add_argument("--reason", help="recorded in the list's history")
     setter.set_defaults(handler=_set)
@@ -211,10 +214,14 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
         doc = _read_json(args.entry, "entry")
         if isinstance(doc, dict) and "credentialStatus" in doc:
             entries = find_status_entries(doc)
+            purpose = getattr(args, "purpose", None)
+            if purpose is not None:
+                entries = tuple(e for e in entries if e.status_purpose == purpose)
             if len(entries) != 1:
+                of = f" of purpose {purpose}" if purpose is not None else ""
                 raise InvalidInput(
-                    f"{args.entry} has {len(entries)} status entries; give one with --list "
-                    "and --index"
+                    f"{args.entry} has {len(entries)} status entries{of}; choose one with "
+                    "--purpose, or give --list and --index"
                 )
             entry = entries[0].to_json()
         else:
