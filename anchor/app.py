@@ -334,7 +334,7 @@ def make_runner(app: web.Application) -> web.AppRunner:
 
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
-    from anchor.routes import ROUTE_TABLES, verify_routes
+    from anchor.routes import ROUTE_TABLES, status_routes, verify_routes
 
     app = web.Application(middlewares=[problems_and_metrics], client_max_size=MAX_REQUEST_BYTES)
     app[CONFIG] = config
@@ -346,6 +346,7 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_committer_ctx)
     app.cleanup_ctx.append(_status_ctx)
+    app.cleanup_ctx.append(status_routes.renewal_ctx)
     app.cleanup_ctx.append(_batcher_ctx)
     app.cleanup_ctx.append(verify_routes.verifier_ctx)
     for ctx in extra_contexts:

@@ -184,6 +184,8 @@ _SCHEMA: Final = (
     "CREATE INDEX IF NOT EXISTS status_versions_by_time ON status_versions (list_id, created)",
     "CREATE INDEX IF NOT EXISTS status_versions_unlogged ON status_versions (log_index)"
     " WHERE log_index IS NULL",
+    "CREATE INDEX IF NOT EXISTS status_versions_current ON status_versions (created)"
+    " WHERE superseded IS NULL",
     "CREATE TABLE IF NOT EXISTS status_history ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT, list_id TEXT NOT NULL REFERENCES status_lists (id),"
     " version INTEGER NOT NULL, idx INTEGER NOT NULL, old INTEGER NOT NULL, new INTEGER NOT NULL,"
@@ -1110,6 +1112,17 @@ class StatusService:
             current = self._current_in(conn, list_id)
             bits = _bits_of(current.credential(), lst.status_size)
             return self._publish(conn, lst, bits, signer)
+
+    def due_for_renewal(self, at_ms: int) -> list[PublishedVersion]:
+        """Current versions whose ``validUntil`` falls within one ttl of ``at_ms``, oldest
+        first (none when lists are published without a validity period)."""
+        valid_ms = self.settings.valid_ms
+        if valid_ms is None:
+            return []
+        return self._versions(
+            "v.superseded IS NULL AND v.created <= ? ORDER BY v.created",
+            (at_ms + self.settings.ttl_ms - valid_ms,),
+        )
 
     def needs_renewal(self, version: PublishedVersion, at_ms: int) -> bool:
         """Whether ``version`` expires (``validUntil``) within one ttl of ``at_ms``."""

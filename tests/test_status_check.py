@@ -130,6 +130,7 @@ async def test_verifier_checks_a_static_export_without_the_service(
     )
     assert code == 0
     assert "exported 2 status list(s)" in out
+    assert "expires" not in out  # lists without a validity period
     index = json.loads((static_host.root / LIST_PATH / "index.json").read_text())
     assert {item["statusPurpose"] for item in index["lists"]} == {"revocation", "suspension"}
     await client.close()  # from here on, the service is gone

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import socket
 import ssl
 import time
@@ -45,7 +46,7 @@ from anchor.status_list import (
     parse_status_list_credential,
     validate_status,
 )
-from anchor.status_service import MAX_ALLOCATION, ROLLOVER_FRACTION
+from anchor.status_service import MAX_ALLOCATION, ROLLOVER_FRACTION, now_ms
 from did_methods import build_resolver
 
 CHI_SQUARE_BUCKETS = 64
@@ -681,3 +682,35 @@ async def test_lists_are_renewed_before_valid_until(aiohttp_client: Any, tmp_pat
     versions = client.app[STATUS].versions(list_id)
     assert [v.version for v in versions] == [1, 2]
     assert all(v.log_index is not None for v in versions)
+
+
+async def test_lists_nobody_fetches_are_renewed_in_the_background(
+    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A static export must not go stale: due lists are renewed without being fetched."""
+    config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    (entry,) = await allocate(client, issuer)
+    list_id = list_id_of(entry)
+    service = client.app[STATUS]
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(versions := service.versions(list_id)) < 2 or any(
+        v.log_index is None
+        for v in versions  # logged right after it is signed
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "no logged renewal within 10 s"
+        await asyncio.sleep(0.1)
+    current = service.current_version(list_id)
+    valid_until = datetime.fromisoformat(current.credential()["validUntil"])
+    assert valid_until > datetime.now(UTC)
+    assert service.due_for_renewal(now_ms()) == []
+    from anchor.cli import main
+
+    export = ["status", "export", "--out", str(tmp_path / "x"), "--data-dir", str(config.data_dir)]
+    assert await asyncio.to_thread(main, export) == 0
+    out = capsys.readouterr().out
+    printed = re.search(r"the first of them expires at (\S+) \(validUntil\)", out)
+    assert printed is not None, out
+    assert printed.group(1) >= current.credential()["validUntil"]  # or renewed since
+    assert "export again before then" in out

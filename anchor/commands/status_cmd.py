@@ -303,6 +303,14 @@ def _export(args: argparse.Namespace) -> int:
         doc = {"lists": lists}
         _write_atomically(Path(directory) / EXPORT_INDEX, json.dumps(doc, indent=2).encode())
     print(f"exported {len(current)} status list(s) to {out}")
+    until = [
+        str(v.credential()["validUntil"]) for _, v in current if "validUntil" in v.credential()
+    ]
+    if until:
+        print(
+            f"the first of them expires at {min(until)} (validUntil); the running service "
+            "renews lists before they expire: export again before then"
+        )
     return 0
 
 

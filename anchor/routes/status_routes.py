@@ -17,10 +17,11 @@ the version that was current then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -89,11 +90,15 @@ def _base_url(request: web.Request) -> str:
 
 async def _log_versions(request: web.Request, versions: Sequence[PublishedVersion]) -> list[int]:
     """Append the versions' digests to the log (group commit) and remember their indexes."""
+    return await _log_versions_of(request.app, versions)
+
+
+async def _log_versions_of(app: web.Application, versions: Sequence[PublishedVersion]) -> list[int]:
     if not versions:
         return []
-    result = await request.app[COMMITTER].append([v.log_entry for v in versions])
+    result = await app[COMMITTER].append([v.log_entry for v in versions])
     indexes = list(result.indexes)
-    await asyncio.to_thread(_service(request).record_log_index, versions, indexes)
+    await asyncio.to_thread(app[STATUS].record_log_index, versions, indexes)
     return indexes
 
 
@@ -299,13 +304,14 @@ def _not_modified(request: web.Request, etag: str) -> bool:
     return any(tag.value in ("*", etag.strip('"')) for tag in wanted)
 
 
-async def _renewed(request: web.Request, version: PublishedVersion) -> PublishedVersion:
-    """``version``, or a fresh signature of it when its validUntil is near."""
-    service = _service(request)
+async def _renewed(app: web.Application, version: PublishedVersion) -> PublishedVersion:
+    """``version``, or a fresh signature of it (signed, stored and logged) when its
+    validUntil is within one ttl. When the issuer's key cannot sign now, ``version``."""
+    service: StatusService = app[STATUS]
     if not service.needs_renewal(version, now_ms()):
         return version
     try:
-        signer = await authorized_signer(service, request.app[RESOLVER], version.issuer)
+        signer = await authorized_signer(service, app[RESOLVER], version.issuer)
     except (StatusKeyNotAuthorized, ResolutionUnavailable) as err:
         _LOG.warning("cannot renew status list %s: %s", version.list_id, err.detail)
         return version
@@ -314,8 +320,36 @@ async def _renewed(request: web.Request, version: PublishedVersion) -> Published
     )
     if renewed is None:  # someone else published meanwhile
         return await asyncio.to_thread(service.current_version, version.list_id)
-    await _log_versions(request, [renewed])
+    await _log_versions_of(app, [renewed])
     return renewed
+
+
+RENEWAL_PERIOD_MAX_SECONDS: Final = 60.0
+"""Longest pause between two rounds of renewing lists whose validUntil is near."""
+
+
+async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
+    """When lists have a validUntil, renew every one that is due in the background (not
+    only when it is fetched), so that exported static copies and lists nobody fetched stay
+    valid. A round every ttl / 2, at most :data:`RENEWAL_PERIOD_MAX_SECONDS` apart."""
+    service: StatusService = app[STATUS]
+    if service.settings.valid_ms is None:
+        yield
+        return
+    period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, service.settings.ttl_ms / 2000))
+
+    async def loop() -> None:
+        while True:
+            due = await asyncio.to_thread(service.due_for_renewal, now_ms())
+            for version in due:
+                await _renewed(app, version)
+            await asyncio.sleep(period)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @routes.get("/v1/status-lists/{id}")
@@ -326,7 +360,9 @@ async def get_list(request: web.Request) -> web.Response:
     if raw:
         version = await asyncio.to_thread(service.version_at, list_id, parse_timestamp(raw))
     else:
-        version = await _renewed(request, await asyncio.to_thread(service.current_version, list_id))
+        version = await _renewed(
+            request.app, await asyncio.to_thread(service.current_version, list_id)
+        )
     ttl_seconds = service.settings.ttl_ms // 1000
     cache = (
         IMMUTABLE_CACHE if version.superseded_ms is not None else f"public, max-age={ttl_seconds}"
