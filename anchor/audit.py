@@ -243,7 +243,7 @@ async def _check_status_versions(
         if logged:
             report.warnings.append(
                 f"{len(logged)} status-list entries not checked: the source does not list "
-                "published versions (audit an export made with `ler-anchor log export`)"
+                "published versions (an export or a service of an older version)"
             )
         return
     published: set[str] = set()

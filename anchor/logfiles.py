@@ -221,7 +221,28 @@ class HttpSource:
         return str(body["verifierKey"])
 
     async def status_versions(self) -> list[dict[str, Any]] | None:
-        return None  # the public API serves versions by list; export the log to check them
+        """Every published version, page by page (``None`` from a service too old to list
+        them: a 404)."""
+        versions: list[dict[str, Any]] = []
+        path: str | None = "/v1/status-versions"
+        while path is not None:
+            async with self.session.get(self.base + path) as resp:
+                if resp.status == 404 and not versions:
+                    return None
+                if resp.status != 200:
+                    raise NotFound(f"{self.base}{path} answered {resp.status}")
+                body = await resp.json(content_type=None)
+            page = body.get("versions") if isinstance(body, dict) else None
+            if not isinstance(page, list):
+                raise EncodingError(f"{self.base}{path}: 'versions' is not a list")
+            versions += page
+            following = body.get("next")
+            if following is not None and not (
+                isinstance(following, str) and following.startswith("/v1/status-versions?")
+            ):
+                raise EncodingError(f"{self.base}{path}: 'next' is not a versions page")
+            path = following
+        return versions
 
     async def checkpoints(self) -> list[str]:
         body = await self._get("/v1/checkpoints")

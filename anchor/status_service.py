@@ -139,6 +139,9 @@ MAX_REASON_CHARS: Final = 1000
 MAX_HISTORY_PAGE: Final = 1000
 """Most history records returned at once."""
 
+MAX_VERSIONS_PAGE: Final = 100
+"""Most published versions (each a whole credential) returned at once."""
+
 DEFAULT_TTL_MS: Final = 300_000
 """Default ``ttl`` of a published list (five minutes)."""
 
@@ -743,6 +746,17 @@ class StatusService:
     def versions(self, list_id: str) -> list[PublishedVersion]:
         """Every version of ``list_id``, oldest first."""
         return self._versions("v.list_id = ? ORDER BY v.version", (list_id,))
+
+    def all_versions(self, after: int, limit: int) -> list[tuple[int, PublishedVersion]]:
+        """Every published version of every list in publication order, paged: at most
+        ``limit`` (up to :data:`MAX_VERSIONS_PAGE`) with a sequence number above ``after``,
+        each with its sequence number (for auditors)."""
+        rows = self.store.reader().execute(
+            f"SELECT v.rowid, {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
+            "JOIN status_lists l ON l.id = v.list_id WHERE v.rowid > ? ORDER BY v.rowid LIMIT ?",
+            (after, min(limit, MAX_VERSIONS_PAGE)),
+        )
+        return [(int(r[0]), PublishedVersion._from_row(r[1:])) for r in rows]
 
     def current_versions(self) -> list[tuple[StatusList, PublishedVersion]]:
         """Every list with its current version (for a static export)."""

@@ -244,3 +244,64 @@ async def test_status_list_versions_are_checked_against_the_log(tmp_path: Path) 
     report = await audit([], DirectorySource(fresh), expected_key=vkey)
     assert kinds(report) == {"status-entry-unpublished"}
     store.close()
+
+
+async def test_audit_over_http_checks_the_running_service_including_status_versions(
+    aiohttp_client: Any, tmp_path: Path, anvil_factory: Any
+) -> None:
+    """The auditor's other source: the service's public API (entries, checkpoints and every
+    published status list version, paged), against anchors read from a real chain."""
+    import asyncio
+
+    import aiohttp
+    from service_helpers import service_config
+    from test_status_service import allocate, list_id_of, new_issuer, set_statuses
+    from test_submit import post_signed
+
+    from anchor.app import create_app
+    from anchor.keys import ChainAccountKey, save_key
+    from anchor.logfiles import HttpSource
+    from anchor.status_service import MAX_VERSIONS_PAGE
+
+    node = anvil_factory()
+    account = node.accounts[0]
+    contract = await asyncio.to_thread(deploy, node.web3(), load_artifact(LOG_ANCHOR), account)
+    save_key(ChainAccountKey.from_hex(account.key.hex()), tmp_path / "data" / "chain-key.hex")
+    config = service_config(
+        tmp_path,
+        rpc_url=node.rpc_url,
+        contract=contract.address,
+        confirmations=1,
+        status_list_entries=1024,
+    )
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    submitted = await post_signed(
+        client, issuer, {"digests": [hashlib.sha256(bytes([i])).hexdigest() for i in range(40)]}
+    )
+    assert submitted.status == 201
+    (entry,) = await allocate(client, issuer, "suspension")
+    list_id = list_id_of(entry)
+    for value in [1, 0] * (MAX_VERSIONS_PAGE // 2 + 5):  # more versions than one page holds
+        change = [{"index": entry["statusListIndex"], "value": value}]
+        assert (await set_statuses(client, issuer, list_id, change)).status == 200
+    size = int((await (await client.get("/v1/entries?start=0&end=0")).json())["treeSize"])
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:  # until a final anchor covers the whole log
+        anchors = (await (await client.get("/v1/anchors?state=final")).json())["anchors"]
+        if any(a["treeSize"] >= size for a in anchors):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "no final anchor within 60 s"
+        await asyncio.sleep(0.2)
+    events = await asyncio.to_thread(read_anchor_events, node.web3(), contract.address)
+    vkey = (await (await client.get("/v1/log")).json())["verifierKey"]
+    async with aiohttp.ClientSession() as session:
+        source = HttpSource(str(client.make_url("")), session)
+        versions = await source.status_versions()
+        assert versions is not None
+        assert len(versions) == MAX_VERSIONS_PAGE + 11  # the first version, then each change
+        report = await audit(events, source, expected_key=vkey)
+    assert report.clean, report.discrepancies
+    assert report.warnings == []
+    assert report.status_list_entries == MAX_VERSIONS_PAGE + 11
+    assert report.entries == size

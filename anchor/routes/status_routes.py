@@ -52,6 +52,7 @@ from anchor.status_service import (
     MAX_HISTORY_PAGE,
     MAX_REASON_CHARS,
     MAX_UPDATES,
+    MAX_VERSIONS_PAGE,
     PublishedVersion,
     StatusChange,
     StatusKeyNotAuthorized,
@@ -414,6 +415,31 @@ async def get_version(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+@routes.get("/v1/status-versions")
+async def get_all_versions(request: web.Request) -> web.Response:
+    """Every published list version with its signed credential, in publication order, so
+    that an auditor can check each against the log (as ``log export`` writes them)."""
+    after = int_param(request, "after", 0)
+    limit = int_param(request, "limit", MAX_VERSIONS_PAGE, minimum=1)
+    found = await asyncio.to_thread(_service(request).all_versions, after, limit)
+    answer: dict[str, Any] = {
+        "versions": [
+            {
+                "seq": seq,
+                "listId": v.list_id,
+                "version": v.version,
+                "digest": v.digest.hex(),
+                "logIndex": v.log_index,
+                "credential": v.document.decode(),
+            }
+            for seq, v in found
+        ]
+    }
+    if len(found) == min(limit, MAX_VERSIONS_PAGE):
+        answer["next"] = f"/v1/status-versions?after={found[-1][0]}"
+    return web.json_response(answer)
+
+
 @routes.get("/v1/status-keys")
 async def get_status_key(request: web.Request) -> web.Response:
     did = request.query.get("did")
@@ -667,6 +693,48 @@ def openapi_paths() -> dict[str, Any]:
                         }
                     ),
                     **errors(400, 404),
+                },
+            }
+        },
+        "/v1/status-versions": {
+            "get": {
+                "summary": "Every published list version with its credential, for auditors",
+                "parameters": [
+                    int_query("after", "return versions after this seq (paging)"),
+                    int_query("limit", f"at most this many (max {MAX_VERSIONS_PAGE})", minimum=1),
+                ],
+                "responses": {
+                    "200": json_response(
+                        {
+                            "type": "object",
+                            "required": ["versions"],
+                            "properties": {
+                                "versions": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": [
+                                            "seq",
+                                            "listId",
+                                            "version",
+                                            "digest",
+                                            "credential",
+                                        ],
+                                        "properties": {
+                                            "seq": {"type": "integer"},
+                                            "listId": {"type": "string"},
+                                            "version": {"type": "integer"},
+                                            "digest": HEX_DIGEST,
+                                            "logIndex": {"type": ["integer", "null"]},
+                                            "credential": {"type": "string"},
+                                        },
+                                    },
+                                },
+                                "next": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **errors(400),
                 },
             }
         },
