@@ -18,15 +18,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from anchor import auth, keys, outbound
+from anchor import auth, keys, outbound, ratelimit
 from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
-from anchor.errors import AnchorError
+from anchor.errors import AnchorError, RateLimited
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
@@ -43,6 +44,10 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """Largest request body accepted (10,000 hex digests in JSON is about 700 KB)."""
 
 PROBLEM_JSON = "application/problem+json"
+
+FETCHING_ROUTES = frozenset({"/v1/verify", "/1.0/identifiers/{did}"})
+"""Public routes that make the service fetch on the caller's behalf: rate-limited per client
+(``--fetch-rate``)."""
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", SQLiteStore)
@@ -68,6 +73,8 @@ def problem_response(error: AnchorError, instance: str | None = None) -> web.Res
     headers = {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Signature realm="ler-anchor"'
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     return web.json_response(body, status=error.status, content_type=PROBLEM_JSON, headers=headers)
 
 
@@ -336,7 +343,11 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     """Build the application for ``config`` (nothing is opened until it starts)."""
     from anchor.routes import ROUTE_TABLES, status_routes, verify_routes
 
-    app = web.Application(middlewares=[problems_and_metrics], client_max_size=MAX_REQUEST_BYTES)
+    middlewares: list[Middleware] = [problems_and_metrics]
+    if config.fetch_rate > 0:  # inside problems_and_metrics, which answers its 429s
+        limiter = ratelimit.RateLimiter(config.fetch_rate)
+        middlewares.append(ratelimit.middleware(limiter, FETCHING_ROUTES))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[STARTED] = time.time()

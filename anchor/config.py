@@ -93,6 +93,13 @@ class Config:
             "public (globally routable addresses and its own port) or any"
         },
     )
+    fetch_rate: int = field(
+        default=600,
+        metadata={
+            "help": "requests per minute per client address to POST /v1/verify and DID "
+            "resolution (0: no limit, e.g. behind a proxy that limits)"
+        },
+    )
     status_url: str | None = field(
         default=None,
         metadata={
@@ -155,6 +162,8 @@ class Config:
             raise ConfigError("status list ttl cannot be negative")
         if self.status_valid_days is not None and self.status_valid_days <= 0:
             raise ConfigError("status list validity must be a positive number of days")
+        if self.fetch_rate < 0:
+            raise ConfigError("fetch rate cannot be negative", hint="0 turns the limit off")
         if self.outbound_networks not in OUTBOUND_POLICIES:
             raise ConfigError(
                 f"outbound networks must be one of {', '.join(OUTBOUND_POLICIES)}",

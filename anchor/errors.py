@@ -144,6 +144,19 @@ class RestoreRefused(Conflict):
     title = "Restore refused"
 
 
+class RateLimited(AnchorError):
+    """Too many requests from one client; ``retry_after`` (seconds) says when to retry."""
+
+    status = 429
+    exit_code = 6
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.extra.get("retryAfter", 1))
+
+
 class Unauthorized(AnchorError):
     status = 401
     exit_code = 5

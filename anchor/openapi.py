@@ -29,6 +29,7 @@ def errors(*codes: int) -> dict[str, Any]:
         410: "Gone (deactivated)",
         413: "Too large",
         422: "Verification failed",
+        429: "Too many requests from this client (Retry-After says when to retry)",
         501: "Not implemented",
         502: "Upstream (chain or DID host) failed",
         503: "Unavailable",
@@ -253,6 +254,7 @@ def openapi_document() -> dict[str, Any]:
                         "description": "deactivated",
                         "content": {"application/did-resolution": {"schema": {"type": "object"}}},
                     },
+                    **errors(429),
                     "500": {
                         "description": "internalError",
                         "content": {"application/did-resolution": {"schema": {"type": "object"}}},

@@ -32,6 +32,7 @@ from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import parse_digest
 from anchor.errors import (
+    AnchorError,
     ConfigError,
     EncodingError,
     Forbidden,
@@ -341,9 +342,12 @@ async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def loop() -> None:
         while True:
-            due = await asyncio.to_thread(service.due_for_renewal, now_ms())
-            for version in due:
-                await _renewed(app, version)
+            try:
+                due = await asyncio.to_thread(service.due_for_renewal, now_ms())
+                for version in due:
+                    await _renewed(app, version)
+            except AnchorError as err:  # the store or the log failed: try again next round
+                _LOG.warning("renewing status lists failed: %s", err.diagnostics())
             await asyncio.sleep(period)
 
     task = asyncio.create_task(loop())

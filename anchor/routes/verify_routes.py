@@ -124,7 +124,7 @@ def openapi_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": json_response(report, "The report, whatever the verdict"),
-                    **errors(400, 413),
+                    **errors(400, 413, 429),
                 },
             }
         }
