@@ -56,6 +56,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _remove(path: Path) -> None:
+    for suffix in ("", *SIDE_FILES):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy the database ``source`` to a new ``target`` with SQLite's backup API, in one
+    step: one consistent snapshot, while writers keep going (WAL)."""
+    _remove(target)
+    reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    writer = sqlite3.connect(target)
+    try:
+        reader.backup(writer)
+    except BaseException:
+        writer.close()
+        _remove(target)
+        raise
+    finally:
+        reader.close()
+    writer.close()
+
+
 def _move(source: Path, target: Path) -> None:
     """Rename a database and whichever of its side files exist (a target's stale side files
     go, so that they are never replayed into it)."""
@@ -133,25 +155,17 @@ def backup(database: Path, out: Path, progress: Callable[[int], object] | None =
         raise Conflict(f"{out} exists already", hint="choose a new file name for each backup")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    for suffix in ("", *SIDE_FILES):
-        Path(f"{partial}{suffix}").unlink(missing_ok=True)
-    source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-    target = sqlite3.connect(partial)
     try:
-        source.backup(target)  # one step: one consistent snapshot, writers keep going (WAL)
+        _copy(database, partial)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot back up {database}: {exc}") from exc
-    finally:
-        target.close()
-        source.close()
     try:
         snapshot = _check(partial, progress)
         _fsync(partial)
         _move(partial, out)
         _fsync(out.parent)
     except BaseException:
-        for suffix in ("", *SIDE_FILES):
-            Path(f"{partial}{suffix}").unlink(missing_ok=True)
+        _remove(partial)
         raise
     return Snapshot(out, snapshot.size, snapshot.root, snapshot.checkpoint_size, snapshot.bytes)
 
@@ -205,17 +219,10 @@ def restore(
         _ensure_unused(database)
     database.parent.mkdir(parents=True, exist_ok=True)
     staged = database.with_name(database.name + ".restoring")
-    for suffix in ("", *SIDE_FILES):
-        Path(f"{staged}{suffix}").unlink(missing_ok=True)
-    source = sqlite3.connect(f"{backup_file.resolve().as_uri()}?mode=ro", uri=True)
-    target = sqlite3.connect(staged)
     try:
-        source.backup(target)
+        _copy(backup_file, staged)
     except sqlite3.DatabaseError as exc:
         raise InvalidInput(f"{backup_file} is not an LER Anchor backup: {exc}") from exc
-    finally:
-        target.close()
-        source.close()
     try:
         snapshot = _check(staged, progress)
         roots = list(recorded_anchors(staged) if anchored is None else anchored)
@@ -237,8 +244,7 @@ def restore(
         _move(staged, database)
         _fsync(database.parent)
     except BaseException:
-        for suffix in ("", *SIDE_FILES):
-            Path(f"{staged}{suffix}").unlink(missing_ok=True)
+        _remove(staged)
         raise
     return (
         Snapshot(database, snapshot.size, snapshot.root, snapshot.checkpoint_size, snapshot.bytes),
