@@ -27,7 +27,7 @@ from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
-from anchor.errors import AnchorError, RateLimited
+from anchor.errors import AnchorError, RateLimited, Unauthorized
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
@@ -71,8 +71,11 @@ HEALTH_PROBES = web.AppKey("health_probes", list[HealthProbe])
 def problem_response(error: AnchorError, instance: str | None = None) -> web.Response:
     body = error.problem(instance)
     headers = {}
-    if error.status == 401:
-        headers["WWW-Authenticate"] = 'Signature realm="ler-anchor"'
+    if isinstance(error, Unauthorized):
+        if error.extra.get("scheme") == "Bearer":  # the operator's admin API
+            headers["WWW-Authenticate"] = 'Bearer realm="ler-anchor admin"'
+        else:  # issuers sign their requests
+            headers.update(auth.challenge_headers(error))
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(body, status=error.status, content_type=PROBLEM_JSON, headers=headers)

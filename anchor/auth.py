@@ -843,16 +843,23 @@ def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL_KEY]
 
 
-def problem_response(error: AnchorError, request: web.BaseRequest) -> web.Response:
-    """``error`` as ``application/problem+json``; a 401 also carries ``WWW-Authenticate``
-    and ``Accept-Signature`` so the client learns how to sign."""
-    headers: dict[str, str] = {}
-    if isinstance(error, Unauthorized):
-        reason = str(error.extra.get("reason", AuthFailure.UNSIGNED.value))
-        headers["WWW-Authenticate"] = (
+def challenge_headers(error: Unauthorized) -> dict[str, str]:
+    """``WWW-Authenticate`` and ``Accept-Signature`` for a 401, so the client learns how to
+    sign (and why this request failed)."""
+    reason = str(error.extra.get("reason", AuthFailure.UNSIGNED.value))
+    return {
+        "WWW-Authenticate": (
             f'Signature realm="{AUTH_REALM}", alg="{SIGNATURE_ALGORITHM}", error="{reason}"'
-        )
-        headers["Accept-Signature"] = ACCEPT_SIGNATURE
+        ),
+        "Accept-Signature": ACCEPT_SIGNATURE,
+    }
+
+
+def problem_response(error: AnchorError, request: web.BaseRequest) -> web.Response:
+    """``error`` as ``application/problem+json``; a 401 also carries
+    :func:`challenge_headers`. (The service maps errors in its own middleware with the same
+    headers; this serves applications that use only this module.)"""
+    headers = challenge_headers(error) if isinstance(error, Unauthorized) else {}
     return web.json_response(
         error.problem(instance=request.path),
         status=error.status,
@@ -920,6 +927,7 @@ __all__ = [
     "Principal",
     "RegistryCheck",
     "SignatureInput",
+    "challenge_headers",
     "check_content_digest",
     "check_keyid",
     "check_nonce",

@@ -129,7 +129,9 @@ async def test_wrong_method_is_405_problem(client: TestClient) -> None:
 
 
 async def test_admin_api(client: TestClient) -> None:
-    assert (await client.get("/v1/admin/issuers")).status == 401
+    unauthenticated = await client.get("/v1/admin/issuers")
+    assert unauthenticated.status == 401
+    assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="ler-anchor admin"'
     bad = await client.get("/v1/admin/issuers", headers={"Authorization": "Bearer nope"})
     assert bad.status == 401
     added = await client.post(

@@ -67,6 +67,9 @@ async def test_submission_failures(client: TestClient, issuer: Ed25519Key) -> No
     unsigned = await client.post("/v1/entries", json={"digests": [digest(1)]})
     assert unsigned.status == 401
     assert unsigned.content_type == "application/problem+json"
+    assert unsigned.headers["WWW-Authenticate"].startswith('Signature realm="')
+    assert 'error="unsigned"' in unsigned.headers["WWW-Authenticate"]
+    assert "Accept-Signature" in unsigned.headers
     stranger = Ed25519Key.generate()
     forbidden = await post_signed(client, stranger, {"digests": [digest(1)]})
     assert forbidden.status == 403

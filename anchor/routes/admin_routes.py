@@ -26,9 +26,11 @@ def require_operator(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("the admin API needs 'Authorization: Bearer <operator token>'")
+        raise Unauthorized(
+            "the admin API needs 'Authorization: Bearer <operator token>'", scheme="Bearer"
+        )
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("wrong operator token")
+        raise Unauthorized("wrong operator token", scheme="Bearer")
 
 
 @routes.get("/v1/admin/issuers")
