@@ -64,8 +64,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -204,11 +206,49 @@ _VERSION_COLUMNS: Final = (
 )
 
 
-def ensure_schema(store: SQLiteStore) -> None:
-    """Create the status list tables and indexes if they are missing."""
+HIDDEN_ID_PREFIX: Final = "hmac-sha256:"
+"""Credential ids are kept only as ``HIDDEN_ID_PREFIX`` + HMAC-SHA256 under a per-database
+key: issuers may use meaningful ids (an e-mail address, a student number), and the service
+keeps no personal data. Idempotent allocation only needs equality."""
+
+_ID_KEY_META: Final = "credential_id_key"
+_IDS_HIDDEN_META: Final = "credential_ids_hidden"
+
+
+def hide_credential_id(key: bytes, credential_id: str) -> str:
+    """The stored form of ``credential_id``."""
+    mac = hmac.new(key, credential_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return HIDDEN_ID_PREFIX + mac
+
+
+def ensure_schema(store: SQLiteStore) -> bytes:
+    """Create the status list tables and indexes if they are missing, and the key that hides
+    credential ids (ids stored in clear by an earlier version are hidden now). Returns it."""
     with store.transaction() as conn:
         for statement in _SCHEMA:
             conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (_ID_KEY_META,)).fetchone()
+        if row is None:
+            key = os.urandom(32)
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_ID_KEY_META, key.hex()))
+        else:
+            key = bytes.fromhex(str(row[0]))
+        hidden = conn.execute("SELECT 1 FROM meta WHERE key = ?", (_IDS_HIDDEN_META,)).fetchone()
+        if hidden is None:
+            clear = conn.execute(
+                "SELECT list_id, idx, credential_id FROM status_entries"
+                " WHERE credential_id IS NOT NULL"
+            ).fetchall()
+            conn.executemany(
+                "UPDATE status_entries SET credential_id = ? WHERE list_id = ? AND idx = ?",
+                [
+                    (hide_credential_id(key, cid), list_id, idx)
+                    for list_id, idx, cid in clear
+                    if not str(cid).startswith(HIDDEN_ID_PREFIX)
+                ],
+            )
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, '1')", (_IDS_HIDDEN_META,))
+    return key
 
 
 def now_ms() -> int:
@@ -586,7 +626,10 @@ def _require_kind(
     )
 
 
-def _check_credential_ids(credential_ids: Sequence[object] | None, count: int) -> list[str | None]:
+def _check_credential_ids(
+    credential_ids: Sequence[object] | None, count: int, key: bytes
+) -> list[str | None]:
+    """The ids checked, in their stored (hidden) form."""
     if credential_ids is None:
         return [None] * count
     out: list[str | None] = []
@@ -595,7 +638,7 @@ def _check_credential_ids(credential_ids: Sequence[object] | None, count: int) -
             raise InvalidInput(
                 f"credentialIds[{i}] must be a string of 1..{MAX_CREDENTIAL_ID_CHARS} characters"
             )
-        out.append(cid)
+        out.append(hide_credential_id(key, cid))
     return out
 
 
@@ -633,7 +676,7 @@ class StatusService:
     def __init__(self, store: SQLiteStore, settings: StatusSettings) -> None:
         self.store = store
         self.settings = settings
-        ensure_schema(store)
+        self._id_key = ensure_schema(store)
 
     # -- status keys -------------------------------------------------------------------------
 
@@ -934,7 +977,7 @@ class StatusService:
                 hint="allocate in several requests",
             )
         _require_kind(purpose, status_size, status_message)
-        ids = _check_credential_ids(credential_ids, count)
+        ids = _check_credential_ids(credential_ids, count, self._id_key)
         if len(ids) != count:
             raise InvalidInput(f"{len(ids)} credentialIds for a count of {count}")
         issuer = signer.issuer

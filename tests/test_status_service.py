@@ -46,7 +46,14 @@ from anchor.status_list import (
     parse_status_list_credential,
     validate_status,
 )
-from anchor.status_service import MAX_ALLOCATION, ROLLOVER_FRACTION, now_ms
+from anchor.status_service import (
+    HIDDEN_ID_PREFIX,
+    MAX_ALLOCATION,
+    ROLLOVER_FRACTION,
+    StatusService,
+    hide_credential_id,
+    now_ms,
+)
 from did_methods import build_resolver
 
 CHI_SQUARE_BUCKETS = 64
@@ -191,6 +198,32 @@ async def test_allocation_is_idempotent_per_credential_id(
     assert theirs[0]["statusListCredential"] != entries[0]["statusListCredential"]
     entry = parse_status_entry(entries[0])
     assert entry.id == f"{entry.status_list_credential}#{entry.status_list_index}"
+
+
+async def test_credential_ids_are_kept_only_hidden(
+    client: TestClient, issuer: Ed25519Key, tmp_path: Path
+) -> None:
+    """An issuer may use an e-mail address as its credential id: the database never holds
+    it in clear, and ids an earlier version stored in clear are hidden at the next start."""
+    email = "learner@example.org"
+    (first,) = await allocate(client, issuer, credentialIds=[email])
+    store = client.app[STORE]
+    stored = [r[0] for r in store.reader().execute("SELECT credential_id FROM status_entries")]
+    assert stored
+    assert all(str(cid).startswith(HIDDEN_ID_PREFIX) for cid in stored)
+    for file in (store.path, Path(f"{store.path}-wal")):  # not anywhere in the files either
+        assert email.encode() not in file.read_bytes()
+    # an id stored in clear by an earlier version, then a restart
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE status_entries SET credential_id = ? WHERE credential_id IS NOT NULL", (email,)
+        )
+        conn.execute("DELETE FROM meta WHERE key = 'credential_ids_hidden'")
+    service = StatusService(store, client.app[STATUS].settings)
+    (cid,) = [r[0] for r in store.reader().execute("SELECT credential_id FROM status_entries")]
+    assert cid == hide_credential_id(service._id_key, email)
+    (again,) = await allocate(client, issuer, credentialIds=[email])
+    assert again == first  # still the same entry for the same id
 
 
 async def test_new_list_opened_before_the_current_fills(
