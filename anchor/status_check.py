@@ -177,7 +177,9 @@ class StatusChecker:
     ``session`` is the one HTTP client session used for every fetch (``None``: only local
     files and ``mirror``). ``mirror`` is a directory holding lists by URL path
     (``MIRROR/v1/status-lists/<id>``), used instead of the network for every URL.
-    ``min_entries`` is the shortest list accepted (§3.2 step 2).
+    ``min_entries`` is the shortest list accepted (§3.2 step 2). ``local_files``: whether
+    ``file:`` URLs are read (a verifier on its own machine); a service checking credentials
+    that callers send turns it off, or anyone could make it read its files.
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class StatusChecker:
         session: aiohttp.ClientSession | None = None,
         *,
         mirror: Path | None = None,
+        local_files: bool = True,
         min_entries: int = MIN_ENTRIES,
         default_ttl_ms: int = DEFAULT_TTL_MS,
         timeout: float = FETCH_TIMEOUT_SECONDS,
@@ -194,6 +197,7 @@ class StatusChecker:
         self.resolver = resolver
         self.session = session
         self.mirror = mirror
+        self.local_files = local_files
         self.min_entries = min_entries
         self.default_ttl_ms = default_ttl_ms
         self.timeout = timeout
@@ -422,7 +426,7 @@ class StatusChecker:
         parts = urlsplit(url)
         if self.mirror is not None:
             return self._read_file(url, self.mirror / unquote(parts.path).lstrip("/")), None
-        if parts.scheme == "file":
+        if parts.scheme == "file" and self.local_files:
             return self._read_file(url, Path(unquote(parts.path))), None
         if parts.scheme not in ("http", "https"):
             raise _retrieval(url, f"the scheme {parts.scheme!r} cannot be dereferenced")

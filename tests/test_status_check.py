@@ -312,6 +312,12 @@ async def test_lists_that_must_not_be_trusted_give_unknown(
     local = {**entry, "statusListCredential": (mirror / LIST_PATH / list_id).as_uri()}
     (result,) = await checker_for(session).check_credential(credential(issuer.did, local))
     assert result.outcome is Outcome.VALID
+    # ... except by a checker of credentials that others send (the service's /v1/verify)
+    no_files = checker_for(session, local_files=False)
+    (result,) = await no_files.check_credential(credential(issuer.did, local))
+    assert result.outcome is Outcome.UNKNOWN
+    assert result.error is not None
+    assert "the scheme 'file' cannot be dereferenced" in str(result.error["detail"])
     # Over HTTP(S) (or a mirror of it), a list must be the one the entry names: another
     # list of the same issuer served in its place is refused.
     (other,) = await allocate(client, issuer, "suspension")

@@ -45,7 +45,7 @@ from test_status_service import (
 )
 
 from anchor import credentials
-from anchor.app import CHAIN, ISSUERS, LOG_KEY, create_app
+from anchor.app import CHAIN, ISSUERS, LOG_KEY, STATUS, create_app
 from anchor.batcher import Batcher
 from anchor.checkpoint import NoteSigner
 from anchor.cli import main
@@ -402,6 +402,15 @@ async def test_an_unreachable_status_list_is_unknown(
     assert "could not be retrieved" in reason(report, "status")
     assert results(report)["proof"] == "valid"
     assert report["result"] == "unknown"
+    # The service never reads its own files for a caller, whatever the URL says.
+    secret = tmp_path / "operator-secret.json"
+    secret.write_text(
+        json.dumps(client.app[STATUS].current_version(list_id_of(entry)).credential())
+    )
+    local = {**entry, "statusListCredential": secret.as_uri()}
+    report = await verify_on_service(client, badge_by(issuer, status=(local,)))
+    assert results(report)["status"] == "unknown"
+    assert "the scheme 'file' cannot be dereferenced" in reason(report, "status")
 
     # A verifier reading lists from a mirror that lacks this one: unknown as well.
     (tmp_path / "mirror").mkdir()

@@ -38,8 +38,11 @@ async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
     log = app[LOG_KEY]
     resolver = app[RESOLVER]
     # The service's own lists may be shorter than the spec's default minimum (a setting).
-    checker = StatusChecker(
-        resolver, app[HTTP], min_entries=min(MIN_ENTRIES, config.status_list_entries)
+    checker = StatusChecker(  # callers' credentials name the lists: never read local files
+        resolver,
+        app[HTTP],
+        local_files=False,
+        min_entries=min(MIN_ENTRIES, config.status_list_entries),
     )
     app[VERIFIER] = CredentialVerifier(
         resolver,
