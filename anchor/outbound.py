@@ -49,7 +49,7 @@ def guarded_socket_factory(
 ) -> Callable[[AddrInfo], socket.socket]:
     """A socket factory for :class:`aiohttp.TCPConnector` that refuses non-public addresses,
     except the ``(address, port)`` pairs in ``own``."""
-    allowed = {(ipaddress.ip_address(a), port) for a, port in own}
+    allowed = {(ipaddress.ip_address(a.split("%", 1)[0]), port) for a, port in own}
 
     def factory(addr_info: AddrInfo) -> socket.socket:
         family, kind, proto, _canonical, sockaddr = addr_info

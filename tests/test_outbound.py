@@ -87,6 +87,7 @@ def test_own_addresses() -> None:
     assert outbound.own_addresses("127.0.0.1", 8080) == [("127.0.0.1", 8080)]
     assert ("127.0.0.1", 9) in outbound.own_addresses("localhost", 9)
     assert outbound.own_addresses("::", 1) == [("127.0.0.1", 1), ("::1", 1)]
+    assert callable(outbound.guarded_socket_factory([("fe80::1%lo", 80)]))  # a scoped address
 
 
 def test_an_unknown_policy_is_a_config_error(tmp_path: Path) -> None:
