@@ -37,6 +37,11 @@ def errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], "content": _problem_ref()} for c in codes}
 
 
+def json_request(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body of ``schema``."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 

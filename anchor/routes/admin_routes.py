@@ -13,7 +13,7 @@ from aiohttp import web
 
 from anchor.app import CONFIG, ISSUERS
 from anchor.errors import Forbidden, InvalidInput, Unauthorized
-from anchor.openapi import errors, json_response
+from anchor.openapi import errors, json_request, json_response
 from anchor.routes.bodies import json_object
 
 routes = web.RouteTableDef()
@@ -98,21 +98,16 @@ def openapi_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Register an issuer DID (operator)",
                 "security": security,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["did"],
-                                "properties": {
-                                    "did": {"type": "string"},
-                                    "name": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["did"],
+                        "properties": {
+                            "did": {"type": "string"},
+                            "name": {"type": "string"},
+                        },
+                    }
+                ),
                 "responses": {
                     "201": json_response(issuer, "Registered"),
                     **errors(400, 401, 403, 409),

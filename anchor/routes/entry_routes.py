@@ -15,7 +15,7 @@ from anchor.app import COMMITTER, METRICS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import Entry, EntryKind, parse_digest
 from anchor.errors import EncodingError, InvalidInput, LimitExceeded
-from anchor.openapi import HEX_DIGEST, errors, json_response
+from anchor.openapi import HEX_DIGEST, SIGNED, errors, json_request, json_response
 from anchor.routes.bodies import json_object
 
 routes = web.RouteTableDef()
@@ -102,30 +102,25 @@ def openapi_paths() -> dict[str, Any]:
         "/v1/entries": {
             "post": {
                 "summary": "Submit 1 to 10,000 SHA-256 digests for anchoring (signed)",
-                "security": [{"httpMessageSignature": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["digests"],
-                                "properties": {
-                                    "digests": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": MAX_DIGESTS_PER_REQUEST,
-                                        "items": HEX_DIGEST,
-                                    },
-                                    "kind": {
-                                        "type": "string",
-                                        "enum": ["credential", "status-list"],
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                "security": SIGNED,
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["digests"],
+                        "properties": {
+                            "digests": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_DIGESTS_PER_REQUEST,
+                                "items": HEX_DIGEST,
+                            },
+                            "kind": {
+                                "type": "string",
+                                "enum": ["credential", "status-list"],
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "201": json_response(accepted, "Committed (at least one new entry)"),
                     "200": json_response(accepted, "Committed (all already in the log)"),

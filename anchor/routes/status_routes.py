@@ -42,7 +42,7 @@ from anchor.errors import (
 )
 from anchor.identity import ResolutionUnavailable
 from anchor.keys import Ed25519Key
-from anchor.openapi import HEX_DIGEST, SIGNED, errors, int_query, json_response
+from anchor.openapi import HEX_DIGEST, SIGNED, errors, int_query, json_request, json_response
 from anchor.routes.bodies import json_object
 from anchor.routes.entry_routes import receipt_location
 from anchor.routes.params import int_param, optional_int_param
@@ -531,18 +531,13 @@ def openapi_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Open a new status list and publish its first version (signed)",
                 "security": SIGNED,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["purpose"],
-                                "properties": kind,
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["purpose"],
+                        "properties": kind,
+                    }
+                ),
                 "responses": {
                     "201": json_response(status_list, "Created and published"),
                     **errors(400, 401, 403, 409, 503),
@@ -554,30 +549,25 @@ def openapi_paths() -> dict[str, Any]:
                 "summary": "Allocate 1 to 10,000 entries at random positions (signed)",
                 "description": "Idempotent per credential id; lists are opened as needed.",
                 "security": SIGNED,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["purpose"],
-                                "properties": {
-                                    **kind,
-                                    "count": {
-                                        "type": "integer",
-                                        "minimum": 1,
-                                        "maximum": MAX_ALLOCATION,
-                                    },
-                                    "credentialIds": {
-                                        "type": "array",
-                                        "items": {"type": "string"},
-                                        "maxItems": MAX_ALLOCATION,
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["purpose"],
+                        "properties": {
+                            **kind,
+                            "count": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_ALLOCATION,
+                            },
+                            "credentialIds": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "maxItems": MAX_ALLOCATION,
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "201": json_response(
                         {
@@ -602,19 +592,14 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "All or nothing: undoing a revocation refuses the whole batch.",
                 "security": SIGNED,
                 "parameters": [id_param],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "array",
-                                "items": change,
-                                "minItems": 1,
-                                "maxItems": MAX_UPDATES,
-                            }
-                        }
-                    },
-                },
+                "requestBody": json_request(
+                    {
+                        "type": "array",
+                        "items": change,
+                        "minItems": 1,
+                        "maxItems": MAX_UPDATES,
+                    }
+                ),
                 "responses": {
                     "200": json_response(status_list, "Applied and published"),
                     **errors(400, 401, 403, 404, 409, 413, 503),
@@ -748,10 +733,7 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "Body {} for a service-generated key, or a did:key issuer's "
                 "private Ed25519 JWK.",
                 "security": SIGNED,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
+                "requestBody": json_request({"type": "object"}),
                 "responses": {
                     "200": json_response(key_info),
                     **errors(400, 401, 403, 503),

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from anchor.app import CHAIN, CONFIG, HTTP, LOG_KEY, RESOLVER
 from anchor.errors import InvalidInput
-from anchor.openapi import errors, json_response
+from anchor.openapi import errors, json_request, json_response
 from anchor.routes.bodies import json_object
 from anchor.status_check import StatusChecker
 from anchor.status_list import MIN_ENTRIES
@@ -105,26 +105,21 @@ def openapi_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Verify a credential: format, anchoring, issuer, key, proof, "
                 "validity, status (valid only when every check is valid)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
+                "requestBody": json_request(
+                    {
+                        "type": "object",
+                        "required": ["credential"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "credential": {"type": "object"},
+                            "receipt": {
                                 "type": "object",
-                                "required": ["credential"],
-                                "additionalProperties": False,
-                                "properties": {
-                                    "credential": {"type": "object"},
-                                    "receipt": {
-                                        "type": "object",
-                                        "description": "its receipt (default: looked up in "
-                                        "this service's log)",
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                                "description": "its receipt (default: looked up in "
+                                "this service's log)",
+                            },
+                        },
+                    }
+                ),
                 "responses": {
                     "200": json_response(report, "The report, whatever the verdict"),
                     **errors(400, 413, 429),
