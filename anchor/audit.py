@@ -14,6 +14,34 @@ service nor the issuers.
    reordered entry changes every later root and is reported at the first anchor it breaks).
 
 Every discrepancy is reported with its location; :attr:`AuditReport.clean` is false if any.
+
+An audit cannot pass by mistake. :func:`read_log_anchor` is the one way to read a contract's
+anchors (``ler-anchor audit`` and ``ler-anchor restore`` use it); it refuses, raising
+:class:`~anchor.errors.NotALogAnchor`, an address without code and any contract that is not
+the LogAnchor this version ships. The check is on the runtime code (``eth_getCode``), which
+is what runs whatever an ABI claims: it must equal the artifact's ``deployedBytecode`` except
+
+* solc's CBOR metadata trailer (its length is in the last two bytes), which hashes the source
+  text, comments included: a LogAnchor compiled from the same code with other comments is
+  still a LogAnchor;
+* the immutable ``owner``: solc leaves each read of an immutable as ``PUSH32 0`` in the
+  artifact (the optimizer writes a real zero as ``PUSH0``) and the constructor fills in the
+  deployer; every placeholder must hold the same left-padded address, reported as the owner.
+
+Then ``latest()`` is called and must agree with the last ``Anchored`` event read (a node that
+serves incomplete event logs, or a ``--from-block`` after the anchors, is refused), all at one
+block. Finally a report links the chain to the log only if at least one anchor is the log's
+root at its size, recomputed from the entries or in a checkpoint signed with the log's key
+(or the log and the contract are both empty): a contract holding no anchor, or only anchors
+of another log, makes :meth:`AuditReport.obstacle` a
+:class:`~anchor.errors.NoMatchingAnchor` and the report never ``clean``. A log whose entries
+were altered before its first anchor still links through its signed checkpoints: that is a
+discrepancy (exit 1), not a failure to audit (exit 4).
+
+Cost: the replay is ``O(n)`` hashes for ``n`` entries (about 170,000 entries/s) and
+``O(log n)`` memory; reading the chain is one ``eth_getLogs`` per :data:`LOG_BLOCK_CHUNK`
+blocks plus three calls. :func:`parse_address`, :func:`check_log_anchor_code` and
+:func:`unlinked` are pure; the rest reads the chain or the log.
 """
 
 from __future__ import annotations
@@ -21,11 +49,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
@@ -33,11 +64,25 @@ from anchor import data_integrity, merkle
 from anchor.checkpoint import NoteVerifier, open_checkpoint
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.entry import EntryKind
-from anchor.errors import AnchorError, ChainError, CheckpointFormatError, VerificationError
+from anchor.errors import (
+    AnchorError,
+    CannotAudit,
+    ChainError,
+    CheckpointFormatError,
+    InvalidInput,
+    NoMatchingAnchor,
+    NotALogAnchor,
+    VerificationError,
+)
 from anchor.logfiles import LogSource, parse_entry_json
 
 LOG_BLOCK_CHUNK = 5_000
 """Blocks per ``eth_getLogs`` request."""
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_PUSH1, _PUSH32 = 0x60, 0x7F
+_WORD = 32
+_ADDRESS_PADDING = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +106,29 @@ class Discrepancy:
         return {"kind": self.kind, "location": self.location, "detail": self.detail}
 
 
+@dataclass(frozen=True, slots=True)
+class LogAnchorState:
+    """What a LogAnchor contract holds, read at block ``block_number``: its anchors in chain
+    order (from the first block asked for) and its ``latest()`` anchor."""
+
+    address: str
+    owner: str
+    block_number: int
+    latest_size: int
+    """Tree size of the newest anchor, 0 when nothing is anchored."""
+    latest_root: bytes | None
+    events: tuple[AnchorEvent, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "owner": self.owner,
+            "block": self.block_number,
+            "latestSize": self.latest_size,
+            "latestRoot": None if self.latest_root is None else self.latest_root.hex(),
+        }
+
+
 @dataclass
 class AuditReport:
     entries: int = 0
@@ -72,10 +140,31 @@ class AuditReport:
     log_key: str | None = None
     discrepancies: list[Discrepancy] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    log_size: int = 0
+    """The size the log claims (``entries`` is how many were read)."""
+    matched: int = 0
+    """Anchors whose root is the log's root at their size, as recomputed from the entries."""
+    recognised: int = 0
+    """Anchors whose root is the recomputed root or a checkpoint root signed with the log's key
+    at their size: anchors of this log, even where its entries were altered since."""
+    newest_anchored_size: int | None = None
 
     @property
     def clean(self) -> bool:
-        return not self.discrepancies
+        """No discrepancy, and the chain vouches for this log (see :meth:`obstacle`)."""
+        return not self.discrepancies and self.obstacle() is None
+
+    def obstacle(self) -> NoMatchingAnchor | None:
+        """Why nothing links the chain to this log, or ``None`` when at least one anchor is
+        recognised (or the log and the contract are both empty)."""
+        return unlinked(self.anchors, self.recognised, self.log_size)
+
+    @property
+    def verdict(self) -> str:
+        """``clean``, ``discrepancies`` or ``cannot-audit`` (exit 0, 1 or 4)."""
+        if self.obstacle() is not None:
+            return "cannot-audit"
+        return "discrepancies" if self.discrepancies else "clean"
 
     def add(self, kind: str, location: str, detail: str) -> None:
         self.discrepancies.append(Discrepancy(kind, location, detail))
@@ -83,8 +172,14 @@ class AuditReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "clean": self.clean,
+            "verdict": self.verdict,
+            "reason": None if (why := self.obstacle()) is None else why.detail,
+            "logSize": self.log_size,
             "entries": self.entries,
             "anchors": self.anchors,
+            "anchorsMatched": self.matched,
+            "anchorsRecognised": self.recognised,
+            "newestAnchoredSize": self.newest_anchored_size,
             "checkpoints": self.checkpoints,
             "statusListEntries": self.status_list_entries,
             "firstAnchor": self.first_anchor,
@@ -95,11 +190,171 @@ class AuditReport:
         }
 
 
+def unlinked(anchors: int, recognised: int, log_size: int) -> NoMatchingAnchor | None:
+    """Why ``anchors`` anchors of which ``recognised`` are roots of a log of ``log_size``
+    entries (recomputed or signed) vouch for nothing, or ``None`` when they do. Pure."""
+    if recognised > 0 or (anchors == 0 and log_size == 0):
+        return None
+    if anchors == 0:
+        return NoMatchingAnchor(
+            f"the contract holds no anchor while the log has {log_size:,} entries: "
+            "nothing on the chain vouches for this log",
+            anchors=anchors,
+            log_size=log_size,
+            hint="check --contract (the LogAnchor this log anchors to) and --from-block",
+        )
+    return NoMatchingAnchor(
+        f"none of the contract's {anchors:,} anchors is a root of this log of {log_size:,} "
+        "entries, recomputed or signed: the contract anchors another log, or this log was "
+        "replaced entirely (entries and checkpoints)",
+        anchors=anchors,
+        log_size=log_size,
+        hint="check --contract and --log; each anchor is listed as a discrepancy",
+    )
+
+
+def parse_address(text: str) -> ChecksumAddress:
+    """``text`` as a checksummed address: 40 hex digits after ``0x``, and when written in
+    mixed case, with a valid EIP-55 checksum. Raises :class:`InvalidInput`. Pure."""
+    if not _ADDRESS.match(text):
+        raise InvalidInput(
+            f"{text[:60]!r} is not a contract address",
+            hint="give 0x followed by 40 hex digits",
+        )
+    digits = text[2:]
+    if digits != digits.lower() and digits != digits.upper() and not Web3.is_checksum_address(text):
+        raise InvalidInput(
+            f"{text} has a wrong EIP-55 checksum (a mistyped letter?)",
+            hint="copy the address again, or give it all in lowercase",
+        )
+    return Web3.to_checksum_address(text)
+
+
+def _strip_metadata(code: bytes) -> bytes:
+    """``code`` without solc's CBOR metadata trailer (its length is in the last two bytes)."""
+    if len(code) < 2:
+        return code
+    length = int.from_bytes(code[-2:], "big") + 2
+    return code[:-length] if length <= len(code) else code
+
+
+def _immutable_slots(code: bytes) -> list[int]:
+    """Offsets of the data of every ``PUSH32 0`` in ``code``, walking the instructions (so
+    push data is never read as an opcode)."""
+    slots = []
+    i = 0
+    while i < len(code):
+        op = code[i]
+        if _PUSH1 <= op <= _PUSH32:
+            width = op - _PUSH1 + 1
+            if op == _PUSH32 and code[i + 1 : i + 1 + _WORD] == bytes(_WORD):
+                slots.append(i + 1)
+            i += width
+        i += 1
+    return slots
+
+
+def check_log_anchor_code(code: bytes, address: str) -> ChecksumAddress:
+    """The owner baked into ``code`` if it is the runtime code of the shipped LogAnchor (see
+    the module doc); raises :class:`NotALogAnchor` otherwise. Pure."""
+    if not code:
+        raise NotALogAnchor(
+            f"there is no contract at {address} (eth_getCode is empty): an account, or a "
+            "contract of another chain",
+            address=address,
+            found="no-code",
+            hint="check --contract and that --rpc-url is the chain it was deployed on",
+        )
+    shipped = _strip_metadata(bytes.fromhex(load_artifact(LOG_ANCHOR).deployed_bytecode[2:]))
+    found = _strip_metadata(code)
+    slots = _immutable_slots(shipped)
+    owner = found[slots[0] : slots[0] + _WORD] if slots else bytes(_WORD)
+    masked = bytearray(found)
+    for slot in slots:
+        if found[slot : slot + _WORD] != owner:
+            break
+        masked[slot : slot + _WORD] = bytes(_WORD)
+    else:
+        if bytes(masked) == shipped and owner[:_ADDRESS_PADDING] == bytes(_ADDRESS_PADDING):
+            return Web3.to_checksum_address(owner[_ADDRESS_PADDING:])
+    raise NotALogAnchor(
+        f"the contract at {address} is not the LogAnchor this version ships "
+        f"({len(code):,} bytes of other runtime code)",
+        address=address,
+        found="other-code",
+        hint="give the address of the log's LogAnchor (every receipt of the log names it)",
+    )
+
+
+def read_log_anchor(w3: Web3, contract: str, from_block: int = 0) -> LogAnchorState:
+    """Read and validate the LogAnchor at ``contract``: its code (:func:`check_log_anchor_code`),
+    its ``latest()`` anchor and every ``Anchored`` event from ``from_block``, all at the head
+    block, and check that the last event read is ``latest()``. Raises :class:`InvalidInput`
+    (a malformed address or block), :class:`NotALogAnchor`, :class:`CannotAudit` (events
+    missing) or :class:`ChainError` (the RPC endpoint failed). Blocking: run it in a thread."""
+    address = parse_address(contract)
+    if from_block < 0:
+        raise InvalidInput(f"--from-block {from_block} is negative")
+    try:
+        head = w3.eth.block_number
+        code = bytes(w3.eth.get_code(address, head))
+    except (Web3Exception, OSError, ValueError) as exc:
+        raise ChainError(
+            f"the JSON-RPC endpoint failed: {_brief(exc)}",
+            hint="check --rpc-url and that the node is running",
+        ) from exc
+    if from_block > head:
+        raise InvalidInput(f"--from-block {from_block} is after the chain's head block {head}")
+    owner = check_log_anchor_code(code, address)
+    instance = w3.eth.contract(address=address, abi=load_artifact(LOG_ANCHOR).abi)
+    try:
+        root, size, _timestamp = instance.functions.latest().call(block_identifier=head)
+    except (Web3Exception, OSError, ValueError) as exc:
+        raise ChainError(f"calling latest() on {address} failed: {_brief(exc)}") from exc
+    events = read_anchor_events(w3, address, from_block, head)
+    latest_root = bytes(root) if int(size) > 0 else None
+    state = LogAnchorState(address, owner, head, int(size), latest_root, tuple(events))
+    _check_events_complete(state, from_block)
+    return state
+
+
+def _check_events_complete(state: LogAnchorState, from_block: int) -> None:
+    newest = state.events[-1] if state.events else None
+    if newest is None and state.latest_size == 0:
+        return
+    if newest is not None and (newest.size, newest.root) == (
+        state.latest_size,
+        state.latest_root,
+    ):
+        return
+    got = "none" if newest is None else f"the last is of size {newest.size}"
+    raise CannotAudit(
+        f"the contract's latest anchor is of size {state.latest_size} at block "
+        f"{state.block_number}, but of the Anchored events from block {from_block} {got}: "
+        "the events read are incomplete",
+        hint="start earlier (--from-block), or use a node that keeps event logs",
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    """A short reason for a transport or provider failure: the HTTP status, or the innermost
+    operating-system reason (``Connection refused``), else the exception's type."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.HTTPError) and seen.response is not None:
+            return f"it answered HTTP {seen.response.status_code}"
+        if isinstance(seen, OSError) and seen.strerror:
+            return str(seen.strerror)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 def read_anchor_events(
     w3: Web3, contract: str, from_block: int = 0, to_block: int | None = None
 ) -> list[AnchorEvent]:
     """Every ``Anchored`` event of ``contract`` in ``[from_block, to_block]``, in chain order.
-    Blocking (run it in a thread): ``eth_getLogs`` in chunks of :data:`LOG_BLOCK_CHUNK`."""
+    Blocking (run it in a thread): ``eth_getLogs`` in chunks of :data:`LOG_BLOCK_CHUNK`. It
+    reads whatever the address logged: :func:`read_log_anchor` checks the contract first."""
     artifact = load_artifact(LOG_ANCHOR)
     try:
         address = Web3.to_checksum_address(contract)
@@ -132,7 +387,7 @@ def read_anchor_events(
                     )
                 )
     except (Web3Exception, OSError, ValueError) as exc:
-        raise ChainError(f"reading anchor events of {contract} failed: {exc}") from exc
+        raise ChainError(f"reading anchor events of {contract} failed: {_brief(exc)}") from exc
     out.sort(key=lambda e: (e.block_number, e.log_index))
     return out
 
@@ -153,6 +408,7 @@ async def audit(
     if events:
         report.first_anchor = _iso(events[0].timestamp)
         report.last_anchor = _iso(events[-1].timestamp)
+        report.newest_anchored_size = max(e.size for e in events)
 
     # Anchored sizes must strictly increase in chain order (the contract enforces it).
     for prev, cur in itertools.pairwise(events):
@@ -164,6 +420,7 @@ async def audit(
     report.checkpoints = len(notes)
     verifier = await _log_verifier(source, expected_key, report)
     checkpoint_roots: dict[int, bytes] = {}
+    signed: set[tuple[int, bytes]] = set()
     for i, note in enumerate(notes):
         where = f"checkpoint #{i}"
         try:
@@ -179,9 +436,11 @@ async def audit(
                 f"two different roots signed: {seen.hex()} and {cp.root.hex()}",
             )
         checkpoint_roots.setdefault(cp.size, cp.root)
+        signed.add((cp.size, cp.root))
 
     # Replay the entries, taking the root at every size of interest.
     size = await source.tree_size()
+    report.log_size = size
     wanted = sorted({e.size for e in events} | set(checkpoint_roots))
     status_digests: dict[str, int] = {}
     roots = await _replay(source, size, wanted, report, progress, status_digests)
@@ -190,6 +449,8 @@ async def audit(
     for e in events:
         where = f"anchor tx {e.transaction_hash} (block {e.block_number})"
         got = roots.get(e.size)
+        if got == e.root or (e.size, e.root) in signed:
+            report.recognised += 1
         if got is None:
             report.add(
                 "anchor-beyond-log", where, f"anchors size {e.size}, log has {report.entries}"
@@ -200,6 +461,14 @@ async def audit(
                 where,
                 f"anchored root {e.root.hex()} is not the log's root {got.hex()} at size {e.size}",
             )
+        else:
+            report.matched += 1
+    newest = report.newest_anchored_size
+    if newest is not None and report.matched and newest < report.entries:
+        report.warnings.append(
+            f"entries {newest:,} to {report.entries - 1:,} are not anchored yet "
+            "(only signed checkpoints cover them)"
+        )
     for cp_size, cp_root in checkpoint_roots.items():
         got = roots.get(cp_size)
         if got is not None and got != cp_root:

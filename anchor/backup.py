@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from anchor.errors import Conflict, InvalidInput, NotFound, RestoreRefused, StoreError
+from anchor.errors import (
+    Conflict,
+    InvalidInput,
+    NoMatchingAnchor,
+    NotFound,
+    RestoreRefused,
+    StoreError,
+)
 from anchor.store import SQLiteStore
 
 SIDE_FILES = ("-wal", "-shm")
@@ -210,8 +217,11 @@ def restore(
     progress: Callable[[int], object] | None = None,
 ) -> tuple[Snapshot, int, Path | None]:
     """Install ``backup_file`` as ``database`` once it checks and reproduces every root in
-    ``anchored`` (``None``: the roots the backup itself recorded). Returns the snapshot, how
-    many anchored roots were checked, and where the replaced database was moved (if any).
+    ``anchored`` (``None``: the roots the backup itself recorded). Roots read from a chain
+    (a list) must include at least one unless the backup is empty: a contract holding no
+    anchor vouches for nothing (:class:`~anchor.errors.NoMatchingAnchor`). Returns the
+    snapshot, how many anchored roots were checked, and where the replaced database was moved
+    (if any).
     Stop the service first: the files are swapped underneath it otherwise."""
     if not backup_file.is_file():
         raise NotFound(f"no backup at {backup_file}")
@@ -235,6 +245,15 @@ def restore(
             raise RestoreRefused(
                 f"{len(problems)} anchored root(s) not reproduced; first: {problems[0]}",
                 hint="restore a newer backup: installing this one would fork the log",
+            )
+        if anchored is not None and not roots and snapshot.size > 0:
+            raise NoMatchingAnchor(
+                f"the contract holds no anchor while this backup has {snapshot.size:,} "
+                "entries: the chain cannot vouch for it",
+                anchors=0,
+                log_size=snapshot.size,
+                hint="check --contract; without --rpc-url and --contract the anchors the "
+                "backup recorded are checked instead",
             )
         _fsync(staged)
         moved = None

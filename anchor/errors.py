@@ -198,6 +198,47 @@ class ConfigError(AnchorError):
     title = "Configuration error"
 
 
+class CannotAudit(AnchorError):
+    """An audit (or a check of a log against its anchors, as ``restore`` does) could not be
+    carried out: the contract, the chain or the log cannot be read, or they have nothing in
+    common to compare. Says nothing about the log either way: exit 4, never 0 ("clean") nor
+    1 ("discrepancies found")."""
+
+    status = 503
+    exit_code = 4
+    slug = "cannot-audit"
+    title = "Cannot audit"
+
+
+class NotALogAnchor(CannotAudit):
+    """The address holds no contract (``found="no-code"``) or another one than the LogAnchor
+    this version ships (``found="other-code"``)."""
+
+    slug = "not-a-log-anchor"
+    title = "Not a LogAnchor contract"
+
+    def __init__(self, detail: str, *, address: str, found: str, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint, address=address, found=found)
+        self.address = address
+        self.found = found
+
+
+class NoMatchingAnchor(CannotAudit):
+    """No anchor of the contract is a root of the log although the log is not empty: the
+    contract holds none (``anchors == 0``), or none of its ``anchors`` matches. Nothing links
+    the chain to this log, so nothing about the log was established."""
+
+    slug = "no-matching-anchor"
+    title = "No anchor matches the log"
+
+    def __init__(
+        self, detail: str, *, anchors: int, log_size: int, hint: str | None = None
+    ) -> None:
+        super().__init__(detail, hint=hint, anchors=anchors, logSize=log_size)
+        self.anchors = anchors
+        self.log_size = log_size
+
+
 # --- W3C Bitstring Status List v1.0, §3.5 "Processing Errors" ---------------------------
 
 STATUS_LIST_PROBLEM_BASE = "https://www.w3.org/ns/credentials/status-list#"

@@ -7,20 +7,24 @@ import base64
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import EvmChain
+from anvil import AnvilNode, EvmChain, free_port
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
 
 from anchor.audit import AuditReport, audit, read_anchor_events
+from anchor.backup import backup
 from anchor.checkpoint import Checkpoint, NoteSigner
 from anchor.cli import main
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
+from anchor.errors import NoMatchingAnchor
 from anchor.log import Log
 from anchor.logfiles import DirectorySource, export_log
 from anchor.store import SQLiteStore
@@ -46,9 +50,12 @@ def _anchor(w3: Web3, contract: Any, account: LocalAccount, root: bytes, size: i
     assert receipt["status"] == 1
 
 
-def build_log(tmp_path: Path, chain: EvmChain, entries: int, anchors: int) -> tuple[Any, Path, Log]:
+def build_log(
+    tmp_path: Path, chain: EvmChain, entries: int, anchors: int, salt: bytes = b""
+) -> tuple[Any, Path, Log]:
     """A log of ``entries`` entries with ``anchors`` signed and anchored checkpoints (the last
-    anchor stops short of the end, leaving room for a rogue one), exported to files."""
+    anchor stops short of the end, leaving room for a rogue one), exported to files. Another
+    ``salt`` gives a log with other entries (and roots)."""
     store = SQLiteStore(tmp_path / "log.db")
     log = Log(store, NoteSigner(ORIGIN, SEED))
     account = chain.accounts[0]
@@ -62,7 +69,7 @@ def build_log(tmp_path: Path, chain: EvmChain, entries: int, anchors: int) -> tu
         batch = [
             Entry(
                 EntryKind.CREDENTIAL,
-                hashlib.sha256(j.to_bytes(8, "big")).digest(),
+                hashlib.sha256(salt + j.to_bytes(8, "big")).digest(),
                 f"did:web:issuer{j % 3}.example",
             )
             for j in range(done, done + step)
@@ -75,7 +82,7 @@ def build_log(tmp_path: Path, chain: EvmChain, entries: int, anchors: int) -> tu
         [
             Entry(
                 EntryKind.CREDENTIAL,
-                hashlib.sha256(j.to_bytes(8, "big")).digest(),
+                hashlib.sha256(salt + j.to_bytes(8, "big")).digest(),
                 "did:web:x.example",
             )
             for j in range(done, entries)
@@ -119,8 +126,9 @@ async def test_clean_log_of_100000_entries_and_50_anchors(
     contract, export, log = build_log(tmp_path, chain, 100_000, 50)
     report = await run_audit(chain, contract, export)
     assert report.clean, report.discrepancies
-    assert report.entries == 100_000
-    assert report.anchors == 50
+    assert report.entries == report.log_size == 100_000
+    assert report.anchors == report.matched == 50
+    assert report.newest_anchored_size == 98_000
     assert report.checkpoints == 51
     assert report.status_list_entries == 0
     assert report.first_anchor is not None
@@ -223,8 +231,12 @@ async def test_status_list_versions_are_checked_against_the_log(tmp_path: Path) 
     export_log(store, export)
     vkey = NoteSigner(ORIGIN, SEED).verifier.vkey()
     report = await audit([], DirectorySource(export), expected_key=vkey)
-    assert report.clean, report.discrepancies
+    assert report.discrepancies == []
     assert report.status_list_entries == 2
+    # no chain: nothing vouches for the log, so the report is never "clean"
+    assert not report.clean
+    assert report.verdict == "cannot-audit"
+    assert isinstance(report.obstacle(), NoMatchingAnchor)
 
     versions = json.loads((export / "status-versions.json").read_text())
     altered = json.loads(versions["versions"][1]["credential"])
@@ -305,3 +317,197 @@ async def test_audit_over_http_checks_the_running_service_including_status_versi
     assert report.warnings == []
     assert report.status_list_entries == MAX_VERSIONS_PAGE + 11
     assert report.entries == size
+    assert report.matched == len(events) > 0
+
+
+def _alter_first_entry(entries: list[dict[str, Any]]) -> None:
+    """Change entry 0's digest, bytes and fields alike (only the roots can tell)."""
+    raw = bytearray(base64.b64decode(entries[0]["entry"]))
+    raw[10] ^= 1
+    entries[0]["entry"] = base64.b64encode(bytes(raw)).decode()
+    entries[0]["digest"] = bytes(raw[4:36]).hex()
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(err: str, command: str = "audit") -> str:
+    """``err`` is exactly one line from ``ler-anchor COMMAND`` (no traceback, no internals)."""
+    assert err.endswith("\n"), err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"ler-anchor {command}: "), err
+    for internal in ("Traceback", "web3", "HTTPConnectionPool", "object at 0x"):
+        assert internal not in err, err
+    return err
+
+
+def test_audit_refuses_a_contract_that_is_not_this_logs_anchor(
+    tmp_path: Path, anvil: AnvilNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The right LogAnchor audits clean and says how much of the log it vouches for; another
+    log's LogAnchor, an empty one, an account and another contract never do (exit 4)."""
+    chain = EvmChain(name="anvil", w3=anvil.web3(), accounts=anvil.accounts, anvil=anvil)
+    snapshot = anvil.snapshot()
+    try:
+        ours, export, _log = build_log(tmp_path / "ours", chain, 300, 3)
+        theirs, _export, _other = build_log(tmp_path / "theirs", chain, 200, 2, salt=b"other")
+        empty = deploy(chain.w3, load_artifact(LOG_ANCHOR), chain.accounts[1]).address
+        registry = deploy(chain.w3, load_artifact(DID_REGISTRY), chain.accounts[1]).address
+        vkey = NoteSigner(ORIGIN, SEED).verifier.vkey()
+        args = ["audit", "--rpc-url", anvil.rpc_url, "--log", str(export), "--log-key", vkey]
+
+        code, out, err = _cli([*args, "--contract", ours.address], capsys)
+        assert (code, err) == (0, "")
+        assert f"{ours.address} (LogAnchor, owner {chain.accounts[0].address})" in out
+        assert "log size              300" in out
+        assert "anchors matched       3 of 3" in out
+        assert "newest anchored size  294" in out
+        assert "warning: entries 294 to 299 are not anchored yet" in out
+        assert out.rstrip().endswith(
+            "CLEAN: every anchored root and signed checkpoint matches the log"
+        )
+        code, out, _err = _cli([*args, "--contract", ours.address, "--json"], capsys)
+        body = json.loads(out)
+        assert code == 0
+        assert (body["verdict"], body["clean"], body["reason"]) == ("clean", True, None)
+        assert (body["logSize"], body["anchors"], body["anchorsMatched"]) == (300, 3, 3)
+        assert body["newestAnchoredSize"] == body["contract"]["latestSize"] == 294
+        assert body["contract"]["owner"] == chain.accounts[0].address
+
+        # entries altered before the first anchor: no anchor matches the replay, but the log's
+        # signed checkpoints link them to it: a discrepancy (1), not "cannot audit" (4)
+        altered = tmp_path / "altered"
+        shutil.copytree(export, altered)
+        _edit_page(_pages(altered)[0], _alter_first_entry)
+        on_altered = [*args[:3], "--log", str(altered), *args[5:], "--contract", ours.address]
+        code, out, err = _cli(on_altered, capsys)
+        assert (code, err) == (1, "")
+        assert "anchors matched       0 of 3 (3 in checkpoints signed by the log)" in out
+        assert "DISCREPANCIES: 7" in out  # 3 anchors, 4 checkpoints
+        assert "CANNOT AUDIT" not in out
+        # without its checkpoints, nothing links the contract to this log any more
+        (altered / "checkpoints.json").write_text(json.dumps({"checkpoints": []}))
+        code, out, err = _cli(on_altered, capsys)
+        assert code == 4
+        assert "none of the contract's 3 anchors is a root of this log" in _one_line(err)
+
+        # another log's LogAnchor: each anchor is a discrepancy, and none matching is not an audit
+        code, out, err = _cli([*args, "--contract", theirs.address], capsys)
+        assert code == 4
+        assert "none of the contract's 2 anchors is a root of this log of 300 entries" in (
+            _one_line(err)
+        )
+        assert "anchors matched       0 of 2" in out
+        assert out.count("anchor-root-mismatch") == 2
+        assert "CANNOT AUDIT: none of" in out
+        assert "CLEAN" not in out
+        code, out, err = _cli([*args, "--contract", theirs.address, "--json"], capsys)
+        body = json.loads(out)
+        assert code == 4
+        assert (body["verdict"], body["clean"], body["anchorsMatched"]) == (
+            "cannot-audit",
+            False,
+            0,
+        )
+        assert body["reason"] in err
+
+        # a LogAnchor holding no anchor: refused before the replay
+        code, out, err = _cli([*args, "--contract", empty.lower()], capsys)
+        assert (code, out) == (4, "")
+        assert "the contract holds no anchor while the log has 300 entries" in _one_line(err)
+
+        # an account without code, and a contract that is not a LogAnchor
+        code, out, err = _cli([*args, "--contract", chain.accounts[2].address], capsys)
+        assert (code, out) == (4, "")
+        assert f"there is no contract at {chain.accounts[2].address}" in _one_line(err)
+        code, out, err = _cli([*args, "--contract", registry], capsys)
+        assert (code, out) == (4, "")
+        assert f"the contract at {registry} is not the LogAnchor this version ships" in (
+            _one_line(err)
+        )
+
+        # events read from after the anchors do not reach latest(): not an audit either
+        head = chain.w3.eth.block_number
+        code, out, err = _cli(
+            [*args, "--contract", ours.address, "--from-block", str(head)], capsys
+        )
+        assert (code, out) == (4, "")
+        assert "latest anchor is of size 294" in _one_line(err)
+        assert "the events read are incomplete" in err
+    finally:
+        anvil.revert(snapshot)
+
+
+def test_audit_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Malformed arguments exit 2; an unreachable chain or log exits 4; always one line."""
+    store = SQLiteStore(tmp_path / "log.db")
+    log = Log(store, NoteSigner(ORIGIN, SEED))
+    log.append([Entry(EntryKind.CREDENTIAL, hashlib.sha256(b"one").digest(), "did:web:a.example")])
+    log.checkpoint()
+    export_log(store, tmp_path / "export")
+    store.close()
+    contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    down = f"http://127.0.0.1:{free_port()}"
+    args = ["audit", "--rpc-url", down, "--contract", contract, "--log", str(tmp_path / "export")]
+
+    cases = [
+        (["--contract", "notanaddress"], 2, "'notanaddress' is not a contract address"),
+        (["--contract", contract.replace("F", "f", 1)], 2, "has a wrong EIP-55 checksum"),
+        (["--rpc-url", "localhost:8545"], 2, "is not an http:// or https:// URL"),
+        (["--log-key", "not+a+key"], 2, "Malformed checkpoint"),
+        (["--log", "ftp://example.org/log"], 2, "only http:// and https:// URLs are read"),
+        (["--log", str(tmp_path / "missing")], 4, "missing: no such folder"),
+        (["--log", down], 4, f"the log service at {down} cannot be read: cannot connect"),
+        ([], 4, "cannot be read: the JSON-RPC endpoint failed: Connection refused"),
+    ]
+    for extra, status, message in cases:
+        code, out, err = _cli([*args, *extra], capsys)
+        assert (code, out) == (status, ""), (extra, err)
+        assert message in _one_line(err), (extra, err)
+
+    # and as a process: one line on stderr, nothing on stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "anchor", *args, "--contract", "notanaddress"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "is not a contract address" in _one_line(done.stderr)
+
+
+def test_restore_refuses_a_contract_that_vouches_for_nothing(
+    tmp_path: Path, anvil: AnvilNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``restore`` reads the chain with the audit's check: no code, another contract or a
+    LogAnchor holding no anchor refuse a non-empty backup, and nothing is installed."""
+    snapshot = anvil.snapshot()
+    try:
+        w3 = anvil.web3()
+        empty = deploy(w3, load_artifact(LOG_ANCHOR), anvil.accounts[0]).address
+        registry = deploy(w3, load_artifact(DID_REGISTRY), anvil.accounts[0]).address
+        store = SQLiteStore(tmp_path / "log.db")
+        Log(store, NoteSigner(ORIGIN, SEED)).append(
+            [Entry(EntryKind.CREDENTIAL, hashlib.sha256(b"x").digest(), "did:web:a.example")]
+        )
+        store.close()
+        backup(tmp_path / "log.db", tmp_path / "b.db")
+        target = tmp_path / "restored" / "ler-anchor.db"
+        args = ["restore", str(tmp_path / "b.db"), "--db", str(target), "--rpc-url", anvil.rpc_url]
+        cases = [
+            (anvil.accounts[3].address, 4, "there is no contract at"),
+            (registry, 4, "is not the LogAnchor this version ships"),
+            (empty, 4, "the contract holds no anchor while this backup has 1 entries"),
+            ("notanaddress", 2, "is not a contract address"),
+        ]
+        for contract, status, message in cases:
+            code, _out, err = _cli([*args, "--contract", contract], capsys)
+            assert code == status, err
+            assert message in _one_line(err, "restore")
+            assert not target.exists()
+    finally:
+        anvil.revert(snapshot)

@@ -67,12 +67,12 @@ def _restore(args: argparse.Namespace) -> int:
     if config.rpc_url is not None and config.contract is not None:
         from web3 import Web3
 
-        from anchor.audit import read_anchor_events
+        from anchor.audit import read_log_anchor
 
         w3 = Web3(Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": 60}))
         anchored = [
             AnchoredRoot(e.size, e.root, f"block {e.block_number} tx {e.transaction_hash}")
-            for e in read_anchor_events(w3, config.contract, args.from_block)
+            for e in read_log_anchor(w3, config.contract, args.from_block).events
         ]
     with _checking() as bar:
         snapshot, checked, moved = restore(args.backup, config.db_path, anchored, bar.update)
