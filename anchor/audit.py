@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import Web3Exception
@@ -337,12 +336,11 @@ def _check_events_complete(state: LogAnchorState, from_block: int) -> None:
 
 
 def _brief(exc: BaseException) -> str:
-    """A short reason for a transport or provider failure: the HTTP status, or the innermost
-    operating-system reason (``Connection refused``), else the exception's type."""
+    """A short reason for a transport or provider failure: the innermost operating-system
+    reason when there is one (``Connection refused``), else the exception's type
+    (``HTTPError``, ``Web3RPCError``): never the provider's internals."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, requests.HTTPError) and seen.response is not None:
-            return f"it answered HTTP {seen.response.status_code}"
         if isinstance(seen, OSError) and seen.strerror:
             return str(seen.strerror)
         seen = seen.__cause__ or seen.__context__

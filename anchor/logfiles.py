@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -33,6 +33,8 @@ PAGE_SIZE = 10_000
 
 EXPORT_FORMAT = 1
 """Version of the export layout."""
+
+T = TypeVar("T")
 
 
 def entry_json(stored: StoredEntry) -> dict[str, Any]:
@@ -166,10 +168,10 @@ class DirectorySource:
             )
 
     async def tree_size(self) -> int:
-        return int(self.meta["treeSize"])
+        return _member(self.meta, "treeSize", int, "log.json")
 
     async def verifier_key(self) -> str:
-        return str(self.meta["verifierKey"])
+        return _member(self.meta, "verifierKey", str, "log.json")
 
     async def status_versions(self) -> list[dict[str, Any]] | None:
         path = self.root / "status-versions.json"
@@ -210,15 +212,23 @@ class HttpSource:
         async with self.session.get(self.base + path, params=params) as resp:
             if resp.status != 200:
                 raise NotFound(f"{self.base}{path} answered {resp.status}")
-            return await resp.json(content_type=None)
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                raise NotFound(
+                    f"{self.base}{path} did not answer JSON", hint="is --log the service's URL?"
+                ) from None
+        if not isinstance(body, dict):
+            raise NotFound(f"{self.base}{path} did not answer a JSON object")
+        return body
 
     async def tree_size(self) -> int:
         body = await self._get("/v1/entries", {"start": "0", "end": "0"})
-        return int(body["treeSize"])
+        return _member(body, "treeSize", int, f"{self.base}/v1/entries")
 
     async def verifier_key(self) -> str:
         body = await self._get("/v1/log")
-        return str(body["verifierKey"])
+        return _member(body, "verifierKey", str, f"{self.base}/v1/log")
 
     async def status_versions(self) -> list[dict[str, Any]] | None:
         """Every published version, page by page (``None`` from a service too old to list
@@ -246,13 +256,21 @@ class HttpSource:
 
     async def checkpoints(self) -> list[str]:
         body = await self._get("/v1/checkpoints")
-        return [str(n) for n in body["checkpoints"]]
+        return [str(n) for n in _member(body, "checkpoints", list, f"{self.base}/v1/checkpoints")]
 
     async def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]:
         for page_start in range(start, end, PAGE_SIZE):
             page_end = min(end, page_start + PAGE_SIZE)
             body = await self._get("/v1/entries", {"start": str(page_start), "end": str(page_end)})
-            yield list(body["entries"])
+            yield _member(body, "entries", list, f"{self.base}/v1/entries")
+
+
+def _member(body: dict[str, Any], key: str, kind: type[T], where: str) -> T:
+    """``body[key]``, which must be a ``kind`` (a bool is not an int)."""
+    value = body.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise EncodingError(f"{where}: {key!r} must be of type {kind.__name__}")
+    return value
 
 
 def _read_json(path: Path) -> dict[str, Any]:

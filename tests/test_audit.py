@@ -4,11 +4,14 @@ tampering with the exported log, a forked checkpoint and a rogue anchor are repo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.server
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,19 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
 
-from anchor.audit import AuditReport, audit, read_anchor_events
+from anchor.audit import (
+    AuditReport,
+    audit,
+    check_log_anchor_code,
+    read_anchor_events,
+    read_log_anchor,
+)
 from anchor.backup import backup
 from anchor.checkpoint import Checkpoint, NoteSigner
 from anchor.cli import main
 from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
-from anchor.errors import NoMatchingAnchor
+from anchor.errors import InvalidInput, NoMatchingAnchor, NotALogAnchor
 from anchor.log import Log
 from anchor.logfiles import DirectorySource, export_log
 from anchor.store import SQLiteStore
@@ -328,6 +337,13 @@ def _alter_first_entry(entries: list[dict[str, Any]]) -> None:
     entries[0]["digest"] = bytes(raw[4:36]).hex()
 
 
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """A static web server that does not log requests on stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main(args)
     out, err = capsys.readouterr()
@@ -463,10 +479,32 @@ def test_audit_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
         (["--log", down], 4, f"the log service at {down} cannot be read: cannot connect"),
         ([], 4, "cannot be read: the JSON-RPC endpoint failed: Connection refused"),
     ]
-    for extra, status, message in cases:
-        code, out, err = _cli([*args, *extra], capsys)
-        assert (code, out) == (status, ""), (extra, err)
-        assert message in _one_line(err), (extra, err)
+    # a web server that is not the service; an export whose log.json lacks its size
+    site = tmp_path / "site"
+    (site / "v1").mkdir(parents=True)
+    (site / "v1" / "entries").write_text("<html>not the service</html>")
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "export", broken)
+    meta = json.loads((broken / "log.json").read_text())
+    del meta["treeSize"]
+    (broken / "log.json").write_text(json.dumps(meta))
+    handler = functools.partial(_QuietFiles, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    web = f"http://127.0.0.1:{server.server_address[1]}"
+    cases += [
+        (["--log", web], 4, f"{web}/v1/entries did not answer JSON"),
+        (["--log", f"{web}/elsewhere"], 4, "/elsewhere/v1/entries answered 404"),
+        (["--log", str(broken)], 2, "log.json: 'treeSize' must be of type int"),
+    ]
+    try:
+        for extra, status, message in cases:
+            code, out, err = _cli([*args, *extra], capsys)
+            assert (code, out) == (status, ""), (extra, err)
+            assert message in _one_line(err), (extra, err)
+    finally:
+        server.shutdown()
+        server.server_close()
 
     # and as a process: one line on stderr, nothing on stdout
     done = subprocess.run(
@@ -511,3 +549,46 @@ def test_restore_refuses_a_contract_that_vouches_for_nothing(
             assert not target.exists()
     finally:
         anvil.revert(snapshot)
+
+
+def test_read_log_anchor_accepts_only_the_shipped_code(evm_chain: EvmChain) -> None:
+    """On both chains: the shipped LogAnchor is read with its owner and ``latest()``; any
+    change to its code (one byte, or one immutable placeholder holding another address), an
+    account and another contract are refused, each with its typed reason."""
+    w3, owner, other = evm_chain.w3, evm_chain.accounts[0], evm_chain.accounts[1]
+    address = deploy(w3, load_artifact(LOG_ANCHOR), owner).address
+    state = read_log_anchor(w3, address)
+    assert (state.address, state.owner) == (address, owner.address)
+    assert (state.latest_size, state.latest_root, state.events) == (0, None, ())
+    contract = w3.eth.contract(address=address, abi=load_artifact(LOG_ANCHOR).abi)
+    root = hashlib.sha256(b"a root").digest()
+    _anchor(w3, contract, owner, root, 7)
+    state = read_log_anchor(w3, address.lower())
+    assert (state.latest_size, state.latest_root) == (7, root)
+    assert [(e.size, e.root) for e in state.events] == [(7, root)]
+
+    code = bytes(w3.eth.get_code(address))
+    assert check_log_anchor_code(code, address) == owner.address
+    word = bytes(12) + bytes.fromhex(owner.address[2:])
+    assert code.count(word) == 7  # the owner's reads, one per placeholder
+    other_word = bytes(12) + bytes.fromhex(other.address[2:])
+    changed = {
+        "one byte": code[:100] + bytes([code[100] ^ 1]) + code[101:],
+        "one placeholder": code.replace(word, other_word, 1),
+        "every placeholder, padding too": code.replace(word, b"\x01" + other_word[1:]),
+        "cut short": code[:-60],
+    }
+    for what, variant in changed.items():
+        with pytest.raises(NotALogAnchor) as caught:
+            check_log_anchor_code(variant, address)
+        assert caught.value.found == "other-code", what
+    # another owner everywhere is just another deployment
+    assert check_log_anchor_code(code.replace(word, other_word), address) == other.address
+
+    registry = deploy(w3, load_artifact(DID_REGISTRY), owner).address
+    for target, found in ((registry, "other-code"), (other.address, "no-code")):
+        with pytest.raises(NotALogAnchor) as caught:
+            read_log_anchor(w3, target)
+        assert (caught.value.found, caught.value.address) == (found, target)
+    with pytest.raises(InvalidInput, match="is after the chain's head block"):
+        read_log_anchor(w3, address, w3.eth.block_number + 1)
