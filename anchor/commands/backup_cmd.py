@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
             "Stop the service first. The backup is checked (SQLite, every log hash), then "
             "every root anchored on the chain (with --rpc-url and --contract) or, without "
             "them, every anchor the backup itself recorded, must be reproduced by its log; "
-            "otherwise nothing changes. The replaced database is kept beside it."
+            "otherwise nothing changes (exit 4, as when --contract is not a LogAnchor or holds "
+            "no anchor of a non-empty backup). The replaced database is kept beside it."
         ),
     )
     restore.add_argument("backup", type=Path, help="the backup file")
