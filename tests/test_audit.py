@@ -477,6 +477,8 @@ def test_audit_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFix
         (["--log", "ftp://example.org/log"], 2, "only http:// and https:// URLs are read"),
         (["--log", str(tmp_path / "missing")], 4, "missing: no such folder"),
         (["--log", down], 4, f"the log service at {down} cannot be read: cannot connect"),
+        (["--log", down, "--contract", "0x12"], 2, "'0x12' is not a contract address"),
+        (["--from-block", "-1"], 2, "--from-block -1 is negative"),
         ([], 4, "cannot be read: the JSON-RPC endpoint failed: Connection refused"),
     ]
     # a web server that is not the service; an export whose log.json lacks its size

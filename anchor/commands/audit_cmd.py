@@ -19,7 +19,14 @@ import aiohttp
 from tqdm import tqdm
 from web3 import Web3
 
-from anchor.audit import AuditReport, LogAnchorState, audit, read_log_anchor, unlinked
+from anchor.audit import (
+    AuditReport,
+    LogAnchorState,
+    audit,
+    parse_address,
+    read_log_anchor,
+    unlinked,
+)
 from anchor.checkpoint import NoteVerifier
 from anchor.errors import CannotAudit, ChainError, InvalidInput, NotFound
 from anchor.logfiles import DirectorySource, HttpSource, LogSource
@@ -76,6 +83,9 @@ def _audit(args: argparse.Namespace) -> int:
         )
     if args.log_key is not None:
         NoteVerifier.from_vkey(args.log_key)  # a malformed key is an invalid argument
+    parse_address(args.contract)  # every argument is checked before anything is read
+    if args.from_block < 0:
+        raise InvalidInput(f"--from-block {args.from_block} is negative")
     w3 = Web3(Web3.HTTPProvider(args.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_SECONDS}))
     try:
         state, report = asyncio.run(_run(args, w3))
