@@ -34,7 +34,7 @@ PAGE_SIZE = 10_000
 EXPORT_FORMAT = 1
 """Version of the export layout."""
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def entry_json(stored: StoredEntry) -> dict[str, Any]:
@@ -265,7 +265,7 @@ class HttpSource:
             yield _member(body, "entries", list, f"{self.base}/v1/entries")
 
 
-def _member(body: dict[str, Any], key: str, kind: type[T], where: str) -> T:
+def _member(body: dict[str, Any], key: str, kind: type[_T], where: str) -> _T:
     """``body[key]``, which must be a ``kind`` (a bool is not an int)."""
     value = body.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
