@@ -278,7 +278,7 @@ async def test_at_the_fee_cap_it_waits_and_a_restarted_client_resumes(
 
 
 @pytest.mark.anvil
-async def test_dropped_transaction_is_replaced(
+async def test_a_dropped_transaction_is_broadcast_again_at_once(
     anvil_factory: Callable[..., AnvilNode], tmp_path: Path
 ) -> None:
     chain = await open_chain(ANVIL, anvil_factory)
@@ -286,20 +286,34 @@ async def test_dropped_transaction_is_replaced(
     log = open_log(tmp_path / "db")
     log.append([entry(i) for i in range(2)])
     checkpoint = log.checkpoint()
-    client = await chain.client(log.store, replace_after_seconds=0.2)
+    client = await chain.client(log.store, replace_after_seconds=180.0)
     await chain.set_automine(False)
     record = await client.enqueue(checkpoint.size, checkpoint.root)
     await client.step()
     [first] = await client.attempts(record.id)
-    chain.node.drop_transaction("0x" + first.hash.hex())
-    await asyncio.sleep(0.25)
+    pooled = await chain.backend.transaction(first.hash)
+    assert pooled is not None
+    assert (pooled.hash, pooled.nonce, pooled.block_number) == (first.hash, first.nonce, None)
     await client.step()
-    first, second = await client.attempts(record.id)
-    assert second.fees.max_fee >= first.fees.max_fee * 9 // 8
+    assert client.rebroadcasts == 0  # the node holds it: nothing is sent again
+    chain.node.drop_all_transactions()
+    assert await chain.backend.transaction(first.hash) is None
+    await client.step()  # the next step sends the very same transaction again
+    assert client.rebroadcasts == 1
+    assert [(a.hash, a.state) for a in await client.attempts(record.id)] == [
+        (first.hash, TxState.SENT)
+    ]
+    again = await chain.backend.transaction(first.hash)
+    assert again is not None
+    assert again.block_number is None
+    await client.step()
+    assert client.rebroadcasts == 1
     await chain.mine()
     final = await step_until(client, record.id, AnchorState.FINAL)
-    assert final.tx_hash == second.hash
-    assert await chain.backend.transaction_receipt(first.hash) is None
+    assert final.tx_hash == first.hash
+    mined = await chain.backend.transaction(first.hash)
+    assert mined is not None
+    assert mined.block_number == final.block_number
     await chain.set_automine(True)
     await assert_receipt_sound(build_receipt(log, 1), chain.backend)
     await client.close()
