@@ -322,6 +322,40 @@ async def test_a_dropped_transaction_is_broadcast_again_at_once(
 
 
 @pytest.mark.anvil
+async def test_a_dropped_transaction_refused_again_is_sent_again_with_current_fees(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> None:
+    chain = await open_chain(ANVIL, anvil_factory)
+    assert chain.node is not None
+    log = open_log(tmp_path / "db")
+    log.append([entry(i) for i in range(3)])
+    checkpoint = log.checkpoint()
+    client = await chain.client(log.store, replace_after_seconds=180.0)
+    await chain.set_automine(False)
+    record = await client.enqueue(checkpoint.size, checkpoint.root)
+    await client.step()
+    [first] = await client.attempts(record.id)
+    chain.node.drop_all_transactions()
+    # The base fee rises above the dropped attempt's fee cap: the node refuses it now.
+    chain.node.rpc("anvil_setNextBlockBaseFeePerGas", [hex(4 * first.fees.max_fee)])
+    await chain.mine()
+    await client.step()  # no error: sent again at once, as a new transaction
+    assert client.rebroadcasts == 1
+    old, new = await client.attempts(record.id)
+    assert (old.hash, old.state, new.state) == (first.hash, TxState.DROPPED, TxState.SENT)
+    assert new.nonce == first.nonce
+    assert new.fees.max_fee > 4 * first.fees.max_fee
+    await chain.mine()
+    final = await step_until(client, record.id, AnchorState.FINAL)
+    assert final.tx_hash == new.hash
+    await chain.set_automine(True)
+    await assert_receipt_sound(build_receipt(log, 2), chain.backend)
+    await client.close()
+    await chain.close()
+    log.store.close()
+
+
+@pytest.mark.anvil
 async def test_nonce_taken_by_an_unrecorded_transaction(
     anvil_factory: Callable[..., AnvilNode], tmp_path: Path
 ) -> None:

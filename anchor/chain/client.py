@@ -455,7 +455,11 @@ class ChainClient:
         if not sent:
             return False
         for tx in sent:
-            if await self.backend.transaction(tx.hash) is not None:
+            try:
+                if await self.backend.transaction(tx.hash) is not None:
+                    return False
+            except RpcRejected as exc:  # a node without it: replacement after the wait
+                log.debug("could not look up transaction 0x%s: %s", tx.hash.hex(), exc.detail)
                 return False
         newest = sent[0]
         log.warning(
@@ -464,7 +468,25 @@ class ChainClient:
             self.backend.description, newest.hash.hex(), anchor.size, newest.nonce,
         )  # fmt: skip
         self.rebroadcasts += 1
-        await self._broadcast(ref, newest)
+        try:
+            await self._broadcast(ref, newest)
+        except RpcRejected as exc:
+            # Refused now (e.g. its fee cap is below the base fee). Either its nonce was
+            # released (the anchor is pending: sent again later in this step), or it is
+            # replaced on the same nonce with current fees at once.
+            current = await self._db(self._ledger.anchor, anchor.id)
+            if current.state is AnchorState.SUBMITTED and current.account == self.address:
+                what = "replacing it now"
+            elif current.state is AnchorState.PENDING:
+                what = "sending the anchor again as a new transaction"
+            else:
+                raise
+            log.warning(
+                "%s refused the forgotten transaction again (%s); %s",
+                self.backend.description, exc.rpc_message, what,
+            )  # fmt: skip
+            if current.state is AnchorState.SUBMITTED:
+                await self._maybe_replace(ref, current, wait=False)
         return True
 
     async def _resolve_nonce(
@@ -543,13 +565,13 @@ class ChainClient:
             return RevertReason("OutOfGas", (tx.gas,), b"")
         return RevertReason("Reverted", (), b"")
 
-    async def _maybe_replace(self, ref: int, anchor: AnchorRecord) -> None:
+    async def _maybe_replace(self, ref: int, anchor: AnchorRecord, *, wait: bool = True) -> None:
         assert anchor.nonce is not None
         attempts = await self._db(self._ledger.attempts, ref, anchor.account, anchor.nonce)
         if not attempts:
             return
         newest = max(tx.created_ms for tx in attempts)
-        if (_now_ms() - newest) / 1000 < self.config.replace_after_seconds:
+        if wait and (_now_ms() - newest) / 1000 < self.config.replace_after_seconds:
             return
         fees = self._bumped_fees(attempts, await self._suggest_fees())
         if fees.max_fee > self.config.max_fee_cap_wei:
