@@ -259,7 +259,7 @@ async def _chain_ctx(app: web.Application) -> AsyncIterator[None]:
         return [
             family,
             gauge("ler_anchor_log_size", "Entries in the log", store.size()),
-            *chain_recovery_metrics(client),
+            *_chain_recovery_metrics(client),
         ]
 
     metrics.add_gauge_source(anchor_gauges)
@@ -301,7 +301,7 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
     return "chain", body, ok
 
 
-def chain_recovery_metrics(client: ChainClient) -> list[Metric]:
+def _chain_recovery_metrics(client: ChainClient) -> list[Metric]:
     """Counters of the chain client's recoveries since start (final anchors lost to deep
     reorganisations, forgotten transactions broadcast again)."""
     reorgs = CounterMetricFamily(

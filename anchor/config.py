@@ -163,7 +163,10 @@ class Config:
         if self.confirmations is not None and self.confirmations < 0:
             raise ConfigError("confirmations cannot be negative")
         if not 0 <= self.reorg_depth <= MAX_REORG_DEPTH:
-            raise ConfigError(f"reorg depth must be between 0 and {MAX_REORG_DEPTH} blocks")
+            raise ConfigError(
+                f"reorg depth must be between 0 and {MAX_REORG_DEPTH} blocks",
+                hint="64 covers post-merge Ethereum finality; 0 checks only at start",
+            )
         if not 8 <= self.status_list_entries <= STATUS_MAX_ENTRIES:
             raise ConfigError(
                 f"status list entries must be between 8 and {STATUS_MAX_ENTRIES}",

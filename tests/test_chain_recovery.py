@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from argparse import Namespace
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from anchor.chain import (
     Web3Backend,
     list_anchors,
 )
-from anchor.config import Config
+from anchor.cli import main
+from anchor.config import Config, from_sources
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
 from anchor.errors import ConfigError, NotFound, VerificationError
@@ -78,15 +80,22 @@ async def step_until_final(client: ChainClient, chain: Chain, anchor_id: int) ->
     return await anchor_of(client, anchor_id)
 
 
-def test_reorg_depth_is_bounded() -> None:
+def test_reorg_depth_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = hashlib.sha256(b"recovery key").digest()
     assert ChainConfig(chain_key=key).reorg_depth == DEFAULT_REORG_DEPTH == Config().reorg_depth
     assert ChainConfig(chain_key=key, reorg_depth=0).reorg_depth == 0
+    assert from_sources(Namespace(), {"LER_ANCHOR_REORG_DEPTH": "8"}).reorg_depth == 8
     for bad in (-1, MAX_REORG_DEPTH + 1):
         with pytest.raises(ConfigError):
             ChainConfig(chain_key=key, reorg_depth=bad)
         with pytest.raises(ConfigError):
             Config(reorg_depth=bad).check()
+    data = str(tmp_path / "data")
+    assert main(["serve", "--data-dir", data, "--reorg-depth", "-1"]) != 0
+    err = capsys.readouterr().err
+    assert "reorg depth" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
 
 
 async def test_a_reorg_deeper_than_the_confirmations_is_noticed_while_running(
