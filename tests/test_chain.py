@@ -278,8 +278,9 @@ async def test_at_the_fee_cap_it_waits_and_a_restarted_client_resumes(
 
 
 @pytest.mark.anvil
-async def test_a_dropped_transaction_is_broadcast_again_at_once(
-    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+@pytest.mark.parametrize("forgotten_by", ["dropped", "reorged"])
+async def test_a_forgotten_transaction_is_broadcast_again_at_once(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path, forgotten_by: str
 ) -> None:
     chain = await open_chain(ANVIL, anvil_factory)
     assert chain.node is not None
@@ -296,7 +297,11 @@ async def test_a_dropped_transaction_is_broadcast_again_at_once(
     assert (pooled.hash, pooled.nonce, pooled.block_number) == (first.hash, first.nonce, None)
     await client.step()
     assert client.rebroadcasts == 0  # the node holds it: nothing is sent again
-    chain.node.drop_all_transactions()
+    if forgotten_by == "dropped":
+        chain.node.drop_all_transactions()
+    else:  # mined, then reorganised away before the client saw it mined
+        await chain.mine()
+        chain.node.reorg(1)
     assert await chain.backend.transaction(first.hash) is None
     await client.step()  # the next step sends the very same transaction again
     assert client.rebroadcasts == 1
