@@ -68,6 +68,9 @@ def ensure_schema(store: SQLiteStore) -> None:
             " updated INTEGER NOT NULL)"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS anchors_by_state ON anchors (chain, state, size)")
+        conn.execute(  # the re-check of recent final anchors reads only those near the head
+            "CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (chain, state, block_number)"
+        )
         conn.execute(
             "CREATE TABLE IF NOT EXISTS anchor_txs ("
             " chain INTEGER NOT NULL REFERENCES chains (id),"

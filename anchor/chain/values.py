@@ -197,7 +197,8 @@ class ChainConfig:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_SECONDS
     reorg_depth: int = DEFAULT_REORG_DEPTH
     """Final anchors whose block is at most this many blocks below the head are re-checked
-    canonical on every step (0: only at start)."""
+    canonical on every step (0: only at start; at most ``confirmations`` also checks none,
+    as an anchor becomes final only that deep)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_key, bytes) or len(self.chain_key) != 32:
