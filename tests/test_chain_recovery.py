@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from anvil import AnvilNode
 from chain_helpers import (
+    ANVIL,
     CHAINS,
     Chain,
     assert_receipt_sound,
@@ -312,3 +313,44 @@ async def test_the_service_sends_a_dropped_anchor_again_at_once(service: Service
     await verify_receipt(receipt, service.backend)
     [again] = await chain_client.attempts(anchor.id)
     assert (again.hash, again.state) == (attempt.hash, TxState.MINED)
+
+
+@pytest.mark.anvil
+async def test_a_final_anchor_moved_by_a_deep_reorg_is_final_again_in_its_new_block(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> None:
+    chain = await open_chain(ANVIL, anvil_factory)
+    assert chain.node is not None
+    log = open_log(tmp_path / "db")
+    log.append([entry(i) for i in range(4)])
+    client = await chain.client(log.store, confirmations=2)
+    checkpoint = log.checkpoint()
+    record = await client.enqueue(checkpoint.size, checkpoint.root)
+    final = await step_until_final(client, chain, record.id)
+    await chain.mine()
+    [attempt] = await client.attempts(record.id)
+    head = await chain.backend.block("latest")
+    assert head is not None
+    assert final.block_number is not None
+    depth = head.number - final.block_number + 1
+    assert depth > client.confirmations
+    # The new branch holds the same transaction, in its last block (the head, not final).
+    chain.node.reorg(depth, [("0x" + attempt.raw.hex(), depth - 1)])
+    await client.step()
+    moved = await anchor_of(client, record.id)
+    assert moved.state is AnchorState.INCLUDED
+    assert moved.tx_hash == final.tx_hash
+    assert moved.block_number == head.number
+    assert moved.block_hash != final.block_hash
+    status = await client.reorg_status()
+    assert [r.anchor_id for r in status.unrecovered] == [record.id]
+    with pytest.raises(NotFound):
+        build_receipt(log, 3, final_only=True)
+    again = await step_until_final(client, chain, record.id)
+    assert (again.tx_hash, again.block_hash) == (final.tx_hash, moved.block_hash)
+    assert (await client.reorg_status()).unrecovered == ()
+    assert [a.hash for a in await client.attempts(record.id)] == [attempt.hash]
+    await assert_receipt_sound(build_receipt(log, 3, final_only=True), chain.backend)
+    await client.close()
+    await chain.close()
+    log.store.close()

@@ -197,7 +197,7 @@ class ChainConfig:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_SECONDS
     reorg_depth: int = DEFAULT_REORG_DEPTH
     """Final anchors whose block is at most this many blocks below the head are re-checked
-    canonical on every step (0: only at start; at most ``confirmations`` also checks none,
+    canonical on every step (0: only at start; less than ``confirmations`` also checks none,
     as an anchor becomes final only that deep)."""
 
     def __post_init__(self) -> None:
