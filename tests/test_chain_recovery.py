@@ -19,6 +19,7 @@ from anvil import AnvilNode
 from chain_helpers import (
     ANVIL,
     CHAINS,
+    EMBEDDED,
     Chain,
     assert_receipt_sound,
     entry,
@@ -154,6 +155,33 @@ async def test_a_reorg_deeper_than_the_confirmations_is_noticed_while_running(
     assert (await client.reorg_status()).count == 1
     assert len(await chain.anchored_events()) == 2
     await client.close()
+    log.store.close()
+
+
+async def test_a_loss_below_the_reorg_depth_waits_for_the_next_start(tmp_path: Path) -> None:
+    chain = await open_chain(EMBEDDED, lambda *args: pytest.fail("no anvil here"))
+    log = open_log(tmp_path / "db")
+    log.append([entry(i) for i in range(2)])
+    client = await chain.client(log.store, confirmations=2, reorg_depth=1)
+    snapshot = await chain.snapshot()
+    checkpoint = log.checkpoint()
+    record = await client.enqueue(checkpoint.size, checkpoint.root)
+    final = await step_until_final(client, chain, record.id)
+    await chain.mine(2)
+    head = await chain.backend.block("latest")
+    assert head is not None
+    assert final.block_number is not None
+    await chain.reorg(snapshot, head.number - final.block_number + 1)
+    await client.step()  # its block is deeper than reorg_depth below the head: not looked at
+    assert (await anchor_of(client, record.id)).state is AnchorState.FINAL
+    assert (await client.reorg_status()).count == 0
+    await client.close()
+    restarted = await chain.client(log.store, confirmations=2, reorg_depth=1)
+    await restarted.start()  # the start-time check finds it
+    assert (await anchor_of(restarted, record.id)).state is AnchorState.PENDING
+    assert (await restarted.reorg_status()).count == 1
+    await restarted.close()
+    await chain.close()
     log.store.close()
 
 
