@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anchor import auth, keys, outbound, ratelimit
 from anchor.batcher import Batcher, BatcherConfig
@@ -229,6 +229,7 @@ def _chain_config(config: Config) -> ChainConfig:
         contract_address=config.contract,
         confirmations=config.confirmations,
         poll_interval=min(2.0, config.anchor_interval),
+        reorg_depth=config.reorg_depth,
     )
 
 
@@ -255,7 +256,11 @@ async def _chain_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         for state, n in counts.items():
             family.add_metric([state], n)
-        return [family, gauge("ler_anchor_log_size", "Entries in the log", store.size())]
+        return [
+            family,
+            gauge("ler_anchor_log_size", "Entries in the log", store.size()),
+            *_chain_recovery_metrics(client),
+        ]
 
     metrics.add_gauge_source(anchor_gauges)
     app[HEALTH_PROBES].append(_chain_health)
@@ -287,7 +292,29 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         "batcherErrors": status.total_errors,
         "lastError": status.last_error,
     }
-    return "chain", body, status.consecutive_errors == 0
+    reorgs = await client.reorg_status()
+    body["reorgedAnchors"] = reorgs.count
+    body["lastReorg"] = None if reorgs.last is None else reorgs.last.to_json()
+    body["reorgedNotFinal"] = len(reorgs.unrecovered)
+    ok = status.consecutive_errors == 0 and not reorgs.unrecovered
+    body["ok"] = ok
+    return "chain", body, ok
+
+
+def _chain_recovery_metrics(client: ChainClient) -> list[Metric]:
+    """Counters of the chain client's recoveries since start (final anchors lost to deep
+    reorganisations, forgotten transactions broadcast again)."""
+    reorgs = CounterMetricFamily(
+        "ler_anchor_final_anchor_reorgs",
+        "Final anchors removed by a reorganisation deeper than the confirmations",
+        value=client.final_reorg_count,
+    )
+    resent = CounterMetricFamily(
+        "ler_anchor_rebroadcasts",
+        "Anchor transactions broadcast again because the node had forgotten them",
+        value=client.rebroadcasts,
+    )
+    return [reorgs, resent]
 
 
 async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:

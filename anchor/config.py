@@ -24,6 +24,8 @@ ENV_PREFIX = "LER_ANCHOR_"
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_PORT = 8080
 DEFAULT_ORIGIN = "ler-anchor.localhost/log"
+MAX_REORG_DEPTH = 100_000
+"""Largest ``--reorg-depth`` (as :data:`anchor.chain.MAX_REORG_DEPTH`)."""
 DEFAULT_STATUS_TTL_MS = 300_000
 """Default ``ttl`` of published status lists: five minutes."""
 
@@ -65,6 +67,13 @@ class Config:
     )
     confirmations: int | None = field(
         default=None, metadata={"help": "blocks until an anchor is final (1 embedded, 12 RPC)"}
+    )
+    reorg_depth: int = field(
+        default=64,
+        metadata={
+            "help": "blocks below the head within which final anchors are re-checked every "
+            "round for deep reorganisations (0: only at start)"
+        },
     )
     operator_token: str | None = field(
         default=None,
@@ -153,6 +162,11 @@ class Config:
             raise ConfigError("anchor size must be at least 1")
         if self.confirmations is not None and self.confirmations < 0:
             raise ConfigError("confirmations cannot be negative")
+        if not 0 <= self.reorg_depth <= MAX_REORG_DEPTH:
+            raise ConfigError(
+                f"reorg depth must be between 0 and {MAX_REORG_DEPTH} blocks",
+                hint="64 covers post-merge Ethereum finality; 0 checks only at start",
+            )
         if not 8 <= self.status_list_entries <= STATUS_MAX_ENTRIES:
             raise ConfigError(
                 f"status list entries must be between 8 and {STATUS_MAX_ENTRIES}",

@@ -161,6 +161,10 @@ class AnvilNode:
         """``anvil_dropTransaction``: forget a pending transaction."""
         self.rpc("anvil_dropTransaction", [tx_hash])
 
+    def drop_all_transactions(self) -> None:
+        """``anvil_dropAllTransactions``: empty the pool (as a node that restarts or evicts)."""
+        self.rpc("anvil_dropAllTransactions")
+
     def reorg(self, depth: int, transactions: Sequence[tuple[str, int]] = ()) -> None:
         """``anvil_reorg``: replace the last ``depth`` blocks by as many new ones.
 

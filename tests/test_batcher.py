@@ -425,6 +425,8 @@ async def test_a_node_reset_to_the_same_genesis_is_noticed_and_reanchored(
         identity = await client.start()
         assert identity == lost.chain  # the very same identity
         assert "no longer on it" in caplog.text
+        reorgs = await client.reorg_status()
+        assert (reorgs.count, [r.anchor_id for r in reorgs.unrecovered]) == (1, [lost.id])
         [again] = list_anchors(log.store)
         assert (again.id, again.state, again.reorgs) == (lost.id, AnchorState.PENDING, 1)
         with pytest.raises(NotFound):
@@ -435,6 +437,7 @@ async def test_a_node_reset_to_the_same_genesis_is_noticed_and_reanchored(
 
         async with Running(Batcher(log, client, fast())):
             await wait_for(holds(anchored_again), what="the anchor on the reset node")
+        assert (await client.reorg_status()).unrecovered == ()
         assert len(await second.anchored_events()) == 1
         await assert_receipt_sound(build_receipt(log, 2), second.backend)
         await client.close()

@@ -278,30 +278,83 @@ async def test_at_the_fee_cap_it_waits_and_a_restarted_client_resumes(
 
 
 @pytest.mark.anvil
-async def test_dropped_transaction_is_replaced(
-    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+@pytest.mark.parametrize("forgotten_by", ["dropped", "reorged"])
+async def test_a_forgotten_transaction_is_broadcast_again_at_once(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path, forgotten_by: str
 ) -> None:
     chain = await open_chain(ANVIL, anvil_factory)
     assert chain.node is not None
     log = open_log(tmp_path / "db")
     log.append([entry(i) for i in range(2)])
     checkpoint = log.checkpoint()
-    client = await chain.client(log.store, replace_after_seconds=0.2)
+    client = await chain.client(log.store, replace_after_seconds=180.0)
     await chain.set_automine(False)
     record = await client.enqueue(checkpoint.size, checkpoint.root)
     await client.step()
     [first] = await client.attempts(record.id)
-    chain.node.drop_transaction("0x" + first.hash.hex())
-    await asyncio.sleep(0.25)
+    pooled = await chain.backend.transaction(first.hash)
+    assert pooled is not None
+    assert (pooled.hash, pooled.nonce, pooled.block_number) == (first.hash, first.nonce, None)
     await client.step()
-    first, second = await client.attempts(record.id)
-    assert second.fees.max_fee >= first.fees.max_fee * 9 // 8
+    assert client.rebroadcasts == 0  # the node holds it: nothing is sent again
+    if forgotten_by == "dropped":
+        chain.node.drop_all_transactions()
+    else:  # mined, then reorganised away before the client saw it mined
+        await chain.mine()
+        chain.node.reorg(1)
+    assert await chain.backend.transaction(first.hash) is None
+    await client.step()  # the next step sends the very same transaction again
+    assert client.rebroadcasts == 1
+    assert [(a.hash, a.state) for a in await client.attempts(record.id)] == [
+        (first.hash, TxState.SENT)
+    ]
+    again = await chain.backend.transaction(first.hash)
+    assert again is not None
+    assert again.block_number is None
+    await client.step()
+    assert client.rebroadcasts == 1
     await chain.mine()
     final = await step_until(client, record.id, AnchorState.FINAL)
-    assert final.tx_hash == second.hash
-    assert await chain.backend.transaction_receipt(first.hash) is None
+    assert final.tx_hash == first.hash
+    mined = await chain.backend.transaction(first.hash)
+    assert mined is not None
+    assert mined.block_number == final.block_number
     await chain.set_automine(True)
     await assert_receipt_sound(build_receipt(log, 1), chain.backend)
+    await client.close()
+    await chain.close()
+    log.store.close()
+
+
+@pytest.mark.anvil
+async def test_a_dropped_transaction_refused_again_is_sent_again_with_current_fees(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> None:
+    chain = await open_chain(ANVIL, anvil_factory)
+    assert chain.node is not None
+    log = open_log(tmp_path / "db")
+    log.append([entry(i) for i in range(3)])
+    checkpoint = log.checkpoint()
+    client = await chain.client(log.store, replace_after_seconds=180.0)
+    await chain.set_automine(False)
+    record = await client.enqueue(checkpoint.size, checkpoint.root)
+    await client.step()
+    [first] = await client.attempts(record.id)
+    chain.node.drop_all_transactions()
+    # The base fee rises above the dropped attempt's fee cap: the node refuses it now.
+    chain.node.rpc("anvil_setNextBlockBaseFeePerGas", [hex(4 * first.fees.max_fee)])
+    await chain.mine()
+    await client.step()  # no error: sent again at once, as a new transaction
+    assert client.rebroadcasts == 1
+    old, new = await client.attempts(record.id)
+    assert (old.hash, old.state, new.state) == (first.hash, TxState.DROPPED, TxState.SENT)
+    assert new.nonce == first.nonce
+    assert new.fees.max_fee > 4 * first.fees.max_fee
+    await chain.mine()
+    final = await step_until(client, record.id, AnchorState.FINAL)
+    assert final.tx_hash == new.hash
+    await chain.set_automine(True)
+    await assert_receipt_sound(build_receipt(log, 2), chain.backend)
     await client.close()
     await chain.close()
     log.store.close()

@@ -31,6 +31,11 @@ raised by 12.5% (geth requires 10% on both, anvil any raise); when that would pa
 the client keeps waiting and says so (:attr:`ChainClient.at_fee_cap`, a warning line). When
 the node answers "nonce too low", "already known" or "replacement underpriced", the receipts
 of every attempt recorded for that nonce are looked up before anything is sent again.
+When the node no longer knows any attempt of a nonce that is still unused
+(``eth_getTransactionByHash`` answers null while ``eth_getTransactionCount(latest)`` is at
+most the nonce: dropped from its pool, or mined in a block reorganised away before the client
+saw it), the newest attempt is broadcast again byte for byte on the next step
+(:attr:`ChainClient.rebroadcasts` counts them), not after ``replace_after_seconds``.
 
 Anchor states (column ``anchors.state``)
 ----------------------------------------
@@ -61,9 +66,18 @@ sends in nonce order, a reorg removes a suffix of our anchors, which are re-sent
 order, so sizes still strictly increase. If the pre-flight of such a re-send reverts (only
 possible if another authorised account anchored a larger size in between), it is sent anyway
 with a fixed gas limit so the nonce is used and later transactions are not blocked; it then
-fails on chain with the decoded reason, and the batcher anchors a newer checkpoint. A reorg
-deeper than ``confirmations`` (of a ``final`` anchor) is only noticed at the next start
-(see "Chain identity").
+fails on chain with the decoded reason, and the batcher anchors a newer checkpoint.
+
+A reorg deeper than ``confirmations`` (of a ``final`` anchor) is noticed on the next step:
+every step looks up, newest first, the block of each final anchor within ``reorg_depth``
+blocks of the head (default :data:`DEFAULT_REORG_DEPTH`), and stops at the first that is
+still canonical (its ancestors hold every older anchor), so it costs one block lookup per
+step. A final anchor whose block is gone goes back to ``pending`` keeping its nonce (as
+above; ``final -> pending``), or to ``included`` if its transaction is in another canonical
+block (``final -> included``); receipts, built from final anchors only, wait meanwhile.
+:meth:`ChainClient.reorg_status` reports such losses and those not yet covered by a final
+anchor again (``/healthz``). Deeper than ``reorg_depth``, a loss is noticed at the next
+start (see "Chain identity").
 
 When the contract already has a larger size than a fresh anchor (``TreeSizeNotIncreasing``:
 another log writes to this contract, or this database was restored from an old backup), the
@@ -126,6 +140,7 @@ from anchor.chain.values import (
     DEFAULT_MAX_FEE_CAP_WEI,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_PRIORITY_FEE_FLOOR_WEI,
+    DEFAULT_REORG_DEPTH,
     DEFAULT_REPLACE_AFTER_SECONDS,
     DEFAULT_RPC_TIMEOUT_SECONDS,
     EMBEDDED_FUNDING_WEI,
@@ -138,6 +153,7 @@ from anchor.chain.values import (
     GAS_HEADROOM_NUMERATOR,
     GWEI,
     LIVE_STATES,
+    MAX_REORG_DEPTH,
     NONCE_TOO_LOW_MARKERS,
     PANIC_SELECTOR,
     RECEIPT_STATUS_SUCCESS,
@@ -154,10 +170,13 @@ from anchor.chain.values import (
     ExecutionReverted,
     FeeHistory,
     Fees,
+    FinalReorg,
     LogInfo,
     ReceiptInfo,
+    ReorgStatus,
     RevertReason,
     RpcRejected,
+    TransactionInfo,
     TxRecord,
     TxState,
     iso_time,
@@ -173,6 +192,7 @@ __all__ = [
     "DEFAULT_MAX_FEE_CAP_WEI",
     "DEFAULT_POLL_INTERVAL_SECONDS",
     "DEFAULT_PRIORITY_FEE_FLOOR_WEI",
+    "DEFAULT_REORG_DEPTH",
     "DEFAULT_REPLACE_AFTER_SECONDS",
     "DEFAULT_RPC_TIMEOUT_SECONDS",
     "EMBEDDED_FUNDING_WEI",
@@ -185,6 +205,7 @@ __all__ = [
     "GAS_HEADROOM_NUMERATOR",
     "GWEI",
     "LIVE_STATES",
+    "MAX_REORG_DEPTH",
     "NONCE_TOO_LOW_MARKERS",
     "PANIC_SELECTOR",
     "RECEIPT_STATUS_SUCCESS",
@@ -205,11 +226,14 @@ __all__ = [
     "ExecutionReverted",
     "FeeHistory",
     "Fees",
+    "FinalReorg",
     "LogInfo",
     "ReceiptInfo",
+    "ReorgStatus",
     "RevertDecoder",
     "RevertReason",
     "RpcRejected",
+    "TransactionInfo",
     "TxRecord",
     "TxState",
     "Web3Backend",

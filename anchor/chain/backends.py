@@ -46,6 +46,7 @@ from anchor.chain.values import (
     LogInfo,
     ReceiptInfo,
     RpcRejected,
+    TransactionInfo,
     _public_url,
 )
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
@@ -92,6 +93,10 @@ class ChainBackend(Protocol):
 
     async def transaction_receipt(self, tx_hash: bytes) -> ReceiptInfo | None:
         """The receipt of a transaction in the canonical chain, else None."""
+        ...
+
+    async def transaction(self, tx_hash: bytes) -> TransactionInfo | None:
+        """The transaction as the node knows it (pending or mined), None if it does not."""
         ...
 
     async def logs(
@@ -247,6 +252,21 @@ class Web3Backend:
             )
 
         return await self._rpc("eth_getTransactionReceipt", get())
+
+    async def transaction(self, tx_hash: bytes) -> TransactionInfo | None:
+        async def get() -> TransactionInfo | None:
+            try:
+                data = await self.w3.eth.get_transaction(HexStr("0x" + tx_hash.hex()))
+            except TransactionNotFound:
+                return None
+            number = data.get("blockNumber")
+            return TransactionInfo(
+                hash=bytes(data["hash"]),
+                nonce=int(data["nonce"]),
+                block_number=None if number is None else int(number),
+            )
+
+        return await self._rpc("eth_getTransactionByHash", get())
 
     async def logs(
         self, address: str, topics: Sequence[bytes | None], from_block: int, to_block: BlockRef

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -51,8 +52,10 @@ from anchor.chain.values import (
     ChainUnavailable,
     ExecutionReverted,
     Fees,
+    FinalReorg,
     LogInfo,
     ReceiptInfo,
+    ReorgStatus,
     RevertReason,
     RpcRejected,
     TxRecord,
@@ -67,6 +70,10 @@ from anchor.store import SQLiteStore
 log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
 
 T = TypeVar("T")
+
+KEPT_FINAL_REORGS = 100
+"""Final anchors lost to reorganisations that the client remembers (newest; the count is
+kept in full)."""
 
 
 # ---- the client -----------------------------------------------------------------------------
@@ -110,6 +117,10 @@ class ChainClient:
         self._lock = asyncio.Lock()
         self.at_fee_cap = False
         """True while an unmined attempt cannot be replaced because of ``max_fee_cap_wei``."""
+        self.rebroadcasts = 0
+        """Attempts broadcast again because the node had forgotten them (since start)."""
+        self._final_reorgs: deque[FinalReorg] = deque(maxlen=KEPT_FINAL_REORGS)
+        self._final_reorg_count = 0
 
     def __repr__(self) -> str:
         return (
@@ -154,6 +165,11 @@ class ChainClient:
     def identity(self) -> ChainIdentity | None:
         """The chain identity, known after :meth:`start`."""
         return self._identity
+
+    @property
+    def final_reorg_count(self) -> int:
+        """Final anchors lost to reorganisations since start (see :meth:`reorg_status`)."""
+        return self._final_reorg_count
 
     @property
     def confirmations(self) -> int:
@@ -221,6 +237,7 @@ class ChainClient:
             return
         why = "no longer on the chain (it was reset, or reorganised deeper than the confirmations)"
         await self._db(self._ledger.forget_lost_anchors, ref, [a.id for a in gone], why)
+        self._record_final_reorgs(gone)
         log.warning(
             "%d final anchor(s) recorded for %s are no longer on it (the newest: tree size %d, "
             "transaction 0x%s): the chain was reset or reorganised deeper than %d "
@@ -262,6 +279,26 @@ class ChainClient:
     def decode_revert(self, data: bytes) -> RevertReason:
         return self._decoder.decode(data)
 
+    async def reorg_status(self) -> ReorgStatus:
+        """Final anchors lost to reorganisations since start; an entry is unrecovered until
+        a final anchor of at least its size is on the current chain again."""
+        lost = tuple(self._final_reorgs)
+        unrecovered: tuple[FinalReorg, ...] = ()
+        if lost and self._ref is not None:
+            covered = await self._db(self._ledger.largest_final_size, self._ref)
+            unrecovered = tuple(r for r in lost if r.size > covered)
+        return ReorgStatus(self._final_reorg_count, lost[-1] if lost else None, unrecovered)
+
+    def _record_final_reorgs(self, lost: Iterable[AnchorRecord]) -> None:
+        now = _now_ms()
+        for a in lost:
+            if any((r.anchor_id, r.block_hash) == (a.id, a.block_hash) for r in self._final_reorgs):
+                continue  # the same loss seen again (its handling was interrupted)
+            self._final_reorg_count += 1
+            self._final_reorgs.append(
+                FinalReorg(a.id, a.size, a.block_number, a.block_hash, a.tx_hash, now)
+            )
+
     # -- the state machine ------------------------------------------------------------------
 
     async def step(self) -> None:
@@ -276,6 +313,7 @@ class ChainClient:
             head = await self.backend.block("latest")
             if head is None:
                 raise ChainError(f"{self.backend.description} has no latest block")
+            await self._check_final(ref, head, problems)
             await self._check_included(ref, head, problems)
             await self._advance_submitted(ref, problems)
             await self._send_pending(ref, problems)
@@ -314,6 +352,41 @@ class ChainClient:
                 "anchor of tree size %d is final (transaction 0x%s, block %d, %d confirmations)",
                 anchor.size, anchor.tx_hash.hex(), receipt.block_number, depth,
             )  # fmt: skip
+
+    async def _check_final(self, ref: int, head: BlockInfo, problems: list[ChainError]) -> None:
+        """Re-check the final anchors whose block is within ``reorg_depth`` of the head,
+        newest first, one block lookup each: the first whose block is still canonical ends
+        the check (its ancestors, which hold every older anchor, are canonical too). One
+        that is not was removed by a reorganisation deeper than the confirmations: it is
+        included again if its transaction moved to another block, else anchored again."""
+        if self.config.reorg_depth == 0:
+            return
+        recent = await self._db(
+            self._ledger.finals_since, ref, head.number - self.config.reorg_depth
+        )
+        for anchor in recent:
+            assert anchor.block_number is not None
+            canonical = await self.backend.block(anchor.block_number)
+            if canonical is not None and canonical.hash == anchor.block_hash:
+                break
+            receipt = None
+            if anchor.tx_hash is not None:
+                receipt = await self.backend.transaction_receipt(anchor.tx_hash)
+            tx = None
+            if receipt is not None and receipt.block_hash != anchor.block_hash:
+                assert anchor.tx_hash is not None
+                tx = await self._attempt(ref, anchor.tx_hash, anchor)
+            self._record_final_reorgs([anchor])
+            if receipt is None or tx is None:
+                await self._reorged(ref, anchor, "its final block is no longer canonical")
+            else:
+                log.warning(
+                    "final anchor of tree size %d moved from block %d to block %d after a "
+                    "reorganisation deeper than %d confirmations; it is final again once "
+                    "confirmed",
+                    anchor.size, anchor.block_number, receipt.block_number, self.confirmations,
+                )  # fmt: skip
+                await self._apply_receipt(ref, tx, receipt, problems)
 
     async def _attempt(self, ref: int, tx_hash: bytes, anchor: AnchorRecord) -> TxRecord | None:
         if anchor.nonce is None:
@@ -354,6 +427,8 @@ class ChainClient:
                         ChainError(why, hint="is the anchoring key used by another program?")
                     )
                     continue
+                if await self._resend_forgotten(ref, anchor):
+                    continue
                 if position == 0 and anchor.account == self.address:
                     await self._maybe_replace(ref, anchor)
             except ChainError as err:
@@ -367,6 +442,52 @@ class ChainClient:
             if tx.state is TxState.SIGNED:
                 log.info("re-broadcasting transaction 0x%s (nonce %d)", tx.hash.hex(), tx.nonce)
                 await self._broadcast(ref, tx)
+
+    async def _resend_forgotten(self, ref: int, anchor: AnchorRecord) -> bool:
+        """When the node knows none of the attempts sent for the anchor's nonce (which the
+        caller checked is still unused): dropped from its pool, or mined in a block that a
+        reorganisation removed before this service saw it. The newest attempt is broadcast
+        again, byte for byte, at once rather than after ``replace_after_seconds``. True
+        when it was."""
+        assert anchor.nonce is not None
+        attempts = await self._db(self._ledger.attempts, ref, anchor.account, anchor.nonce)
+        sent = [tx for tx in attempts if tx.state is TxState.SENT]  # newest first
+        if not sent:
+            return False
+        for tx in sent:
+            try:
+                if await self.backend.transaction(tx.hash) is not None:
+                    return False
+            except RpcRejected as exc:  # a node without it: replacement after the wait
+                log.debug("could not look up transaction 0x%s: %s", tx.hash.hex(), exc.detail)
+                return False
+        newest = sent[0]
+        log.warning(
+            "%s forgot the anchor transaction 0x%s (tree size %d, nonce %d); broadcasting it "
+            "again",
+            self.backend.description, newest.hash.hex(), anchor.size, newest.nonce,
+        )  # fmt: skip
+        self.rebroadcasts += 1
+        try:
+            await self._broadcast(ref, newest)
+        except RpcRejected as exc:
+            # Refused now (e.g. its fee cap is below the base fee). Either its nonce was
+            # released (the anchor is pending: sent again later in this step), or it is
+            # replaced on the same nonce with current fees at once.
+            current = await self._db(self._ledger.anchor, anchor.id)
+            if current.state is AnchorState.SUBMITTED and current.account == self.address:
+                what = "replacing it now"
+            elif current.state is AnchorState.PENDING:
+                what = "sending the anchor again as a new transaction"
+            else:
+                raise
+            log.warning(
+                "%s refused the forgotten transaction again (%s); %s",
+                self.backend.description, exc.rpc_message, what,
+            )  # fmt: skip
+            if current.state is AnchorState.SUBMITTED:
+                await self._maybe_replace(ref, current, wait=False)
+        return True
 
     async def _resolve_nonce(
         self, ref: int, account: str, nonce: int, problems: list[ChainError]
@@ -444,13 +565,13 @@ class ChainClient:
             return RevertReason("OutOfGas", (tx.gas,), b"")
         return RevertReason("Reverted", (), b"")
 
-    async def _maybe_replace(self, ref: int, anchor: AnchorRecord) -> None:
+    async def _maybe_replace(self, ref: int, anchor: AnchorRecord, *, wait: bool = True) -> None:
         assert anchor.nonce is not None
         attempts = await self._db(self._ledger.attempts, ref, anchor.account, anchor.nonce)
         if not attempts:
             return
         newest = max(tx.created_ms for tx in attempts)
-        if (_now_ms() - newest) / 1000 < self.config.replace_after_seconds:
+        if wait and (_now_ms() - newest) / 1000 < self.config.replace_after_seconds:
             return
         fees = self._bumped_fees(attempts, await self._suggest_fees())
         if fees.max_fee > self.config.max_fee_cap_wei:

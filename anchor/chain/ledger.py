@@ -68,6 +68,9 @@ def ensure_schema(store: SQLiteStore) -> None:
             " updated INTEGER NOT NULL)"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS anchors_by_state ON anchors (chain, state, size)")
+        conn.execute(  # the re-check of recent final anchors reads only those near the head
+            "CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (chain, state, block_number)"
+        )
         conn.execute(
             "CREATE TABLE IF NOT EXISTS anchor_txs ("
             " chain INTEGER NOT NULL REFERENCES chains (id),"
@@ -251,6 +254,32 @@ class _Ledger:
             .fetchall()
         )
         return [_anchor_record(r) for r in rows]
+
+    def finals_since(self, ref: int, min_block: int) -> list[AnchorRecord]:
+        """Final anchors whose block is at least ``min_block``, newest block first."""
+        rows = (
+            self.store.reader()
+            .execute(
+                f"SELECT {_ANCHOR_COLUMNS} FROM {_ANCHOR_FROM} "  # noqa: S608
+                "WHERE a.chain = ? AND a.state = ? AND a.block_number >= ? "
+                "ORDER BY a.block_number DESC, a.log_index DESC",
+                (ref, AnchorState.FINAL.value, min_block),
+            )
+            .fetchall()
+        )
+        return [_anchor_record(r) for r in rows]
+
+    def largest_final_size(self, ref: int) -> int:
+        """The largest tree size with a final anchor on chain ``ref`` (0: none)."""
+        row = (
+            self.store.reader()
+            .execute(
+                "SELECT max(size) FROM anchors WHERE chain = ? AND state = ?",
+                (ref, AnchorState.FINAL.value),
+            )
+            .fetchone()
+        )
+        return 0 if row is None or row[0] is None else int(row[0])
 
     def anchor(self, anchor_id: int) -> AnchorRecord:
         row = (

@@ -48,6 +48,12 @@ DEFAULT_PRIORITY_FEE_FLOOR_WEI: Final = GWEI // 10
 DEFAULT_RPC_TIMEOUT_SECONDS: Final = 10.0
 """Total time one JSON-RPC request may take."""
 
+DEFAULT_REORG_DEPTH: Final = 64
+"""Blocks below the head within which final anchors are re-checked on every step: two
+post-merge Ethereum epochs, past which a block is finalised and cannot be reorganised."""
+MAX_REORG_DEPTH: Final = 100_000
+"""Largest configurable re-check depth (the check stays one block lookup per round)."""
+
 REPLACEMENT_BUMP_NUMERATOR: Final = 9
 REPLACEMENT_BUMP_DENOMINATOR: Final = 8
 """A replacement raises both fee fields to at least 9/8 (+12.5%) of every earlier attempt's:
@@ -189,6 +195,10 @@ class ChainConfig:
     max_fee_cap_wei: int = DEFAULT_MAX_FEE_CAP_WEI
     priority_fee_floor_wei: int = DEFAULT_PRIORITY_FEE_FLOOR_WEI
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_SECONDS
+    reorg_depth: int = DEFAULT_REORG_DEPTH
+    """Final anchors whose block is at most this many blocks below the head are re-checked
+    canonical on every step (0: only at start; less than ``confirmations`` also checks none,
+    as an anchor becomes final only that deep)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_key, bytes) or len(self.chain_key) != 32:
@@ -223,6 +233,11 @@ class ChainConfig:
             or not 0 <= self.priority_fee_floor_wei <= self.max_fee_cap_wei
         ):
             raise ConfigError("the fee cap must be positive and at least the priority fee floor")
+        if not 0 <= self.reorg_depth <= MAX_REORG_DEPTH:
+            raise ConfigError(
+                f"the reorg depth must be between 0 and {MAX_REORG_DEPTH}, not {self.reorg_depth}",
+                hint=f"{DEFAULT_REORG_DEPTH} blocks covers a post-merge Ethereum finalisation",
+            )
 
     @property
     def embedded(self) -> bool:
@@ -282,6 +297,49 @@ class ReceiptInfo:
     block_hash: bytes
     gas_used: int
     logs: tuple[LogInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionInfo:
+    """What a node knows of a transaction (``eth_getTransactionByHash``): ``block_number``
+    is None while it waits in the node's pool."""
+
+    hash: bytes
+    nonce: int
+    block_number: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FinalReorg:
+    """A final anchor that a reorganisation deeper than the confirmations removed, noticed
+    while the service ran (or at its start)."""
+
+    anchor_id: int
+    size: int
+    block_number: int | None
+    block_hash: bytes | None
+    tx_hash: bytes | None
+    noticed_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "anchorId": self.anchor_id,
+            "treeSize": self.size,
+            "blockNumber": self.block_number,
+            "blockHash": None if self.block_hash is None else "0x" + self.block_hash.hex(),
+            "transactionHash": None if self.tx_hash is None else "0x" + self.tx_hash.hex(),
+            "noticed": iso_time(self.noticed_ms // 1000),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReorgStatus:
+    """Final anchors lost to deep reorganisations since the client started: how many, the
+    last one, and those not yet covered by a final anchor again (size at least theirs)."""
+
+    count: int
+    last: FinalReorg | None
+    unrecovered: tuple[FinalReorg, ...]
 
 
 @dataclass(frozen=True, slots=True)
