@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from anvil import free_port
+from chain_helpers import open_log
 from service_helpers import serve_command, wait_healthy
 
 from anchor import dbfiles
@@ -26,6 +27,7 @@ from anchor.client import ServiceClient, Signer
 from anchor.entry import Entry, EntryKind
 from anchor.errors import DatabaseLocked, NoDatabase, StoreError
 from anchor.keys import Ed25519Key
+from anchor.status_service import ensure_schema as ensure_status_schema
 from anchor.store import SQLiteStore
 
 DB_NAME = "ler-anchor.db"
@@ -343,3 +345,25 @@ def test_an_existing_readable_database_is_tightened_once(
     assert tightened == [
         f"made {db}, {db}-wal, {db}-shm private (mode 0600, was 0644): it holds secrets"
     ]
+
+
+def test_log_export_writes_no_secret_of_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "data" / DB_NAME
+    log = open_log(db)
+    log.append(entries(10))
+    log.checkpoint()
+    id_key = ensure_status_schema(log.store).hex()  # the key that hides credential ids
+    salt = log.store.meta("index_salt")
+    log.store.close()
+    assert salt is not None
+    out = tmp_path / "export"
+    assert main(["log", "export", "--db", str(db), "--out", str(out)]) == 0
+    assert "exported 10 entries" in capsys.readouterr().out
+    exported = [p for p in every_path(out) if p.is_file()]
+    assert len(exported) == 4  # log.json, checkpoints.json, status-versions.json, one page
+    for path in exported:
+        text = path.read_text()
+        assert id_key not in text, path
+        assert salt not in text, path
