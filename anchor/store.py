@@ -364,14 +364,14 @@ class SQLiteStore:
         new_database = False
         if not create:
             dbfiles.require_database(self.path)
-            if not read_only:  # look before changing anything (journal mode, file modes)
-                with closing(connect(self.path, read_only=True)) as probe:
-                    self._meta_on_checked(probe)
         else:
             new_database = not self.path.exists()
-        if not read_only and not new_database:
-            dbfiles.tighten(self.path)
         try:
+            if not create and not read_only:  # look before changing anything (journal mode)
+                with closing(connect(self.path, read_only=True)) as probe:
+                    self._meta_on_checked(probe)
+            if not read_only and not new_database:
+                dbfiles.tighten(self.path)
             self._writer = connect(self.path, read_only=read_only, create=create)
             self._writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:

@@ -221,6 +221,9 @@ async def test_an_operator_command_never_creates_a_database(
     assert every_path(tmp_path) == []
 
 
+NOT_OURS = "is not an LER Anchor database|file is not a database"
+
+
 def test_a_file_that_is_not_ours_is_refused_unchanged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,14 +232,21 @@ def test_a_file_that_is_not_ours_is_refused_unchanged(
     conn.execute("CREATE TABLE notes (body TEXT)")
     conn.commit()
     conn.close()
-    before = other.read_bytes()
-    with pytest.raises(StoreError, match="is not an LER Anchor database"):
-        SQLiteStore(other, create=False)
-    with pytest.raises(StoreError, match="is not an LER Anchor database"):
-        SQLiteStore(other, read_only=True)
-    assert main(["issuer", "add", "did:web:college.example", "--db", str(other)]) == 10
-    assert len(capsys.readouterr().err.splitlines()) == 1
-    assert other.read_bytes() == before
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all " * 100)
+    for path in (other, garbage):
+        before = path.read_bytes()
+        os.chmod(path, 0o640)
+        with pytest.raises(StoreError, match=NOT_OURS):
+            SQLiteStore(path, create=False)
+        with pytest.raises(StoreError, match=NOT_OURS):
+            SQLiteStore(path, read_only=True)
+        assert main(["issuer", "add", "did:web:college.example", "--db", str(path)]) == 10
+        assert len(capsys.readouterr().err.splitlines()) == 1
+        assert main(["log", "info", "--db", str(path)]) == 10
+        assert len(capsys.readouterr().err.splitlines()) == 1
+        assert path.read_bytes() == before
+        assert mode(path) == 0o640  # not ours: not even its mode is touched
     with pytest.raises(NoDatabase):
         SQLiteStore(tmp_path / "absent.db", create=False)
     assert not (tmp_path / "absent.db").exists()
