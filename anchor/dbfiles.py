@@ -99,24 +99,36 @@ def make_private_dir(directory: Path) -> None:
     gets mode 0700. An existing directory is left as it is."""
     if directory.is_dir():
         return
-    directory.parent.mkdir(parents=True, exist_ok=True)
     try:
-        directory.mkdir(mode=PRIVATE_DIR_MODE)
-    except FileExistsError:
-        if not directory.is_dir():
-            raise StoreError(f"{directory} exists and is not a directory") from None
-        return
-    os.chmod(directory, PRIVATE_DIR_MODE)  # exactly 0700, whatever the umask
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:
+            if directory.is_dir():
+                return
+            raise
+        os.chmod(directory, PRIVATE_DIR_MODE)  # exactly 0700, whatever the umask
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the directory {directory}: {exc.strerror}",
+            hint="give --data-dir (or --db) a directory this user may create or write",
+        ) from None
 
 
 def create_private_file(path: Path) -> bool:
     """Create ``path`` empty with mode 0600 (its directory 0700 if it is created too). Returns
     False if it existed already (left untouched)."""
     make_private_dir(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        fd = os.open(path, flags, PRIVATE_FILE_MODE)
     except FileExistsError:
         return False
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create {path}: {exc.strerror}",
+            hint="check the path and that this user may write its directory",
+        ) from None
     try:
         os.fchmod(fd, PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
     finally:
@@ -231,8 +243,13 @@ def read_holder(database: Path) -> Holder:
 def _write_holder(fd: int, command: str) -> None:
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = (json.dumps({"pid": os.getpid(), "command": command, "since": since}) + "\n").encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write the lock file beside the database: {exc.strerror}"
+        ) from None
 
 
 def _locked(database: Path, what: str, hint: str) -> DatabaseLocked:

@@ -377,3 +377,20 @@ def test_log_export_writes_no_secret_of_the_database(
         text = path.read_text()
         assert id_key not in text, path
         assert salt not in text, path
+
+
+def test_a_database_path_that_cannot_be_created_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    for argv in (
+        ["serve", "--data-dir", str(blocker / "data")],
+        ["restore", str(blocker), "--db", str(blocker / "data" / DB_NAME)],
+    ):
+        assert main(argv) == StoreError.exit_code
+        (line,) = capsys.readouterr().err.splitlines()
+        assert f"cannot create the directory {blocker}" in line
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        SQLiteStore(blocker / DB_NAME)
+    assert blocker.read_text() == "in the way"
