@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from anchor import dbfiles
 from anchor.errors import (
     Conflict,
     InvalidInput,
@@ -28,7 +29,7 @@ from anchor.errors import (
 )
 from anchor.store import SQLiteStore
 
-SIDE_FILES = ("-wal", "-shm")
+SIDE_FILES = dbfiles.SIDE_SUFFIXES
 """SQLite's companion files of a database in WAL mode: they move with the database, since a
 stale ``-wal`` beside a restored file would be replayed into it."""
 
@@ -69,9 +70,11 @@ def _remove(path: Path) -> None:
 
 
 def _copy(source: Path, target: Path) -> None:
-    """Copy the database ``source`` to a new ``target`` with SQLite's backup API, in one
-    step: one consistent snapshot, while writers keep going (WAL)."""
+    """Copy the database ``source`` to a new ``target`` (created 0600: it holds the
+    database's secrets) with SQLite's backup API, in one step: one consistent snapshot,
+    while writers keep going (WAL)."""
     _remove(target)
+    dbfiles.create_private_file(target)
     reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     writer = sqlite3.connect(target)
     try:
@@ -156,11 +159,10 @@ def backup(database: Path, out: Path, progress: Callable[[int], object] | None =
     """Copy ``database`` to ``out`` while it may be in use, check the copy, then move it into
     place (``out`` must not exist). Cost: one pass to copy and one to check (``progress``
     hears of every ``n`` entries checked)."""
-    if not database.is_file():
-        raise NotFound(f"no database at {database}", hint="give --db or --data-dir")
+    dbfiles.require_database(database)
     if out.exists():
         raise Conflict(f"{out} exists already", hint="choose a new file name for each backup")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    dbfiles.make_private_dir(out.parent)
     partial = out.with_name(out.name + ".partial")
     try:
         _copy(database, partial)
@@ -222,12 +224,25 @@ def restore(
     anchor vouches for nothing (:class:`~anchor.errors.NoMatchingAnchor`). Returns the
     snapshot, how many anchored roots were checked, and where the replaced database was moved
     (if any).
-    Stop the service first: the files are swapped underneath it otherwise."""
+
+    The restore is the database's only writer meanwhile: it holds the service writer lock
+    and excludes operator writes (:func:`anchor.dbfiles.service_writer`), and refuses a
+    database any other connection has open. It may create ``database`` (and its directory,
+    0700): restoring onto a new machine is what backups are for."""
     if not backup_file.is_file():
         raise NotFound(f"no backup at {backup_file}")
+    with dbfiles.service_writer(database, "ler-anchor restore", restoring=True):
+        return _restore(backup_file, database, anchored, progress)
+
+
+def _restore(
+    backup_file: Path,
+    database: Path,
+    anchored: Iterable[AnchoredRoot] | None,
+    progress: Callable[[int], object] | None,
+) -> tuple[Snapshot, int, Path | None]:
     if database.exists():
         _ensure_unused(database)
-    database.parent.mkdir(parents=True, exist_ok=True)
     staged = database.with_name(database.name + ".restoring")
     try:
         _copy(backup_file, staged)

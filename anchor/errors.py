@@ -130,6 +130,14 @@ class NotFound(AnchorError):
     title = "Not found"
 
 
+class NoDatabase(NotFound):
+    """An operator command was pointed at a database that does not exist (only ``serve`` and
+    ``restore`` create one)."""
+
+    slug = "no-database"
+    title = "No database"
+
+
 class Conflict(AnchorError):
     status = 409
     exit_code = 4
@@ -142,6 +150,29 @@ class RestoreRefused(Conflict):
 
     slug = "restore-refused"
     title = "Restore refused"
+
+
+class DatabaseLocked(Conflict):
+    """Another process is the database's writer (a second ``serve``, or ``restore`` while the
+    service runs): nothing was written. ``database``, ``pid`` and ``holder`` (its command)
+    name it, when known."""
+
+    slug = "database-locked"
+    title = "Database in use"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        database: str,
+        pid: int | None = None,
+        holder: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(detail, hint=hint, database=database, pid=pid, holder=holder)
+        self.database = database
+        self.pid = pid
+        self.holder = holder
 
 
 class RateLimited(AnchorError):

@@ -50,6 +50,15 @@ def ensure_schema(store: SQLiteStore) -> None:
         )
 
 
+def _has_table(store: SQLiteStore) -> bool:
+    row = (
+        store.reader()
+        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'issuers'")
+        .fetchone()
+    )
+    return row is not None
+
+
 def _check(did: str, name: str) -> None:
     try:
         check_did(did)
@@ -64,7 +73,13 @@ def _check(did: str, name: str) -> None:
 class IssuerRegistry:
     def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        ensure_schema(store)
+        if not store.read_only:
+            ensure_schema(store)
+        elif not _has_table(store):  # a reader creates nothing
+            raise NotFound(
+                f"{store.path} has no issuer registry yet",
+                hint="start `ler-anchor serve` on it once",
+            )
 
     def add(self, did: str, name: str = "") -> Issuer:
         """Register ``did`` (or re-activate it); 409 if it is already active."""

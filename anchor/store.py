@@ -41,19 +41,20 @@ entirely present or entirely absent.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import sqlite_utils
 
-from anchor import merkle
+from anchor import dbfiles, merkle
 from anchor.entry import DIGEST_SIZE, Entry, decode
 from anchor.errors import InvalidInput, NotFound, StoreError
 
@@ -88,6 +89,8 @@ NODE_CACHE_MIN_LEVEL = 6
 """Only subtrees of at least this level (64 leaves) are cached."""
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
+
+LOG = logging.getLogger("ler_anchor")
 
 
 _KEY_MAX = 2**63 - 1
@@ -152,17 +155,22 @@ class LogStore(Protocol):
     def close(self) -> None: ...
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
+def connect(
+    path: str | Path, *, read_only: bool = False, create: bool = True
+) -> sqlite3.Connection:
     """A connection with the project's pragmas (WAL, synchronous=FULL, busy timeout).
 
     Autocommit is off at the Python level (``isolation_level=None``): callers manage
-    transactions explicitly with ``BEGIN IMMEDIATE`` / ``COMMIT``.
+    transactions explicitly with ``BEGIN IMMEDIATE`` / ``COMMIT``. A database that does not
+    exist is created (mode 0600, its directory 0700 if new) only with ``create``; otherwise,
+    and ``read_only``, SQLite itself refuses to create it (``mode=rw`` / ``mode=ro``).
     """
-    if read_only:
-        uri = Path(path).resolve().as_uri() + "?mode=ro"
+    if read_only or not create:
+        mode = "ro" if read_only else "rw"
+        uri = Path(path).resolve().as_uri() + f"?mode={mode}"
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        dbfiles.create_private_file(Path(path))  # before SQLite: its -wal and -shm take its mode
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only:
@@ -341,24 +349,44 @@ class SQLiteStore:
     through :meth:`transaction` and :meth:`reader`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
+        """Open the database at ``path``. ``create``: make it (mode 0600) if it does not exist,
+        only ``serve`` (and tests) do; without it a missing database is :class:`NoDatabase`
+        and a file without the schema is refused, never given one. ``read_only``: SQLite
+        ``mode=ro``, nothing is written (implies not ``create``); writes then fail."""
         self.path = Path(path)
+        self.read_only = read_only
+        create = create and not read_only
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        new_database = False
+        if not create:
+            dbfiles.require_database(self.path)
+        else:
+            new_database = not self.path.exists()
         try:
-            self._writer = connect(self.path)
-            self._writer.execute("BEGIN IMMEDIATE")
+            if not create and not read_only:  # look before changing anything (journal mode)
+                with closing(connect(self.path, read_only=True)) as probe:
+                    self._meta_on_checked(probe)
+            if not read_only and not new_database:
+                dbfiles.tighten(self.path)
+            self._writer = connect(self.path, read_only=read_only, create=create)
+            self._writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:
-                _create_schema(self._writer)
-                version = self._meta_on(self._writer, "schema_version")
-                if version == "2":
+                if create:
+                    _create_schema(self._writer)
+                version = self._meta_on_checked(self._writer)
+                if version == "2" and not read_only:
                     _migrate_from_v2(self._writer)
                 elif version != str(SCHEMA_VERSION):
                     raise StoreError(
                         f"database {self.path} has schema version {version},"
-                        f" expected {SCHEMA_VERSION}"
+                        f" expected {SCHEMA_VERSION}",
+                        hint="start `ler-anchor serve` on it once to upgrade it"
+                        if version == "2"
+                        else "give --data-dir or --db the service's database",
                     )
                 salt = self._meta_on(self._writer, "index_salt")
                 self._writer.execute("COMMIT")
@@ -371,6 +399,8 @@ class SQLiteStore:
                 f"cannot open the database {self.path}: {exc}",
                 hint="check the path, its permissions, and that it is an LER Anchor database",
             ) from exc
+        if new_database:
+            LOG.warning("created a new database %s (mode 0600)", self.path)
         self._salt = bytes.fromhex(salt or "")
         if len(self._salt) != INDEX_SALT_SIZE:
             raise StoreError(f"database {self.path} has no valid digest-index salt")
@@ -382,11 +412,21 @@ class SQLiteStore:
 
     # -- connections ---------------------------------------------------------------------
 
+    def _meta_on_checked(self, conn: sqlite3.Connection) -> str | None:
+        """The schema version; a file without our ``meta`` table is not ours."""
+        try:
+            return self._meta_on(conn, "schema_version")
+        except sqlite3.DatabaseError as exc:  # no such table: meta; not a database at all
+            raise StoreError(
+                f"{self.path} is not an LER Anchor database ({exc})",
+                hint="give --data-dir or --db the service's database",
+            ) from exc
+
     def reader(self) -> sqlite3.Connection:
         """This thread's read connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = connect(self.path, read_only=self.read_only, create=False)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from anchor.config import Config
 
@@ -17,3 +23,25 @@ def service_config(tmp_path: Path, **overrides: object) -> Config:
     }
     values.update(overrides)
     return Config(**values).check()  # type: ignore[arg-type]
+
+
+def serve_command(data_dir: Path, port: int, *extra: str) -> list[str]:
+    """``ler-anchor serve`` on ``data_dir`` and ``port`` as a separate process's argv."""
+    serve = (sys.executable, "-m", "anchor", "serve")
+    return [*serve, "--port", str(port), "--data-dir", str(data_dir), *extra]
+
+
+async def wait_healthy(url: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll ``url``/healthz until it answers 200; returns its body."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url + "/healthz") as resp:
+                    if resp.status == 200:
+                        body: dict[str, Any] = await resp.json()
+                        return body
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} did not become healthy")

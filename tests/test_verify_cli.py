@@ -47,8 +47,6 @@ async def test_issue_verify_revoke_verify(
     issuer = Ed25519Key.generate()
     key_file = tmp_path / "college.jwk"
     save_key(issuer, key_file)
-    code, _, err = await run_cli(capsys, "issuer", "--data-dir", str(data), "add", issuer.did)
-    assert code == 0, err
 
     port = free_port()
     service = f"http://127.0.0.1:{port}"
@@ -63,6 +61,9 @@ async def test_issue_verify_revoke_verify(
         server = subprocess.Popen(serve, cwd=tmp_path, stdout=log, stderr=log)
     try:
         await _wait_healthy(service)
+        # the operator registers the issuer while the service runs (it created the database)
+        code, _, err = await run_cli(capsys, "issuer", "--data-dir", str(data), "add", issuer.did)
+        assert code == 0, err
         signed = ("--service", service, "--key", str(key_file))
         code, _, err = await run_cli(capsys, "status", "key", *signed)
         assert code == 0, err

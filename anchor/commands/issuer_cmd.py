@@ -1,13 +1,17 @@
 """``ler-anchor issuer``: the operator registers, lists and removes issuers (on the
-service's database directly; the running service sees the change at once)."""
+service's database directly; the running service sees the change at once). ``add`` and
+``remove`` are operator writes (they run beside ``serve``, not beside ``restore``: see
+:mod:`anchor.dbfiles`); ``list`` only reads. None of them creates a database."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from anchor import config as config_module
+from anchor import dbfiles
 from anchor.issuers import IssuerRegistry
 from anchor.store import SQLiteStore
 
@@ -32,34 +36,44 @@ def register(sub: Any) -> None:
     listing.set_defaults(handler=_list)
 
 
-def _registry(args: argparse.Namespace) -> tuple[SQLiteStore, IssuerRegistry]:
+def _registry(args: argparse.Namespace, *, read_only: bool) -> tuple[SQLiteStore, IssuerRegistry]:
     config = config_module.from_environment(args)
-    store = SQLiteStore(config.db_path)
-    return store, IssuerRegistry(store)
+    store = SQLiteStore(config.db_path, create=False, read_only=read_only)
+    try:
+        return store, IssuerRegistry(store)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _database(args: argparse.Namespace) -> Path:
+    return config_module.from_environment(args).db_path
 
 
 def _add(args: argparse.Namespace) -> int:
-    store, registry = _registry(args)
-    try:
-        issuer = registry.add(args.did, args.name)
-    finally:
-        store.close()
+    with dbfiles.operator_writer(_database(args)):
+        store, registry = _registry(args, read_only=False)
+        try:
+            issuer = registry.add(args.did, args.name)
+        finally:
+            store.close()
     print(f"registered {issuer.did}" + (f" ({issuer.name})" if issuer.name else ""))
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
-    store, registry = _registry(args)
-    try:
-        registry.remove(args.did)
-    finally:
-        store.close()
+    with dbfiles.operator_writer(_database(args)):
+        store, registry = _registry(args, read_only=False)
+        try:
+            registry.remove(args.did)
+        finally:
+            store.close()
     print(f"removed {args.did}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    store, registry = _registry(args)
+    store, registry = _registry(args, read_only=True)
     try:
         issuers = registry.list(include_removed=args.all)
     finally:

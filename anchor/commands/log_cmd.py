@@ -12,7 +12,6 @@ from typing import Any
 from tqdm import tqdm
 
 from anchor import config as config_module
-from anchor.errors import NotFound
 from anchor.logfiles import export_log
 from anchor.store import SQLiteStore
 
@@ -36,10 +35,8 @@ def register(sub: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
-    path = config_module.from_environment(args).db_path
-    if not path.is_file():
-        raise NotFound(f"no database at {path}", hint="give --db or --data-dir")
-    return SQLiteStore(path)
+    """The database, read-only: these commands run beside the service and write nothing."""
+    return SQLiteStore(config_module.from_environment(args).db_path, read_only=True)
 
 
 def _info(args: argparse.Namespace) -> int:

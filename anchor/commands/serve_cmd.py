@@ -1,4 +1,6 @@
-"""``ler-anchor serve``: run the HTTP service."""
+"""``ler-anchor serve``: run the HTTP service, the database's one service writer (it holds
+the lock of :mod:`anchor.dbfiles` before it opens anything, and creates the database if there
+is none)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 from typing import Any
 
 from anchor import config as config_module
-from anchor.app import serve
+from anchor import dbfiles
 
 
 def register(sub: Any) -> None:
@@ -25,6 +27,9 @@ def register(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = config_module.from_environment(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    with dbfiles.service_writer(config.db_path, "ler-anchor serve"):  # before anything else
+        from anchor.app import serve  # about a second of imports: only once the lock is ours
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config))
     return 0

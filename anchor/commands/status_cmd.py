@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from anchor import config as config_module
+from anchor import dbfiles
 from anchor.client import ServiceClient, Signer
 from anchor.errors import InvalidInput
 from anchor.keys import DID_KEY_PREFIX, load_ed25519_key
@@ -274,12 +275,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     config = config_module.from_environment(args)
-    store = SQLiteStore(config.db_path)
-    try:
-        service = StatusService(store, StatusSettings.from_config(config))
-        current = service.current_versions()
-    finally:
-        store.close()
+    with dbfiles.operator_writer(config.db_path):  # the status tables may be created
+        store = SQLiteStore(config.db_path, create=False)
+        try:
+            service = StatusService(store, StatusSettings.from_config(config))
+            current = service.current_versions()
+        finally:
+            store.close()
     out: Path = args.out
     index: dict[str, list[dict[str, Any]]] = {}
     for status_list, version in current:
