@@ -63,6 +63,10 @@ async def test_issue_verify_revoke_verify(
         server = subprocess.Popen(serve, cwd=tmp_path, stdout=log, stderr=log)
     try:
         await _wait_healthy(service)
+        # The employer trusts this service's log once (the trust file of the test).
+        code, out, err = await run_cli(capsys, "trust", "add", service)
+        assert code == 0, err
+        assert "fingerprint" in out
         signed = ("--service", service, "--key", str(key_file))
         code, _, err = await run_cli(capsys, "status", "key", *signed)
         assert code == 0, err
