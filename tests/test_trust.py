@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from anvil import AnvilNode
 from chain_helpers import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
@@ -33,6 +34,7 @@ from anchor.app import CHAIN, LOG_KEY, create_app
 from anchor.chain import AnchorState, ChainClient, Web3Backend, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.cli import main
+from anchor.commands.trust_cmd import MAX_LOG_INFO_BYTES
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
 from anchor.errors import ConfigError, Conflict, InvalidInput, NotFound, UntrustedLog
@@ -338,6 +340,10 @@ async def test_a_receipt_of_another_log_on_the_same_chain(
     got, out, _ = await run_cli(capsys, *check, *pin(b), "--min-confirmations", "1000")
     assert got == 3
     assert "fewer than the 1000 required" in out
+    got, out, _ = await run_cli(capsys, *check, *pin(b), "--json")
+    proven = json.loads(out)["proven"]
+    assert (proven["leafIndex"], proven["fingerprint"]) == (receipt["leafIndex"], b.fingerprint)
+    assert proven["confirmations"] >= 1
     # A tampered receipt of a trusted log: invalid, saying what failed.
     tampered = json.loads(json.dumps(receipt))
     tampered["anchor"]["blockNumber"] += 1
@@ -467,3 +473,29 @@ async def test_trust_add_list_remove(
     code, out, err = await run_cli(capsys, "trust", "add", "ftp://example.org")
     assert code == 2
     assert "http(s)" in err
+
+
+async def test_trust_add_reads_a_bounded_answer(
+    aiohttp_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service that answers too much, or no trust root, is refused in one line."""
+    root = a_root()
+
+    async def huge(_request: web.Request) -> web.Response:
+        return web.Response(body=b" " * (MAX_LOG_INFO_BYTES + 1), content_type="application/json")
+
+    async def old(_request: web.Request) -> web.Response:
+        return web.json_response({"origin": root.origin, "verifierKey": root.verifier_key})
+
+    async def bad(_request: web.Request) -> web.Response:
+        return web.json_response(root.to_json() | {"chain": "eip155:x"})
+
+    for handler, text in [(huge, "more than"), (old, "names no chain"), (bad, "CAIP-2")]:
+        app = web.Application()
+        app.router.add_get("/v1/log", handler)
+        server = await aiohttp_server(app)
+        code, out, err = await run_cli(capsys, "trust", "add", str(server.make_url("")))
+        assert (code, out) == (13, ""), err
+        assert len(err.strip().splitlines()) == 1
+        assert text in err
+        await server.close()

@@ -273,8 +273,22 @@ def receipt_verify(args: argparse.Namespace, path: Path) -> int:
     if args.json:
         doc: dict[str, Any] = {"result": verdict, "reason": reason}
         if checked is not None and root is not None:
-            doc["fingerprint"] = root.fingerprint
-            doc["confirmations"] = checked.confirmations
+            doc["proven" if verdict == "valid" else "checked"] = {
+                "digest": checked.entry.digest.hex(),
+                "kind": checked.entry.kind.label,
+                "submitter": checked.entry.submitter,
+                "leafIndex": checked.leaf_index,
+                "origin": checked.checkpoint.origin,
+                "treeSize": checked.checkpoint.size,
+                "fingerprint": root.fingerprint,
+                "chain": checked.chain,
+                "contract": checked.contract,
+                "transaction": checked.transaction_hash,
+                "blockNumber": checked.block_number,
+                "blockHash": checked.block_hash,
+                "blockTime": checked.block_time,
+                "confirmations": checked.confirmations,
+            }
         print(json.dumps(doc, indent=2))
     elif checked is not None and root is not None and verdict == "valid":
         print("\n".join(_proven(checked, root)))
