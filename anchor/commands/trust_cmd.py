@@ -103,15 +103,15 @@ def trust_path(args: argparse.Namespace) -> Path:
 
 def check_trust_args(args: argparse.Namespace) -> None:
     """Usage errors in the trust flags, before any I/O."""
-    if args.log_key is not None:
-        TrustRoot.pinned(args.log_key, args.contract or "0x" + "0" * 40, "eip155:1")
     if (args.log_key is None) != (args.contract is None):
         raise InvalidInput("--log-key and --contract go together (or use a trust file)")
-    if args.chain is not None and args.log_key is None:
-        raise InvalidInput("--chain goes with --log-key and --contract")
-    if args.chain is not None:
-        TrustRoot.pinned(args.log_key, args.contract, args.chain)
-    elif args.log_key is not None and args.rpc_url is None:
+    if args.log_key is None:
+        if args.chain is not None:
+            raise InvalidInput("--chain goes with --log-key and --contract")
+        return
+    # the key and the address are checked now; the chain too unless it comes from --rpc-url
+    TrustRoot.pinned(args.log_key, args.contract, args.chain or "eip155:1")
+    if args.chain is None and args.rpc_url is None:
         raise InvalidInput("--log-key and --contract need --chain eip155:N when no --rpc-url")
 
 
