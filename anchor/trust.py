@@ -228,7 +228,9 @@ class TrustSet:
             key = NoteVerifier.from_vkey(receipt.log_key)
             root = next((r for r in self.roots if r.verifier == key), None)
         if root is None:
-            trusted = ", ".join(r.origin for r in self.roots) or "none"
+            named = [r.origin for r in self.roots[:5]]
+            more = len(self.roots) - len(named)
+            trusted = ", ".join(named + ([f"{more} more"] if more else [])) or "none"
             raise UntrustedLog(
                 f"the receipt's log {origin!r} (key {receipt.log_key}) is not a trusted log "
                 f"(trusted: {trusted})",
