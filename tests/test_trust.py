@@ -406,6 +406,7 @@ async def test_trust_add_list_remove(
     private_trust_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = str(service.make_url("")).rstrip("/")
     log = service.app[LOG_KEY]
@@ -415,6 +416,8 @@ async def test_trust_add_list_remove(
     assert (info["chain"], info["contract"]) == (chain.identity.caip2, chain.contract_address)
     assert info["verifierKey"] == log.verifier.vkey()  # the existing members stay
     expected = TrustRoot(log.origin, log.verifier.vkey(), info["chain"], info["contract"])
+    started = "\n".join(r.getMessage() for r in caplog.get_records("setup"))
+    assert f"trust root fingerprint {expected.fingerprint}" in started  # for the operator
 
     code, out, err = await run_cli(capsys, "trust", "list")
     assert (code, err) == (0, "")
