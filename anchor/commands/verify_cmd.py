@@ -10,9 +10,8 @@ digest and issuer); its anchor is checked on ``--rpc-url``, which must serve the
 chain; without ``--rpc-url`` anchoring is at best unknown. The receipt's log, chain and
 contract must be trusted: ``--log-key`` with ``--contract`` (and ``--chain``, else the chain of
 ``--rpc-url``), else the trust file (``ler-anchor trust add``); with neither, anchoring is
-unknown. Every request of the run (DID
-documents, did:ethr and anchor JSON-RPC, status lists, the service) goes through one HTTP
-client session.
+unknown. Every request of the run (DID documents, did:ethr and anchor JSON-RPC, status lists,
+the service) goes through one HTTP client session.
 """
 
 from __future__ import annotations
