@@ -123,6 +123,28 @@ class VerificationError(AnchorError):
         self.actual = actual
 
 
+class UntrustedLog(VerificationError):
+    """A receipt from a log that is not a trusted root, or from a trusted log's origin with
+    another key, chain or contract (``what`` is ``trust``). ``differs`` names what differs:
+    ``origin``, ``key``, ``chain`` and/or ``contract``."""
+
+    slug = "untrusted-log"
+    title = "Untrusted log"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        differs: tuple[str, ...],
+        expected: str | None = None,
+        actual: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(detail, what="trust", expected=expected, actual=actual, hint=hint)
+        self.differs = differs
+        self.extra["differs"] = list(differs)
+
+
 class NotFound(AnchorError):
     status = 404
     exit_code = 3

@@ -209,13 +209,23 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/log": {
             "get": {
-                "summary": "The log's origin and checkpoint verifier key",
+                "summary": "The log's origin and checkpoint verifier key, and its chain and "
+                "LogAnchor contract (the trust root verifiers pin)",
                 "responses": {
                     "200": json_response(
                         {
                             "type": "object",
                             "required": ["origin", "verifierKey", "publicKey"],
                             "properties": {
+                                "chain": {
+                                    "type": ["string", "null"],
+                                    "description": "CAIP-2 id of the anchoring chain "
+                                    "(eip155:N; null before the chain answered)",
+                                },
+                                "contract": {
+                                    "type": "string",
+                                    "description": "the LogAnchor contract address (EIP-55)",
+                                },
                                 "origin": {"type": "string"},
                                 "verifierKey": {"type": "string"},
                                 "publicKey": B64,

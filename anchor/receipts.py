@@ -15,13 +15,14 @@ A receipt (schema: ``anchor/schemas/receipt.schema.json``, JSON Schema draft 202
 size above the leaf whose anchor is ``included`` or ``final`` on the current chain (only
 ``final`` ones with ``final_only``); :func:`refresh_receipt` moves a receipt to the newest
 anchored checkpoint (a later checkpoint covers every earlier entry; its new inclusion proof
-implies consistency with the old one). :func:`verify_receipt` checks a receipt with nothing
-but the receipt and a chain endpoint; :func:`check_receipt` does the checks that need no
-chain. Every failed check raises :class:`~anchor.errors.VerificationError` whose ``what`` is
-``schema``, ``entry``, ``checkpoint``, ``signature``, ``proof``, ``chain``, ``transaction``,
-``block`` or ``event``. An endpoint that does not answer raises
-:class:`~anchor.errors.ChainError` instead: the receipt could not be checked, which is not
-the same as a receipt that does not verify.
+implies consistency with the old one). :func:`verify_receipt` checks a receipt with the
+receipt, the verifier's trust roots (:mod:`anchor.trust`: a receipt never vouches for its
+own log key, chain or contract) and a chain endpoint; :func:`check_receipt` does the checks
+that need no chain. Every failed check raises :class:`~anchor.errors.VerificationError`
+whose ``what`` is ``schema``, ``entry``, ``checkpoint``, ``signature``, ``proof``, ``trust``
+(:class:`~anchor.errors.UntrustedLog`), ``chain``, ``transaction``, ``block`` or ``event``.
+An endpoint that does not answer raises :class:`~anchor.errors.ChainError` instead: the
+receipt could not be checked, which is not the same as a receipt that does not verify.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from anchor.errors import (
     VerificationError,
 )
 from anchor.log import Log
+from anchor.trust import Trust, TrustSet
 
 RECEIPT_TYPE: Final = "LerAnchorReceipt"
 """The receipt's ``type`` member."""
@@ -191,7 +193,14 @@ def refresh_receipt(log: Log, receipt: Mapping[str, Any]) -> dict[str, Any]:
     The receipt is checked first (offline) and its entry must be the log's leaf at its
     index. If no newer anchor exists the receipt comes back as a new receipt for the same
     checkpoint (anchored on the current chain)."""
-    checked = check_receipt(receipt)
+    checked = check_receipt_proofs(receipt)
+    if checked.log_key != log.verifier.vkey():
+        raise VerificationError(
+            "the receipt's checkpoint is signed by another key than this log's",
+            what="trust",
+            expected=log.verifier.vkey(),
+            actual=checked.log_key,
+        )
     stored = log.store.entries(checked.leaf_index, checked.leaf_index + 1)
     if not stored or stored[0].entry != checked.entry:
         raise VerificationError(
@@ -235,13 +244,19 @@ def _verifier(key: str | NoteVerifier, what: str) -> NoteVerifier:
         raise _fail(what, f"the log key is malformed: {exc.detail}") from None
 
 
-def check_receipt(
-    receipt: Mapping[str, Any], *, expected_log_key: str | NoteVerifier | None = None
-) -> ReceiptCheck:
-    """The checks that need no chain: schema, entry, checkpoint signature, inclusion proof.
+def check_receipt(receipt: Mapping[str, Any], *, trust: Trust) -> ReceiptCheck:
+    """The checks that need no chain: :func:`check_receipt_proofs`, then that the receipt's
+    log (origin, verifier key), chain and contract are those of a log in ``trust`` (else
+    :class:`~anchor.errors.UntrustedLog`, ``what`` ``trust``)."""
+    checked = check_receipt_proofs(receipt)
+    TrustSet.of(trust).check(checked)
+    return checked
 
-    ``expected_log_key`` (a verifier key string or :class:`NoteVerifier`), when given, must
-    be the key in the receipt."""
+
+def check_receipt_proofs(receipt: Mapping[str, Any]) -> ReceiptCheck:
+    """The receipt's internal consistency: schema, entry, checkpoint signed by the key the
+    receipt names, inclusion proof. This says nothing about whose log it is (anyone can make
+    such a receipt): a verdict needs :func:`check_receipt` with trust roots."""
     error = best_match(Draft202012Validator(receipt_schema()).iter_errors(receipt))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -267,15 +282,6 @@ def check_receipt(
     # The checkpoint: a note signed by the log key given, saying what the receipt says.
     cp = receipt["checkpoint"]
     verifier = _verifier(cp["publicKey"], "checkpoint")
-    if expected_log_key is not None:
-        expected = _verifier(expected_log_key, "signature")
-        if expected != verifier:
-            raise _fail(
-                "signature",
-                "the receipt's checkpoint is signed by another key than the one expected",
-                expected=expected.vkey(),
-                actual=verifier.vkey(),
-            )
     try:
         checkpoint = open_checkpoint(cp["note"], verifier)
     except CheckpointFormatError as exc:
@@ -325,15 +331,16 @@ async def verify_receipt(
     receipt: Mapping[str, Any],
     chain: str | ChainBackend,
     *,
-    expected_log_key: str | NoteVerifier | None = None,
+    trust: Trust,
     min_confirmations: int = 1,
 ) -> ReceiptCheck:
-    """Check ``receipt`` completely: :func:`check_receipt`, then on the chain (a JSON-RPC
+    """Check ``receipt`` completely: :func:`check_receipt` against ``trust``, then on the
+    chain (a JSON-RPC
     URL, or a backend) that the transaction succeeded, sits in block ``blockNumber`` whose
     canonical hash is ``blockHash`` and which is at least ``min_confirmations`` deep and
     was made at ``blockTime``, and emitted at ``logIndex`` the ``Anchored`` event of the
     named contract for exactly the checkpoint's root and size."""
-    checked = check_receipt(receipt, expected_log_key=expected_log_key)
+    checked = check_receipt(receipt, trust=trust)
     if isinstance(chain, str):
         backend: ChainBackend = await Web3Backend.connect(chain)
         try:

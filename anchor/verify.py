@@ -33,8 +33,10 @@ Decisions:
   refreshed receipt). The service itself never hands out receipts from anchors that are
   not final, so this concerns receipts kept from before a deep reorg, or made up.
 * A receipt for another chain than the endpoint's is ``invalid`` (as
-  :func:`~anchor.receipts.verify_receipt` says), and so is one from another log or contract
-  than the verifier pinned (``expected_log_key``, ``expected_contract``).
+  :func:`~anchor.receipts.verify_receipt` says), and so is one whose log key, chain or
+  contract is not those of a log the verifier trusts (``trust``, see :mod:`anchor.trust`).
+* With no trust root at all, anchoring is ``unknown``, never ``valid``: a receipt does not
+  vouch for its own log.
 * An anchor with fewer than ``min_confirmations`` confirmations is ``unknown`` (retry
   later), not ``invalid``.
 * When anchoring is not ``valid`` the anchor time is not trusted: the issuer and its key
@@ -58,12 +60,19 @@ from anchor.chain import ChainBackend
 from anchor.client import ServiceError, error_from_problem
 from anchor.credentials import issuer_id
 from anchor.entry import EntryKind
-from anchor.errors import AnchorError, EncodingError, VerificationError
+from anchor.errors import AnchorError, EncodingError, UntrustedLog, VerificationError
 from anchor.identity import ResolutionUnavailable, ed25519_key_for
 from anchor.log import Log
-from anchor.receipts import ReceiptCheck, check_receipt, receipt_for_digest, verify_receipt
+from anchor.receipts import (
+    ReceiptCheck,
+    check_receipt,
+    check_receipt_proofs,
+    receipt_for_digest,
+    verify_receipt,
+)
 from anchor.status_check import EntryStatus, Outcome, StatusChecker
 from anchor.status_list import BitstringStatusListEntry
+from anchor.trust import NO_TRUST, Trust
 from did_methods import (
     ErrorCode,
     EthrDriver,
@@ -335,17 +344,16 @@ class CredentialVerifier:
 
     ``chain`` is a JSON-RPC URL or a backend (``None``: a receipt is checked offline and
     anchoring is at best ``unknown``). ``receipts`` (optional) is where a receipt is looked
-    up when none is given. ``expected_log_key`` (a note verifier key) and
-    ``expected_contract`` (an address) pin the log and the anchor contract a receipt must
-    come from; ``min_confirmations`` is how deep its block must be.
+    up when none is given. ``trust`` (one trusted log or several, :mod:`anchor.trust`) says
+    which logs, chains and anchor contracts a receipt may come from (``None``: anchoring is
+    at best ``unknown``); ``min_confirmations`` is how deep its block must be.
     """
 
     resolver: Resolver
     status: StatusChecker
     chain: str | ChainBackend | None
     receipts: ReceiptSource | None = None
-    expected_log_key: str | None = None
-    expected_contract: str | None = None
+    trust: Trust | None = None
     min_confirmations: int = 1
 
     async def verify(
@@ -407,12 +415,23 @@ class CredentialVerifier:
                     f"logged by {self.receipts.description} but not anchored yet; retry later",
                 ), None
         try:
-            offline = check_receipt(receipt, expected_log_key=self.expected_log_key)
+            offline = check_receipt_proofs(receipt)
         except VerificationError as err:
             return _receipt_failure(err), None
         refused = self._refuse(offline, digest, issuer)
         if refused is not None:
             return refused, None
+        if self.trust is None:
+            return _anchoring(
+                Verdict.UNKNOWN,
+                f"{NO_TRUST} (the receipt's own log {offline.checkpoint.origin!r} proves "
+                "nothing: anyone can run one)",
+                _details(offline),
+            ), None
+        try:
+            check_receipt(receipt, trust=self.trust)
+        except VerificationError as err:
+            return _receipt_failure(err), None
         if self.chain is None:
             return _anchoring(
                 Verdict.UNKNOWN,
@@ -423,7 +442,7 @@ class CredentialVerifier:
             ), None
         try:
             checked = await verify_receipt(
-                receipt, self.chain, expected_log_key=self.expected_log_key, min_confirmations=1
+                receipt, self.chain, trust=self.trust, min_confirmations=1
             )
         except VerificationError as err:
             return _receipt_failure(err), None
@@ -459,15 +478,6 @@ class CredentialVerifier:
                 Verdict.INVALID,
                 f"anchored by {checked.entry.submitter} as {checked.entry.kind.label},"
                 f" not by the issuer {issuer} as a credential",
-            )
-        if (
-            self.expected_contract is not None
-            and checked.contract.lower() != self.expected_contract.lower()
-        ):
-            return _anchoring(
-                Verdict.INVALID,
-                f"the receipt is anchored by contract {checked.contract}, not by "
-                f"{self.expected_contract}",
             )
         return None
 
@@ -577,6 +587,8 @@ def _receipt_failure(err: VerificationError) -> Check:
             "ask the service for a refreshed receipt"
         )
     details: dict[str, Any] = {"what": err.what}
+    if isinstance(err, UntrustedLog):
+        details["differs"] = list(err.differs)
     if err.expected is not None:
         details["expected"] = err.expected
     if err.actual is not None:

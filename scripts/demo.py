@@ -13,7 +13,8 @@ and the command's real output, trimmed when long::
  4. the college issues N credentials from a CSV of learners (hashed e-mail identifiers), the
     provider a few, one of them with a suspension entry too; every receipt anchored on chain
  5. three credentials revoked, one suspended (``status set``)
- 6. an employer verifies a good, a revoked and a tampered credential (``verify``)
+ 6. an employer trusts the service's log (``trust add``), verifies a receipt alone
+    (``receipt verify``), then a good, a revoked and a tampered credential (``verify``)
  7. the log exported and replayed by an auditor from the chain (``log export``, ``audit``)
  8. an altered entry in a copy of the export, caught by the audit
  9. the service and the chain shut down; nothing left running
@@ -258,6 +259,8 @@ class Demo:
         self.cli = ler_anchor()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LER_ANCHOR_")}
         self.env["NO_PROXY"] = self.env["no_proxy"] = f"{HOST},localhost"
+        # the employer's trust file (`trust add`) stays in the working directory
+        self.env["XDG_CONFIG_HOME"] = str(workdir / "config")
         self.anvil: subprocess.Popen[bytes] | None = None
         self.server: subprocess.Popen[bytes] | None = None
         self.anvil_port = 0
@@ -744,7 +747,20 @@ class Demo:
         self.note(f"  {achievement['name']!r}")
         chain = ("--rpc-url", self.rpc_url)
         receipt = self.rel(good.with_suffix(".receipt.json"))
+        self.note("the employer trusts the service's log once (a receipt never vouches for")
+        self.note("itself): compare the fingerprint with the one the college publishes")
+        trusted = self.run("trust", "add", self.service)
+        self.check(
+            "fingerprint" in trusted.stdout,
+            "the log's trust root (origin, key, chain, contract) stored with its fingerprint",
+        )
         self.note("the learner's wallet holds the credential and its receipt")
+        alone = self.run("receipt", "verify", receipt, *chain, expect=None)
+        self.check(
+            alone.code == 0 and "RESULT" in alone.stdout,
+            "the receipt alone verifies: entry, leaf, checkpoint, block, time (exit 0)",
+            f"the receipt did not verify (exit {alone.code})",
+        )
         ok = self.run("verify", self.rel(good), "--receipt", receipt, *chain, expect=None)
         self.check(
             ok.code == 0,

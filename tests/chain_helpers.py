@@ -39,6 +39,7 @@ from anchor.errors import VerificationError
 from anchor.log import Log
 from anchor.receipts import verify_receipt
 from anchor.store import SQLiteStore
+from anchor.trust import TrustRoot
 
 EMBEDDED = "embedded"
 ANVIL = "anvil"
@@ -61,9 +62,13 @@ def entry(i: int) -> Entry:
     return Entry(EntryKind.CREDENTIAL, hashlib.sha256(i.to_bytes(8, "big")).digest(), SUBMITTER)
 
 
+LOG_SIGNER = NoteSigner(LOG_ORIGIN, hashlib.sha256(b"log key").digest())
+"""The checkpoint key of the logs :func:`open_log` opens."""
+
+
 def open_log(path: Path) -> Log:
     """A log on the SQLite file ``path`` (open it twice for a "restarted service")."""
-    return Log(SQLiteStore(path), NoteSigner(LOG_ORIGIN, hashlib.sha256(b"log key").digest()))
+    return Log(SQLiteStore(path), LOG_SIGNER)
 
 
 @dataclass
@@ -259,14 +264,23 @@ RECEIPT_MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
 """Single changes to a receipt, and the ``what`` of the VerificationError each must raise."""
 
 
-async def assert_receipt_sound(receipt: dict[str, Any], backend: ChainBackend) -> None:
-    """The receipt verifies on ``backend``, and fails after each single mutation (entry,
-    proof, root, transaction hash, block hash) with the right ``what``."""
-    check = await verify_receipt(receipt, backend)
+async def trust_root(chain: Chain, log: Log | None = None) -> TrustRoot:
+    """The trust root of ``log`` (default: the logs :func:`open_log` opens) anchored by
+    ``chain``'s LogAnchor: what a verifier pins, known without looking at any receipt."""
+    verifier = (log.signer if log is not None else LOG_SIGNER).verifier
+    chain_id = await chain.backend.chain_id()
+    return TrustRoot(verifier.name, verifier.vkey(), f"eip155:{chain_id}", chain.contract)
+
+
+async def assert_receipt_sound(receipt: dict[str, Any], chain: Chain) -> None:
+    """The receipt verifies on ``chain`` against its trust root, and fails after each single
+    mutation (entry, proof, root, transaction hash, block hash) with the right ``what``."""
+    trust = await trust_root(chain)
+    check = await verify_receipt(receipt, chain.backend, trust=trust)
     assert check.leaf_index == receipt["leafIndex"]
     for label, (change, what) in RECEIPT_MUTATIONS.items():
         with pytest.raises(VerificationError) as caught:
-            await verify_receipt(_mutated(receipt, change), backend)
+            await verify_receipt(_mutated(receipt, change), chain.backend, trust=trust)
         assert caught.value.what == what, (label, caught.value.detail)
 
 

@@ -4,6 +4,7 @@
 * ``anvil_factory``: ``anvil_factory("--no-mining")`` starts an extra node with those flags,
   stopped after the test (for reorgs, unmined transactions, block times).
 * ``embedded_w3``: a fresh ``Web3(EthereumTesterProvider())``, the in-process py-evm chain.
+* ``private_trust_file`` (autouse): ``LER_ANCHOR_TRUST_FILE`` names a fresh path per test.
 * ``evm_chain``: parametrized over both, ``embedded`` and ``anvil``, as an ``EvmChain`` with
   funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from anvil import AnvilNode, EvmChain, start_anvil
@@ -19,6 +21,16 @@ from web3 import EthereumTesterProvider, Web3
 
 EMBEDDED = "embedded"
 ANVIL = "anvil"
+
+
+@pytest.fixture(autouse=True)
+def private_trust_file(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own (absent) trust file: none reads or writes the user's."""
+    path = tmp_path_factory.mktemp("trust") / "trust.json"
+    monkeypatch.setenv("LER_ANCHOR_TRUST_FILE", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

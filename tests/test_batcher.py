@@ -22,6 +22,7 @@ from chain_helpers import (
     holds,
     open_chain,
     open_log,
+    trust_root,
     wait_for,
 )
 from eth_account import Account
@@ -140,7 +141,7 @@ async def test_anchors_after_anchor_size_entries_or_the_interval_never_when_idle
         await by_time.tick()
     await wait_for(all_final(log, 4), what="four final anchors")
     assert len(await chain.anchored_events()) == 4
-    await assert_receipt_sound(build_receipt(log, 6), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 6), chain)
     await client.close()
     log.store.close()
 
@@ -159,7 +160,7 @@ async def test_runs_in_the_background_until_closed(chain: Chain, tmp_path: Path)
         status = batcher.status()
         assert (status.anchors_queued, status.total_errors) == (1, 0)
     assert not batcher.status().running
-    await assert_receipt_sound(build_receipt(log, 0), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 0), chain)
     await client.close()
     log.store.close()
 
@@ -190,8 +191,8 @@ async def test_a_restarted_service_resumes_without_double_anchoring(
         batcher.wake(anchor_now=True)
         await wait_for(all_final(log, 2), what="the second anchor")
     assert len(await chain.anchored_events()) == 2
-    await assert_receipt_sound(first, chain.backend)
-    await assert_receipt_sound(build_receipt(log, 4), chain.backend)
+    await assert_receipt_sound(first, chain)
+    await assert_receipt_sound(build_receipt(log, 4), chain)
     await client.close()
     log.store.close()
 
@@ -236,10 +237,10 @@ async def test_a_new_chain_is_announced_and_the_latest_checkpoint_anchored_there
         receipt = build_receipt(log, 0)
         # (the transaction itself may be the same: same key, nonce, fees and data)
         assert receipt["anchor"]["blockHash"] != old_receipt["anchor"]["blockHash"]
-        await assert_receipt_sound(receipt, second.backend)
-        await assert_receipt_sound(old_receipt, chain.backend)  # still true on the old chain
+        await assert_receipt_sound(receipt, second)
+        await assert_receipt_sound(old_receipt, chain)  # still true on the old chain
         with pytest.raises(VerificationError) as caught:
-            await verify_receipt(old_receipt, second.backend)
+            await verify_receipt(old_receipt, second.backend, trust=await trust_root(chain))
         assert caught.value.what in ("chain", "transaction", "block")
         await client.close()
         log.store.close()
@@ -304,7 +305,7 @@ async def test_a_refused_anchor_is_retried_once_per_interval_and_recovers(
     assert states[0] is AnchorState.FINAL
     assert set(states[1:]) == {AnchorState.FAILED}
     assert len(states) <= 4  # retried once per interval, not once per round
-    await assert_receipt_sound(build_receipt(log, 2), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 2), chain)
     await client.close()
     log.store.close()
 
@@ -388,8 +389,8 @@ async def test_the_rpc_endpoint_goes_away_and_comes_back(
         assert (first.size, second.size) == (3, 5)
         assert len(await client.attempts(first.id)) == 1  # nothing was sent twice
         assert len(await chain.anchored_events()) == 2
-        await assert_receipt_sound(build_receipt(log, 2), chain.backend)
-        await assert_receipt_sound(build_receipt(log, 4), chain.backend)
+        await assert_receipt_sound(build_receipt(log, 2), chain)
+        await assert_receipt_sound(build_receipt(log, 4), chain)
     finally:
         await proxy.close_port()
         await client.close()
@@ -439,7 +440,7 @@ async def test_a_node_reset_to_the_same_genesis_is_noticed_and_reanchored(
             await wait_for(holds(anchored_again), what="the anchor on the reset node")
         assert (await client.reorg_status()).unrecovered == ()
         assert len(await second.anchored_events()) == 1
-        await assert_receipt_sound(build_receipt(log, 2), second.backend)
+        await assert_receipt_sound(build_receipt(log, 2), second)
         await client.close()
         log.store.close()
     finally:

@@ -20,6 +20,7 @@ from chain_helpers import (
     entry,
     open_chain,
     open_log,
+    trust_root,
     wait_for,
 )
 from eth_abi.abi import encode
@@ -194,7 +195,7 @@ async def test_anchors_end_to_end(
     assert doc["state"] == "final"
     assert doc["chain"] == f"eip155:{await chain.backend.chain_id()}"
     assert doc["transactionHash"] == "0x" + final.tx_hash.hex()
-    await assert_receipt_sound(build_receipt(log, 3), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 3), chain)
     # Nothing new: more steps send nothing.
     for _ in range(3):
         await client.step()
@@ -238,7 +239,7 @@ async def test_unmined_transaction_is_replaced_with_higher_fees(
     assert final.tx_hash == mined.hash
     assert len(await chain.anchored_events()) == 1
     await chain.set_automine(True)
-    await assert_receipt_sound(build_receipt(log, 0), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 0), chain)
     await client.close()
     log.store.close()
 
@@ -272,7 +273,7 @@ async def test_at_the_fee_cap_it_waits_and_a_restarted_client_resumes(
     assert final.tx_hash == first.hash
     assert len(await chain.anchored_events()) == 1
     await chain.set_automine(True)
-    await assert_receipt_sound(build_receipt(log, 2), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 2), chain)
     await client.close()
     log.store.close()
 
@@ -320,7 +321,7 @@ async def test_a_forgotten_transaction_is_broadcast_again_at_once(
     assert mined is not None
     assert mined.block_number == final.block_number
     await chain.set_automine(True)
-    await assert_receipt_sound(build_receipt(log, 1), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 1), chain)
     await client.close()
     await chain.close()
     log.store.close()
@@ -401,7 +402,7 @@ async def test_nonce_taken_by_an_unrecorded_transaction(
         (first.nonce + 1, TxState.MINED),
     ]
     assert final.nonce == first.nonce + 1
-    await assert_receipt_sound(build_receipt(log, 0), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 0), chain)
     await client.close()
     await chain.close()
     log.store.close()
@@ -418,7 +419,7 @@ async def test_a_reorg_that_removes_an_anchor_leads_to_reanchoring(
     record = await client.enqueue(checkpoint.size, checkpoint.root)
     included = await step_until(client, record.id, AnchorState.INCLUDED)
     before = build_receipt(log, 4)  # an included (not yet final) anchor gives a receipt
-    await assert_receipt_sound(before, chain.backend)
+    await assert_receipt_sound(before, chain)
 
     await chain.reorg(snapshot, depth=1)
     await client.step()  # sees the reorg, re-sends on the same nonce with higher fees
@@ -428,7 +429,7 @@ async def test_a_reorg_that_removes_an_anchor_leads_to_reanchoring(
     with pytest.raises(NotFound):
         build_receipt(log, 4)  # never a receipt pointing at a removed block
     with pytest.raises(VerificationError) as caught:
-        await verify_receipt(before, chain.backend)
+        await verify_receipt(before, chain.backend, trust=await trust_root(chain))
     assert caught.value.what in ("transaction", "block")
 
     final = await step_until(client, record.id, AnchorState.FINAL, mine=chain)
@@ -442,8 +443,10 @@ async def test_a_reorg_that_removes_an_anchor_leads_to_reanchoring(
     assert len(await chain.anchored_events()) == 1
     after = build_receipt(log, 4)
     assert after["anchor"]["transactionHash"] == "0x" + new.hash.hex()
-    await assert_receipt_sound(after, chain.backend)
-    check = await verify_receipt(after, chain.backend, min_confirmations=3)
+    await assert_receipt_sound(after, chain)
+    check = await verify_receipt(
+        after, chain.backend, trust=await trust_root(chain), min_confirmations=3
+    )
     assert check.confirmations is not None
     assert check.confirmations >= 3
     await client.close()
@@ -557,7 +560,7 @@ async def test_an_already_anchored_root_is_adopted_not_sent_again(
     assert adopted.tx_hash == original.tx_hash
     assert await other.attempts(adopted.id) == []
     assert len(await chain.anchored_events()) == 1
-    await assert_receipt_sound(build_receipt(restored, 1), chain.backend)
+    await assert_receipt_sound(build_receipt(restored, 1), chain)
     assert list_anchors(restored.store)[0].state is AnchorState.FINAL
     await other.close()
     first.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from chain_helpers import (
     entry,
     open_chain,
     open_log,
+    trust_root,
     wait_for,
 )
 
@@ -39,6 +41,7 @@ from anchor.receipts import (
     refresh_receipt,
     verify_receipt,
 )
+from anchor.trust import TrustSet
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "anchor" / "schemas" / "receipt.schema.json"
 
@@ -90,7 +93,9 @@ def mutated(receipt: dict[str, Any], change: Callable[[dict[str, Any]], None]) -
 
 
 async def refused(receipt: dict[str, Any], chain: Chain, **options: Any) -> str:
-    """The ``what`` of the VerificationError that verifying ``receipt`` raises."""
+    """The ``what`` of the VerificationError that verifying ``receipt`` raises (against the
+    chain's trust root unless ``trust`` is given)."""
+    options.setdefault("trust", await trust_root(chain))
     with pytest.raises(VerificationError) as caught:
         await verify_receipt(receipt, chain.backend, **options)
     return caught.value.what
@@ -141,8 +146,9 @@ async def test_receipts_have_the_documented_shape(anchored: Anchored) -> None:
     assert anchor["blockHash"] == "0x" + block.hash.hex()
     assert anchor["blockTime"].endswith("Z")
     json.dumps(receipt)  # plain JSON
-    await assert_receipt_sound(receipt, anchored.chain.backend)
-    check = await verify_receipt(receipt, anchored.chain.backend, expected_log_key=log.verifier)
+    await assert_receipt_sound(receipt, anchored.chain)
+    trust = await trust_root(anchored.chain, log)
+    check = await verify_receipt(receipt, anchored.chain.backend, trust=trust)
     assert (check.leaf_index, check.checkpoint.size, check.entry) == (6, 8, stored)
     assert check.confirmations is not None
     assert check.confirmations >= 1
@@ -164,12 +170,12 @@ async def test_the_smallest_anchored_checkpoint_covers_a_leaf(anchored: Anchored
     with pytest.raises(NotFound):
         receipt_for_digest(log, entry(3).digest, "did:web:someone-else.example")
     for index in range(8):
-        await assert_receipt_sound(build_receipt(log, index), anchored.chain.backend)
+        await assert_receipt_sound(build_receipt(log, index), anchored.chain)
 
 
 async def test_every_single_change_is_refused(anchored: Anchored) -> None:
     receipt = build_receipt(anchored.log, 2)
-    await assert_receipt_sound(receipt, anchored.chain.backend)
+    await assert_receipt_sound(receipt, anchored.chain)
     chain = anchored.chain
     other_signer = NoteSigner(anchored.log.origin, hashlib.sha256(b"another key").digest())
     size, root = receipt["checkpoint"]["size"], base64.b64decode(receipt["checkpoint"]["root"])
@@ -199,11 +205,11 @@ async def test_every_single_change_is_refused(anchored: Anchored) -> None:
         ("origin", lambda r: r["checkpoint"].update(origin="other.example/log"), "checkpoint"),
         ("signature", flip_signature, "signature"),
         ("note by another key", forged_by_another_key, "signature"),
-        ("chain", lambda r: r["anchor"].update(chain="eip155:1"), "chain"),
+        ("chain", lambda r: r["anchor"].update(chain="eip155:1"), "trust"),
         ("block number", lambda r: r["anchor"].update(blockNumber=0), "block"),
         ("block time", lambda r: r["anchor"].update(blockTime="2000-01-01T00:00:00Z"), "block"),
         ("log index", lambda r: r["anchor"].update(logIndex=7), "event"),
-        ("contract", lambda r: r["anchor"].update(contract="0x" + "12" * 20), "event"),
+        ("contract", lambda r: r["anchor"].update(contract="0x" + "12" * 20), "trust"),
         ("missing member", lambda r: r.pop("anchor"), "schema"),
         ("extra member", lambda r: r.update(note="hello"), "schema"),
         ("wrong type", lambda r: r.update(leafIndex="2"), "schema"),
@@ -211,12 +217,22 @@ async def test_every_single_change_is_refused(anchored: Anchored) -> None:
     ]
     for label, change, what in cases:
         assert await refused(mutated(receipt, change), chain) == what, label
-    # Self-consistent, but signed by a key other than the log's.
+    # Self-consistent, but signed by a key other than the log's: only trust tells.
     forged = mutated(receipt, resigned_with_its_key)
-    await verify_receipt(forged, chain.backend)
-    key = anchored.log.verifier.vkey()
-    assert await refused(forged, chain, expected_log_key=key) == "signature"
+    forged_root = dataclasses.replace(
+        await trust_root(chain), verifier_key=other_signer.verifier.vkey()
+    )
+    await verify_receipt(forged, chain.backend, trust=forged_root)
+    assert await refused(forged, chain) == "trust"
+    # The chain the receipt names is the trusted one, but not the endpoint's.
+    elsewhere = mutated(receipt, lambda r: r["anchor"].update(chain="eip155:1"))
+    on_one = dataclasses.replace(await trust_root(chain), chain="eip155:1")
+    assert await refused(elsewhere, chain, trust=on_one) == "chain"
     assert await refused(receipt, chain, min_confirmations=1_000) == "block"
+    # Another contract, trusted: the event is not from it.
+    renamed = mutated(receipt, lambda r: r["anchor"].update(contract="0x" + "12" * 20))
+    other_contract = dataclasses.replace(await trust_root(chain), contract="0x" + "12" * 20)
+    assert await refused(renamed, chain, trust=other_contract) == "event"
     # Another anchor's transaction: a real Anchored event, but not for this checkpoint.
     other = build_receipt(anchored.log, 6)["anchor"]
     moved = mutated(receipt, lambda r: r["anchor"].update(other))
@@ -250,11 +266,12 @@ async def test_a_receipt_verifies_against_a_json_rpc_url(
         log.append([entry(i) for i in range(3)])
         await anchor_now(anchored)
         receipt = build_receipt(log, 2)
-        check = await verify_receipt(receipt, chain.node.rpc_url, expected_log_key=log.verifier)
+        trust = await trust_root(chain, log)
+        check = await verify_receipt(receipt, chain.node.rpc_url, trust=trust)
         assert check.leaf_index == 2
         for change, what in RECEIPT_MUTATIONS.values():
             with pytest.raises(VerificationError) as caught:
-                await verify_receipt(mutated(receipt, change), chain.node.rpc_url)
+                await verify_receipt(mutated(receipt, change), chain.node.rpc_url, trust=trust)
             assert caught.value.what == what
     finally:
         await client.close()
@@ -264,7 +281,7 @@ async def test_a_receipt_verifies_against_a_json_rpc_url(
 
 def test_offline_checks_need_no_chain(tmp_path: Path) -> None:
     with pytest.raises(VerificationError) as caught:
-        check_receipt({"type": "LerAnchorReceipt"})
+        check_receipt({"type": "LerAnchorReceipt"}, trust=TrustSet())
     assert caught.value.what == "schema"
 
 
@@ -277,14 +294,14 @@ async def test_a_receipt_is_refreshed_to_the_newest_anchor(anchored: Anchored) -
     assert refreshed["entry"] == old["entry"]
     assert refreshed["leafIndex"] == 3
     assert refreshed["inclusionProof"] != old["inclusionProof"]
-    await assert_receipt_sound(refreshed, anchored.chain.backend)
-    await assert_receipt_sound(old, anchored.chain.backend)  # the old one stays valid
+    await assert_receipt_sound(refreshed, anchored.chain)
+    await assert_receipt_sound(old, anchored.chain)  # the old one stays valid
     assert refresh_receipt(log, refreshed) == refreshed  # nothing newer
     log.append([entry(i) for i in range(8, 11)])
     await anchor_now(anchored)
     newest = refresh_receipt(log, old)
     assert newest["checkpoint"]["size"] == 11
-    await assert_receipt_sound(newest, anchored.chain.backend)
+    await assert_receipt_sound(newest, anchored.chain)
     # A receipt whose entry is not this log's leaf cannot be refreshed by it.
     other = open_log(log.store.path.parent / "other.db")
     other.append([entry(100 + i) for i in range(8)])

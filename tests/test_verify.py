@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from anvil import AnvilNode, free_port
-from chain_helpers import ANVIL, Chain, open_chain, open_log, wait_for
+from chain_helpers import ANVIL, Chain, open_chain, open_log, trust_root, wait_for
 from cryptography.hazmat.primitives import serialization
 from service_helpers import service_config
 from test_batcher import Running, all_final, fast
@@ -57,6 +58,7 @@ from anchor.keys import Ed25519Key
 from anchor.log import Log
 from anchor.receipts import build_receipt
 from anchor.status_check import StatusChecker
+from anchor.trust import TrustRoot
 from anchor.verify import (
     CredentialVerifier,
     ServiceReceipts,
@@ -167,6 +169,14 @@ def verifier(
     return CredentialVerifier(resolver, checker, chain, **options)
 
 
+def service_trust(client: TestClient) -> TrustRoot:
+    """The service's log as a verifier pins it: origin, key, chain, contract."""
+    log = client.app[LOG_KEY]
+    chain = client.app[CHAIN]
+    assert chain.identity is not None
+    return TrustRoot(log.origin, log.verifier.vkey(), chain.identity.caip2, chain.contract_address)
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     # ttl 1 ms: the service's status checker sees every status change at once
@@ -260,14 +270,15 @@ async def test_an_anchored_credential_passes_every_check(
     # A verifier of its own, asking the service over HTTP for the receipt.
     backend = client.app[CHAIN].backend
     base = str(client.make_url("")).rstrip("/")
-    mine = verifier(session, backend, receipts=ServiceReceipts(session, base))
+    trust = service_trust(client)
+    mine = verifier(session, backend, receipts=ServiceReceipts(session, base), trust=trust)
     report = await mine.verify(credential)
     assert report.valid
     assert report.table().splitlines()[-1].split() == ["RESULT", "VALID"]
     assert results(report.to_json()) == ALL_VALID
 
     # Anchoring it cannot settle is unknown, never valid; the rest still holds.
-    offline = await verifier(session, None).verify(credential, receipt)
+    offline = await verifier(session, None, trust=trust).verify(credential, receipt)
     assert offline.check("anchoring").verdict is Verdict.UNKNOWN
     assert receipt["anchor"]["chain"] in offline.check("anchoring").reason
     assert "--rpc-url" in offline.check("anchoring").reason
@@ -275,20 +286,29 @@ async def test_an_anchored_credential_passes_every_check(
     assert {c.name for c in offline.checks if c.verdict is Verdict.VALID} == set(ALL_VALID) - {
         "anchoring"
     }
-    shallow = await verifier(session, backend, min_confirmations=1000).verify(credential, receipt)
+    shallow = await verifier(session, backend, trust=trust, min_confirmations=1000).verify(
+        credential, receipt
+    )
     assert shallow.check("anchoring").verdict is Verdict.UNKNOWN
     assert "fewer than the 1000 required" in shallow.check("anchoring").reason
-    down = await verifier(session, f"http://127.0.0.1:{free_port()}").verify(credential, receipt)
+    down = await verifier(session, f"http://127.0.0.1:{free_port()}", trust=trust).verify(
+        credential, receipt
+    )
     assert down.check("anchoring").verdict is Verdict.UNKNOWN
     assert "could not be asked" in down.check("anchoring").reason
     nothing = await verifier(session, backend).verify(credential)
     assert nothing.check("anchoring").reason == "no receipt given and no service to look it up"
     assert "now (no anchor time known)" in nothing.check("key").reason
     other_log = NoteSigner("other.example/log", hashlib.sha256(b"another log").digest())
-    pinned = verifier(session, backend, expected_log_key=other_log.verifier.vkey())
-    refused = await pinned.verify(credential, receipt)
+    other_key = dataclasses.replace(trust, verifier_key=other_log.verifier.vkey())
+    refused = await verifier(session, backend, trust=other_key).verify(credential, receipt)
     assert refused.check("anchoring").verdict is Verdict.INVALID
-    assert "signed by another key" in refused.check("anchoring").reason
+    assert refused.check("anchoring").details["differs"] == ["key"]
+    assert "trusted with another key" in refused.check("anchoring").reason
+    # Nothing trusted: the receipt does not vouch for itself.
+    untrusted = await verifier(session, backend).verify(credential, receipt)
+    assert untrusted.check("anchoring").verdict is Verdict.UNKNOWN
+    assert "no trusted log" in untrusted.check("anchoring").reason
 
 
 async def test_a_credential_not_anchored_yet_is_unknown(
@@ -526,7 +546,8 @@ async def test_a_receipt_for_another_chain_is_invalid(
 ) -> None:
     credential = badge_by(issuer)
     receipt = await anchor(client, issuer, credential)  # on the embedded chain
-    report = await verifier(session, anvil.rpc_url).verify(credential, receipt)
+    trusted = verifier(session, anvil.rpc_url, trust=service_trust(client))
+    report = await trusted.verify(credential, receipt)
     anchoring = report.check("anchoring")
     assert anchoring.verdict is Verdict.INVALID
     assert f"the endpoint serves eip155:{anvil.chain_id}" in anchoring.reason
@@ -582,7 +603,7 @@ async def test_a_receipt_whose_block_was_reorganised_away_is_invalid(
         index = log_credential(log, credential)
         await anchor_all(anvil_chain, log, 1)
         receipt = build_receipt(log, index)
-    check = verifier(session, node.rpc_url)
+    check = verifier(session, node.rpc_url, trust=await trust_root(anvil_chain))
     assert (await check.verify(credential, receipt)).valid
 
     node.reorg(node.block_number() - receipt["anchor"]["blockNumber"] + 1)
@@ -645,7 +666,8 @@ async def test_a_key_rotated_out_before_the_anchor_but_not_after(
     assert added < anchored[0] < revoked < anchored[1]
 
     network = EthrNetwork(ETHR_NETWORK, node.chain_id, deployment.address, node.rpc_url)
-    check = verifier(session, node.rpc_url, ethr=(network,))
+    trust = await trust_root(anvil_chain)
+    check = verifier(session, node.rpc_url, ethr=(network,), trust=trust)
     kept = await check.verify(before, receipts[0])
     assert kept.valid, kept.table()
     assert "at the time of anchoring" in kept.check("key").reason
@@ -666,6 +688,7 @@ async def test_a_key_rotated_out_before_the_anchor_but_not_after(
         *("--rpc-url", node.rpc_url, "--ethr-rpc-url", node.rpc_url),
         *("--ethr-registry", deployment.address, "--ethr-chain-id", str(node.chain_id)),
         *("--ethr-network", ETHR_NETWORK, "--json"),
+        *("--log-key", trust.verifier_key, "--contract", trust.contract),
     ]
     for name, credential, receipt, code in [
         ("before", before, receipts[0], 0),

@@ -64,6 +64,10 @@ async def test_issue_verify_revoke_verify(
         # the operator registers the issuer while the service runs (it created the database)
         code, _, err = await run_cli(capsys, "issuer", "--data-dir", str(data), "add", issuer.did)
         assert code == 0, err
+        # The employer trusts this service's log once (the trust file of the test).
+        code, out, err = await run_cli(capsys, "trust", "add", service)
+        assert code == 0, err
+        assert "fingerprint" in out
         signed = ("--service", service, "--key", str(key_file))
         code, _, err = await run_cli(capsys, "status", "key", *signed)
         assert code == 0, err

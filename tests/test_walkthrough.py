@@ -20,6 +20,7 @@ from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.errors import VerificationError
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 from anchor.receipts import verify_receipt
+from anchor.trust import TrustRoot
 
 CREDENTIAL = {
     "@context": ["https://www.w3.org/ns/credentials/v2"],
@@ -55,6 +56,7 @@ async def test_walkthrough(client: TestClient, tmp_path: Path) -> None:
         receipt = await service.receipt(digest, wait=30)
         assert receipt.get("status") != "pending", receipt
         anchors = await service.get_json("/v1/anchors")
+        log_info = await service.get_json("/v1/log")
         health = await service.get_json("/healthz")
     assert receipt["entry"]["digest"] == digest
     assert receipt["entry"]["submitter"] == issuer.did
@@ -62,11 +64,15 @@ async def test_walkthrough(client: TestClient, tmp_path: Path) -> None:
     assert health["chain"]["ok"] is True
     assert health["chain"]["anchoredTreeSize"] >= 1
     backend = client.app[CHAIN].backend
-    checked = await verify_receipt(receipt, backend)
+    # The verifier pins the log from GET /v1/log (once, out of band), not from the receipt.
+    trust = TrustRoot.from_json(
+        {k: log_info[k] for k in ("origin", "verifierKey", "chain", "contract")}
+    )
+    checked = await verify_receipt(receipt, backend, trust=trust)
     assert checked.leaf_index == record["index"]
     tampered = json.loads(json.dumps(receipt))
     tampered["anchor"]["blockNumber"] += 1
     with pytest.raises(VerificationError):
-        await verify_receipt(tampered, backend)
+        await verify_receipt(tampered, backend, trust=trust)
     metrics = await (await client.get("/metrics")).text()
     assert 'ler_anchor_anchors{state="final"}' in metrics

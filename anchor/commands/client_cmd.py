@@ -1,4 +1,5 @@
-"""Issuer-side commands: ``keygen``, ``submit`` and ``receipt`` (clients of the HTTP API)."""
+"""Issuer-side commands: ``keygen``, ``submit`` and ``receipt`` (clients of the HTTP API;
+``receipt verify`` is in :mod:`anchor.commands.trust_cmd`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import rfc8785
 from tqdm import tqdm
 
 from anchor.client import ServiceClient, Signer
+from anchor.commands.trust_cmd import add_receipt_verify_args, receipt_verify
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
@@ -42,12 +44,22 @@ def register(sub: Any) -> None:
     submit.add_argument("--json", action="store_true", help="print JSON")
     submit.set_defaults(handler=_submit)
 
-    receipt = sub.add_parser("receipt", help="fetch an entry's receipt")
-    _client_args(receipt, signed=False)
-    receipt.add_argument("digest", help="the entry's SHA-256 hex digest")
+    receipt = sub.add_parser(
+        "receipt",
+        help="fetch an entry's receipt, or verify one (`receipt verify FILE`)",
+        description="`receipt DIGEST --service URL` fetches a receipt; `receipt verify FILE` "
+        "verifies one against the trusted logs and the chain (exit 0 valid, 1 invalid, "
+        "3 unknown).",
+    )
+    receipt.add_argument("--service", help="service base URL, e.g. http://127.0.0.1:8080")
+    receipt.add_argument(
+        "digest", metavar="DIGEST|verify", help="the entry's SHA-256 hex digest, or `verify`"
+    )
+    receipt.add_argument("file", nargs="?", type=Path, help="(verify) the receipt (JSON file)")
     receipt.add_argument("--submitter", help="the submitting issuer's DID (if ambiguous)")
     receipt.add_argument("--wait", type=float, default=0.0, help="seconds to wait for anchoring")
     receipt.add_argument("--out", type=Path, help="write the receipt here instead of stdout")
+    add_receipt_verify_args(receipt)
     receipt.set_defaults(handler=_receipt)
 
 
@@ -111,6 +123,14 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _receipt(args: argparse.Namespace) -> int:
+    if args.digest == "verify":
+        if args.file is None:
+            raise InvalidInput("give the receipt file: `ler-anchor receipt verify FILE`")
+        return receipt_verify(args, args.file)
+    if args.file is not None:
+        raise InvalidInput(f"unexpected argument {args.file} (did you mean `receipt verify`?)")
+    if not args.service:
+        raise InvalidInput("fetching a receipt needs --service URL")
     digest = parse_digest(args.digest).hex()
 
     async def run() -> dict[str, Any]:

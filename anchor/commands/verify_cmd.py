@@ -7,9 +7,11 @@ when none is invalid but one is unknown (2 and up for usage errors, as every com
 
 The receipt comes from ``--receipt``, else from ``--service`` (looked up by the credential's
 digest and issuer); its anchor is checked on ``--rpc-url``, which must serve the receipt's
-chain; without ``--rpc-url`` anchoring is at best unknown. Every request of the run (DID
-documents, did:ethr and anchor JSON-RPC, status lists, the service) goes through one HTTP
-client session.
+chain; without ``--rpc-url`` anchoring is at best unknown. The receipt's log, chain and
+contract must be trusted: ``--log-key`` with ``--contract`` (and ``--chain``, else the chain of
+``--rpc-url``), else the trust file (``ler-anchor trust add``); with neither, anchoring is
+unknown. Every request of the run (DID documents, did:ethr and anchor JSON-RPC, status lists,
+the service) goes through one HTTP client session.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from anchor.chain import Web3Backend
-from anchor.checkpoint import NoteVerifier
 from anchor.commands.status_cmd import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, _read_json
+from anchor.commands.trust_cmd import add_trust_args, check_trust_args, trust_from_args
 from anchor.errors import InvalidInput
 from anchor.status_check import StatusChecker
 from anchor.status_list import MIN_ENTRIES
@@ -59,7 +61,7 @@ def register(sub: Any) -> None:
         "--service", help="LER Anchor service URL to look the receipt up (without --receipt)"
     )
     parser.add_argument("--rpc-url", help="JSON-RPC URL of the chain the receipt names")
-    parser.add_argument("--log-key", help="the log's verifier key: receipts must be signed by it")
+    add_trust_args(parser)
     parser.add_argument(
         "--min-confirmations",
         type=int,
@@ -127,8 +129,7 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
         receipt = _read_json(args.receipt, "receipt")
         if not isinstance(receipt, dict):
             raise InvalidInput(f"the receipt {args.receipt} is not a JSON object")
-    if args.log_key is not None:
-        NoteVerifier.from_vkey(args.log_key)  # a malformed key is a usage error
+    check_trust_args(args)
     if args.min_confirmations < 1:
         raise InvalidInput("--min-confirmations must be at least 1")
     return credential, receipt
@@ -152,14 +153,15 @@ def _verify(args: argparse.Namespace) -> int:
                 ethr_networks=networks,
                 ethr_default_network=args.ethr_network,
             )
+            backend = await _backend(session, args.rpc_url) if args.rpc_url else None
             verifier = CredentialVerifier(
                 resolver,
                 StatusChecker(
                     resolver, session, mirror=args.status_mirror, min_entries=args.min_entries
                 ),
-                await _backend(session, args.rpc_url) if args.rpc_url else None,
+                backend,
                 receipts=ServiceReceipts(session, args.service) if args.service else None,
-                expected_log_key=args.log_key,
+                trust=await trust_from_args(args, backend),
                 min_confirmations=args.min_confirmations,
             )
             return await verifier.verify(credential, receipt)

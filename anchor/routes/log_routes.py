@@ -7,7 +7,7 @@ import base64
 
 from aiohttp import web
 
-from anchor.app import LOG_KEY, STORE
+from anchor.app import CHAIN, LOG_KEY, STORE
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
 from anchor.logfiles import entry_json
@@ -152,11 +152,16 @@ async def all_checkpoints(request: web.Request) -> web.Response:
 
 @routes.get("/v1/log")
 async def log_identity(request: web.Request) -> web.Response:
-    """The log's stable identity: origin and checkpoint verifier key (public half only)."""
+    """The log's stable identity: origin and checkpoint verifier key (public half only), and
+    where it is anchored: the chain (CAIP-2) and the LogAnchor contract. Together they are the
+    trust root a verifier pins (``ler-anchor trust add``)."""
     log = request.app[LOG_KEY]
     verifier = log.verifier
+    chain = request.app[CHAIN]
     return web.json_response(
         {
+            "chain": chain.identity.caip2 if chain.identity is not None else None,
+            "contract": chain.contract_address,
             "origin": log.origin,
             "verifierKey": verifier.vkey(),
             "publicKey": b64(verifier.public_key),

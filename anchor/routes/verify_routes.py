@@ -1,7 +1,8 @@
 """``POST /v1/verify``: the service verifies a credential for anyone (public, unsigned).
 
 It uses what it already has: its DID resolver, its chain backend, its own log (a receipt is
-looked up there, from a final anchor, when none is given) and one
+looked up there, from a final anchor, when none is given; its own log, chain and contract
+are the verifier's one trust root) and one
 :class:`~anchor.status_check.StatusChecker` per application on the shared HTTP session (so
 status lists are cached for their ``ttl`` across requests). Receipts must come from this
 service's log and anchor contract. The answer is the report, ``200`` whatever the verdict;
@@ -15,12 +16,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.app import CHAIN, CONFIG, HTTP, LOG_KEY, RESOLVER
+from anchor.app import CHAIN, CONFIG, HTTP, LOG, LOG_KEY, RESOLVER
 from anchor.errors import InvalidInput
 from anchor.openapi import errors, json_request, json_response
 from anchor.routes.bodies import json_object
 from anchor.status_check import StatusChecker
 from anchor.status_list import MIN_ENTRIES
+from anchor.trust import TrustRoot
 from anchor.verify import CHECKS, CredentialVerifier, LogReceipts, Verdict
 
 routes = web.RouteTableDef()
@@ -44,16 +46,28 @@ async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
         local_files=False,
         min_entries=min(MIN_ENTRIES, config.status_list_entries),
     )
+    trust = _own_log(app)
+    if trust is not None:
+        LOG.warning("trust root fingerprint %s (publish it for `trust add`)", trust.fingerprint)
     app[VERIFIER] = CredentialVerifier(
         resolver,
         checker,
         chain.backend,
         receipts=LogReceipts(log),
-        expected_log_key=log.verifier.vkey(),
-        expected_contract=chain.contract_address,
+        trust=trust,
         min_confirmations=max(1, config.confirmation_depth),
     )
     yield
+
+
+def _own_log(app: web.Application) -> TrustRoot | None:
+    """The service's own log as the verifier's one trust root: its origin, key, chain and
+    contract (``None`` before the chain identity is known: anchoring is then unknown)."""
+    chain = app[CHAIN]
+    log = app[LOG_KEY]
+    if chain.identity is None:
+        return None
+    return TrustRoot(log.origin, log.verifier.vkey(), chain.identity.caip2, chain.contract_address)
 
 
 @routes.post("/v1/verify")
