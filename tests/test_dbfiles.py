@@ -324,7 +324,7 @@ def test_every_file_of_the_database_is_created_private(tmp_path: Path, umask_022
     assert mode(snapshot.path) == 0o600
     assert mode(snapshot.path.parent) == 0o700
     target = tmp_path / "restored" / DB_NAME
-    restored, _checked, _moved = restore(snapshot.path, target, [])
+    restored, _checked, _moved = restore(snapshot.path, target, None)
     assert restored.size == 100
     assert mode(target) == 0o600
     assert mode(target.parent) == 0o700
