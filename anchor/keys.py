@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from anchor import jsonlimits
 from anchor.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: loaded only for chain keys
@@ -331,11 +332,11 @@ def ed25519_key_from_text(text: str, *, source: str = "the value") -> Ed25519Key
     """An Ed25519 key from the text of a private JWK."""
     _check_text(text, source)
     try:
-        jwk = json.loads(text)
-    except ValueError as exc:
+        jwk = jsonlimits.loads(text, max_bytes=MAX_KEY_TEXT_CHARS, what=source)
+    except InvalidInput as exc:
         raise ConfigError(
-            f"{source} is not JSON", hint='expected a JWK {"kty":"OKP","crv":"Ed25519",...}'
-        ) from exc
+            exc.detail, hint='expected a JWK {"kty":"OKP","crv":"Ed25519",...}'
+        ) from None
     return Ed25519Key.from_jwk(jwk, source=source)
 
 

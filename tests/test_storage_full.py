@@ -1,0 +1,158 @@
+"""A full disk under a running service: submissions answer 503 problem details with
+Retry-After while it lasts, /healthz and /metrics say so, no background task dies, and once
+space returns anchoring resumes and every acknowledged (201) entry gets its receipt.
+
+The database lives on a small tmpfs mounted for the test (needs root, or the right to mount;
+otherwise the test is skipped and says why) and the disk is filled by a ballast file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from chain_helpers import wait_for
+from service_helpers import service_config
+
+from anchor.app import BATCHER, ISSUERS, create_app
+from anchor.keys import Ed25519Key
+from anchor.signing_client import signed_headers
+
+TMPFS_SIZE = "24m"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the file system has no byte left."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (1 << 20, 4096, 1):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    os.write(fd, block)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def digests(start: int, count: int) -> list[str]:
+    return [hashlib.sha256(f"entry {i}".encode()).hexdigest() for i in range(start, start + count)]
+
+
+async def submit(client: TestClient, key: Ed25519Key, ds: list[str]) -> aiohttp.ClientResponse:
+    raw = json.dumps({"digests": ds}).encode()
+    headers = signed_headers(
+        "POST", str(client.make_url("/v1/entries")), raw, key, key.verification_method
+    )
+    headers["Content-Type"] = "application/json"
+    return await client.post("/v1/entries", data=raw, headers=headers)
+
+
+async def health(client: TestClient) -> dict[str, Any]:
+    resp = await client.get("/healthz")
+    assert resp.status in (200, 503)
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def all_receipts(client: TestClient, key: Ed25519Key, ds: list[str]) -> None:
+    for d in ds:
+        resp = await client.get(f"/v1/receipts/{d}", params={"submitter": key.did, "wait": "30"})
+        assert resp.status == 200, await resp.text()
+
+
+async def test_a_full_disk_answers_503_and_anchoring_resumes(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    config = service_config(
+        tmp_path, data_dir=small_disk / "data", anchor_interval=3600, anchor_size=10**9
+    )
+    app = create_app(config)
+    async with TestClient(TestServer(app)) as client:
+        key = Ed25519Key.generate()
+        app[ISSUERS].add(key.did, "Test College")
+        acknowledged: list[str] = []
+
+        first = digests(0, 50)
+        assert (await submit(client, key, first)).status == 201
+        acknowledged += first
+        await all_receipts(client, key, first)  # a new log is anchored at once
+
+        second = digests(50, 50)  # acknowledged, not yet anchored (the interval is long)
+        assert (await submit(client, key, second)).status == 201
+        acknowledged += second
+
+        ballast = fill(small_disk)
+        refused = await submit(client, key, digests(100, 500))
+        assert refused.status == 503, await refused.text()
+        assert refused.content_type == "application/problem+json"
+        assert refused.headers["Retry-After"] == "5"
+        problem = await refused.json()
+        assert problem["type"].endswith("/storage-unavailable")
+        assert problem["reason"] == "SQLITE_FULL"
+        assert problem["retryAfter"] == 5
+        again = await submit(client, key, digests(600, 1))
+        assert again.status == 503  # still full: still refused, not a 500
+
+        body = await health(client)
+        assert body["status"] != "ok"
+        assert body["storage"]["ok"] is False
+        assert "SQLITE_FULL" in body["storage"]["lastWriteError"]
+
+        # the batcher must sign a checkpoint to anchor the second batch: that write fails
+        app[BATCHER].wake(anchor_now=True)
+
+        async def batcher_failed() -> bool:
+            return not (await health(client))["chain"]["ok"]
+
+        await wait_for(batcher_failed, what="the batcher to report the full disk")
+        body = await health(client)
+        assert body["tasks"]["batcher"]["running"] is True  # failing, not dead
+        assert body["tasks"]["batcher"]["consecutiveErrors"] >= 1
+        metrics = await (await client.get("/metrics")).text()
+        assert 'ler_anchor_task_consecutive_errors{task="batcher"} ' in metrics
+        assert 'ler_anchor_task_running{task="batcher"} 1.0' in metrics
+        assert 'ler_anchor_task_consecutive_errors{task="batcher"} 0.0' not in metrics
+
+        ballast.unlink()  # space returns: the batcher's next try succeeds by itself
+        await all_receipts(client, key, second)
+
+        third = digests(700, 50)
+        assert (await submit(client, key, third)).status == 201
+        acknowledged += third
+        app[BATCHER].wake(anchor_now=True)
+        await all_receipts(client, key, acknowledged)
+        body = await health(client)
+        assert body["storage"]["ok"] is True
+        assert body["tasks"]["batcher"]["ok"] is True
+        assert body["tasks"]["committer"]["ok"] is True
+        assert body["chain"]["ok"] is True
