@@ -7,6 +7,7 @@ otherwise the test is skipped and says why) and the disk is filled by a ballast 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -18,11 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from chain_helpers import wait_for
+from chain_helpers import entry, open_log, wait_for
 from service_helpers import service_config
 
 from anchor.app import BATCHER, ISSUERS, create_app
+from anchor.errors import StorageUnavailable
 from anchor.keys import Ed25519Key
+from anchor.log import GroupCommitter
 from anchor.signing_client import signed_headers
 
 TMPFS_SIZE = "24m"
@@ -156,3 +159,37 @@ async def test_a_full_disk_answers_503_and_anchoring_resumes(
         assert body["tasks"]["batcher"]["ok"] is True
         assert body["tasks"]["committer"]["ok"] is True
         assert body["chain"]["ok"] is True
+
+
+async def test_the_store_and_the_committer_survive_a_full_disk(small_disk: Path) -> None:
+    log = open_log(small_disk / "log.db")
+    store = log.store
+    committer = GroupCommitter(log)
+    task = asyncio.create_task(committer.run())
+    try:
+        await committer.append([entry(i) for i in range(100)])
+        ballast = fill(small_disk)
+        with pytest.raises(StorageUnavailable) as full:
+            await committer.append([entry(i) for i in range(100, 200)])
+        assert full.value.reason == "SQLITE_FULL"
+        assert full.value.status == 503
+        assert committer.health.snapshot().consecutive_errors == 1
+        assert not committer.health.snapshot().ok
+        assert isinstance(store.write_error, StorageUnavailable)
+        with pytest.raises(StorageUnavailable):  # other writes: mapped the same way
+            store.set_meta("probe", "x" * 200_000)
+        assert store.size() == 100  # reads go on
+        assert not task.done()
+
+        ballast.unlink()
+        result = await committer.append([entry(i) for i in range(100, 200)])
+        assert result.size == 200
+        assert committer.health.snapshot().ok
+        assert store.write_error is None
+        store.set_meta("probe", "ok")  # the writer connection is usable again
+        assert log.checkpoint().size == 200
+        assert store.check_integrity() == 200
+    finally:
+        await committer.close()
+        await task
+        store.close()
