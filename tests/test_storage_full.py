@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from chain_helpers import entry, open_log, wait_for
 from service_helpers import service_config
 
-from anchor.app import BATCHER, ISSUERS, create_app
+from anchor.app import BATCHER, ISSUERS, STATUS, create_app
 from anchor.errors import StorageUnavailable
 from anchor.keys import Ed25519Key
 from anchor.log import GroupCommitter
@@ -193,3 +193,48 @@ async def test_the_store_and_the_committer_survive_a_full_disk(small_disk: Path)
         await committer.close()
         await task
         store.close()
+
+
+async def test_status_renewal_survives_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    """Lists valid for 1.5 s with a 1 s ttl are renewed about every second in the background:
+    while the disk is full the renewal task fails, stays alive and says so; then it renews."""
+    config = service_config(
+        tmp_path,
+        data_dir=small_disk / "data",
+        status_ttl_ms=1000,
+        status_valid_days=1.5 / 86_400,
+    )
+    app = create_app(config)
+    async with TestClient(TestServer(app)) as client:
+        key = Ed25519Key.generate()
+        app[ISSUERS].add(key.did, "Test College")
+
+        async def post(path: str, body: Any) -> aiohttp.ClientResponse:
+            raw = json.dumps(body).encode()
+            headers = signed_headers(
+                "POST", str(client.make_url(path)), raw, key, key.verification_method
+            )
+            headers["Content-Type"] = "application/json"
+            return await client.post(path, data=raw, headers=headers)
+
+        assert (await post("/v1/status-keys", key.private_jwk())).status == 200
+        allocated = await post("/v1/status-lists/allocate", {"purpose": "revocation"})
+        assert allocated.status == 201, await allocated.text()
+        list_id = (await allocated.json())["entries"][0]["statusListCredential"].rsplit("/")[-1]
+
+        async def renewal(ok: bool) -> bool:
+            task = (await health(client))["tasks"]["status-renewal"]
+            assert task["running"] is True  # failing or not, it never dies
+            return bool(task["ok"] is ok)
+
+        ballast = fill(small_disk)
+        await wait_for(lambda: renewal(False), what="the renewal task to report the full disk")
+        stuck = len(app[STATUS].versions(list_id))
+        ballast.unlink()
+        await wait_for(lambda: renewal(True), what="the renewal task to recover")
+
+        async def renewed() -> bool:
+            versions = app[STATUS].versions(list_id)
+            return len(versions) > stuck and all(v.log_index is not None for v in versions)
+
+        await wait_for(renewed, what="a logged renewal once space returned")
