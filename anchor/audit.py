@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,11 +28,17 @@ from typing import Any
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from anchor import data_integrity, merkle
+from anchor import data_integrity, jsonlimits, merkle
 from anchor.checkpoint import NoteVerifier, open_checkpoint
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.entry import EntryKind
-from anchor.errors import AnchorError, ChainError, CheckpointFormatError, VerificationError
+from anchor.errors import (
+    AnchorError,
+    ChainError,
+    CheckpointFormatError,
+    InvalidInput,
+    VerificationError,
+)
 from anchor.logfiles import LogSource, parse_entry_json
 
 LOG_BLOCK_CHUNK = 5_000
@@ -250,8 +255,10 @@ async def _check_status_versions(
     for v in versions:
         where = f"status list {v.get('listId')} version {v.get('version')}"
         try:
-            document = json.loads(str(v.get("credential", "")))
-        except ValueError:
+            document = jsonlimits.loads(
+                str(v.get("credential", "")), max_bytes=jsonlimits.MAX_FILE_BYTES, what=where
+            )
+        except InvalidInput:  # not JSON, or over the JSON limits
             report.add("status-version", where, "the published credential is not JSON")
             continue
         digest = data_integrity.canonical_digest(document).hex()

@@ -16,6 +16,7 @@ from aiohttp import web
 from service_helpers import ServiceProcess
 
 from anchor import jsonlimits
+from anchor.cli import main
 from anchor.errors import InvalidInput, LimitExceeded, StatusRetrievalError
 from anchor.status_check import StatusChecker
 from did_methods import build_resolver
@@ -138,3 +139,22 @@ async def test_a_deep_status_list_is_a_retrieval_error(deep_host: str) -> None:
         assert status.outcome.value == "unknown"
         assert status.error is not None
         assert status.error["type"].endswith("STATUS_RETRIEVAL_ERROR")
+
+
+@pytest.mark.parametrize(
+    "argv", [["verify", "{file}"], ["verify", "ok.json", "--receipt", "{file}"]]
+)
+def test_the_cli_refuses_deep_files_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b'{"a": ' + DEEP + b"}")
+    (tmp_path / "ok.json").write_text(json.dumps({"issuer": "did:example:1"}))
+    args = [
+        a.replace("{file}", str(deep)).replace("ok.json", str(tmp_path / "ok.json")) for a in argv
+    ]
+    assert main(args) == LimitExceeded.exit_code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "deeper than 64" in err
+    assert "Traceback" not in err

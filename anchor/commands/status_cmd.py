@@ -144,10 +144,9 @@ def _kind(args: argparse.Namespace) -> dict[str, Any]:
     if args.status_size is not None:
         body["statusSize"] = args.status_size
     if args.status_message is not None:
-        try:
-            body["statusMessage"] = json.loads(args.status_message)
-        except ValueError as err:
-            raise InvalidInput(f"--status-message is not JSON: {err}") from None
+        body["statusMessage"] = jsonlimits.loads(
+            args.status_message, max_bytes=MAX_JSON_FILE_BYTES, what="--status-message"
+        )
     return body
 
 
