@@ -160,6 +160,12 @@ class _MappedCursor(sqlite3.Cursor):
         except sqlite3.Error as exc:
             raise storage_error(exc) from exc
 
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        try:
+            return super().fetchmany(size)
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
     def __next__(self) -> Any:
         try:
             return super().__next__()

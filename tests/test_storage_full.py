@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,11 @@ from chain_helpers import entry, open_log, wait_for
 from service_helpers import service_config
 
 from anchor.app import BATCHER, ISSUERS, STATUS, create_app
-from anchor.errors import StorageUnavailable
+from anchor.errors import StorageUnavailable, StoreError
 from anchor.keys import Ed25519Key
 from anchor.log import GroupCommitter
 from anchor.signing_client import signed_headers
+from anchor.store import STORAGE_RETRY_AFTER_SECONDS, storage_error
 
 TMPFS_SIZE = "24m"
 
@@ -238,3 +240,38 @@ async def test_status_renewal_survives_a_full_disk(small_disk: Path, tmp_path: P
             return len(versions) > stuck and all(v.log_index is not None for v in versions)
 
         await wait_for(renewed, what="a logged renewal once space returned")
+
+
+def test_sqlite_errors_are_mapped_by_result_code(tmp_path: Path) -> None:
+    """Read-only and busy are "not now" (503 with Retry-After); a file that is not a
+    database is a plain store error. Real SQLite errors, chosen by their codes."""
+    path = tmp_path / "t.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (x)")
+    read_only = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.Error) as caught:
+        read_only.execute("INSERT INTO t VALUES (1)")
+    mapped = storage_error(caught.value)
+    assert isinstance(mapped, StorageUnavailable)
+    assert mapped.reason == "SQLITE_READONLY"
+    assert mapped.status == 503
+    assert mapped.retry_after == STORAGE_RETRY_AFTER_SECONDS
+
+    writer.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.Error) as busy:
+        other.execute("BEGIN IMMEDIATE")
+    held = storage_error(busy.value)
+    assert isinstance(held, StorageUnavailable)
+    assert held.reason == "SQLITE_BUSY"
+    writer.execute("ROLLBACK")
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.Error) as corrupt:
+        sqlite3.connect(junk).execute("SELECT * FROM sqlite_master")
+    plain = storage_error(corrupt.value)
+    assert type(plain) is StoreError
+    assert "SQLITE_NOTADB" in plain.detail
+    for conn in (writer, read_only, other):
+        conn.close()
