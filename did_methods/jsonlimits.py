@@ -10,9 +10,9 @@ deeply or holds too many values, before :func:`json.loads` sees it. ``NaN`` and
 
 Pure: no I/O, no state. Cost: one regular-expression pass over the text, ``O(n)``, with a
 Python step per bracket and per string only (cut short at the first exceeded limit), then
-:func:`json.loads`. This package never imports ``anchor``: LER Anchor maps
-:class:`JsonLimitError` and :class:`JsonSyntaxError` to its own errors in
-:mod:`anchor.jsonlimits`.
+:func:`json.loads`. This package never imports ``anchor``; :mod:`anchor.jsonlimits` is the
+same scan with LER Anchor's errors (and without importing this package, which loads the
+Ethereum libraries).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ MAX_JSON_DEPTH: Final = 64
 credential needs well under 20)."""
 
 MAX_JSON_VALUES: Final = 200_000
-"""Most arrays, objects and strings in one JSON document (10,000 digests in a request body
-are about 20,000)."""
+"""Most arrays, objects and strings in one JSON document (a DID document holds a few dozen)."""
 
 # A string, matched from its opening quote to its closing one (escapes consume the next
 # character); or one structural bracket or quote to look at.
