@@ -27,7 +27,7 @@ from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
-from anchor.errors import AnchorError, RateLimited, Unauthorized
+from anchor.errors import AnchorError, RateLimited, StorageUnavailable, Unauthorized
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
@@ -35,6 +35,7 @@ from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics, gauge
 from anchor.status_service import StatusService, StatusSettings
 from anchor.store import SQLiteStore
+from anchor.taskhealth import TaskHealth, gauges, probe_value
 from did_methods import Resolver, build_resolver
 from did_methods.ethr import EthrNetwork, ThreadedWeb3ChainReader
 
@@ -66,6 +67,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
 """A named health check: returns (name, JSON value, healthy)."""
 HEALTH_PROBES = web.AppKey("health_probes", list[HealthProbe])
+TASKS = web.AppKey("tasks", list[TaskHealth])
+"""Health records of the background tasks (``/healthz`` member ``tasks``, ``/metrics``)."""
 
 
 def problem_response(error: AnchorError, instance: str | None = None) -> web.Response:
@@ -76,7 +79,7 @@ def problem_response(error: AnchorError, instance: str | None = None) -> web.Res
             headers["WWW-Authenticate"] = 'Bearer realm="ler-anchor admin"'
         else:  # issuers sign their requests
             headers.update(auth.challenge_headers(error))
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | StorageUnavailable):
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(body, status=error.status, content_type=PROBLEM_JSON, headers=headers)
 
@@ -138,6 +141,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
     committer = GroupCommitter(app[LOG_KEY])
     app[COMMITTER] = committer
+    app[TASKS].append(committer.health)
     task = asyncio.create_task(committer.run(), name="group-commit")
     yield
     await committer.close()  # commits everything already accepted before shutting down
@@ -171,26 +175,33 @@ async def _ethr_networks(app: web.Application) -> tuple[EthrNetwork, ...]:
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Two client sessions with separate pools (see :mod:`anchor.outbound`): ``HTTP`` and
+    ``RESOLVER`` verify callers' credentials (status lists, DID resolution); signers' DIDs
+    are resolved through the authenticator's own session and resolver."""
     config = app[CONFIG]
-    session = aiohttp.ClientSession(
-        connector=outbound.connector(
-            config.outbound_networks, outbound.own_addresses(config.host, config.port)
-        ),
-        timeout=aiohttp.ClientTimeout(total=30),
-        headers={"User-Agent": "ler-anchor"},
-    )
+    own = outbound.own_addresses(config.host, config.port)
+    policy = config.outbound_networks
+    session = outbound.client_session(policy, own, timeout=outbound.VERIFY_TIMEOUT)
+    auth_session = outbound.client_session(policy, own, timeout=outbound.AUTH_TIMEOUT)
     app[HTTP] = session
+    networks = await _ethr_networks(app)
     resolver = build_resolver(
         session,
         ca_file=config.ca_file,
-        ethr_networks=await _ethr_networks(app),
+        ethr_networks=networks,
         ethr_default_network=config.ethr_network,
     )
     app[RESOLVER] = resolver
+    auth_resolver = build_resolver(
+        auth_session,
+        ca_file=config.ca_file,
+        ethr_networks=networks,
+        ethr_default_network=config.ethr_network,
+    )
     registry = app[ISSUERS]
 
     async def resolve_key(keyid: str) -> bytes | None:
-        return await ed25519_key_for(resolver, keyid, "authentication")
+        return await ed25519_key_for(auth_resolver, keyid, "authentication")
 
     # concurrent requests share one registry read (one thread hop) per batch
     is_registered: GroupCall[str, bool] = GroupCall(registry.active_among)
@@ -202,6 +213,7 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await session.close()
+    await auth_session.close()
 
 
 async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -278,8 +290,9 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         head = await client.backend.block("latest")
     except AnchorError as err:
         return "chain", {"ok": False, "error": err.detail}, False
+    healthy = status.running and status.consecutive_errors == 0
     body: dict[str, object] = {
-        "ok": status.consecutive_errors == 0,
+        "ok": healthy,
         "chain": client.identity.caip2 if client.identity else None,
         "headBlock": head.number if head else None,
         "headAgeSeconds": round(max(0.0, time.time() - head.timestamp), 1) if head else None,
@@ -296,7 +309,7 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
     body["reorgedAnchors"] = reorgs.count
     body["lastReorg"] = None if reorgs.last is None else reorgs.last.to_json()
     body["reorgedNotFinal"] = len(reorgs.unrecovered)
-    ok = status.consecutive_errors == 0 and not reorgs.unrecovered
+    ok = healthy and not reorgs.unrecovered
     body["ok"] = ok
     return "chain", body, ok
 
@@ -315,6 +328,21 @@ def _chain_recovery_metrics(client: ChainClient) -> list[Metric]:
         value=client.rebroadcasts,
     )
     return [reorgs, resent]
+
+
+async def _storage_health(app: web.Application) -> tuple[str, object, bool]:
+    """Unhealthy while the last write to the database failed for want of space, a
+    read-only file system or an I/O error (until a write commits again)."""
+    failure = app[STORE].write_error
+    body = {"ok": failure is None, "lastWriteError": None if failure is None else failure.detail}
+    return "storage", body, failure is None
+
+
+async def _tasks_health(app: web.Application) -> tuple[str, object, bool]:
+    """Each background task: unhealthy while its last round failed or once it stopped."""
+    tasks: list[TaskHealth] = app[TASKS]
+    value, ok = probe_value(tasks)
+    return "tasks", value, ok
 
 
 async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -337,6 +365,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         on_error=on_error,
     )
     app[BATCHER] = batcher
+    app[TASKS].append(batcher.health)
     task = asyncio.create_task(batcher.run(), name="batcher")
     yield
     await batcher.close()
@@ -378,10 +407,16 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
         limiter = ratelimit.RateLimiter(config.fetch_rate)
         middlewares.append(ratelimit.middleware(limiter, FETCHING_ROUTES))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
+    if config.fetch_rate > 0:
+        app[ratelimit.LIMITER] = limiter  # routes charge the fetches they cause
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[STARTED] = time.time()
-    app[HEALTH_PROBES] = []
+    probes: list[HealthProbe] = [_storage_health, _tasks_health]
+    app[HEALTH_PROBES] = probes
+    tasks: list[TaskHealth] = []
+    app[TASKS] = tasks
+    app[METRICS].add_gauge_source(lambda: gauges(tasks))
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from anchor import data_integrity, merkle
+from anchor import data_integrity, jsonlimits, merkle
 from anchor.checkpoint import NoteVerifier, open_checkpoint
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.entry import EntryKind
@@ -517,8 +516,10 @@ async def _check_status_versions(
     for v in versions:
         where = f"status list {v.get('listId')} version {v.get('version')}"
         try:
-            document = json.loads(str(v.get("credential", "")))
-        except ValueError:
+            document = jsonlimits.loads(
+                str(v.get("credential", "")), max_bytes=jsonlimits.MAX_FILE_BYTES, what=where
+            )
+        except InvalidInput:  # not JSON, or over the JSON limits
             report.add("status-version", where, "the published credential is not JSON")
             continue
         digest = data_integrity.canonical_digest(document).hex()

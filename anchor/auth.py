@@ -19,12 +19,16 @@ machine-readable ``reason`` member, or a :class:`~anchor.errors.Forbidden`):
 * parameters ``created`` (within :data:`MAX_CLOCK_SKEW_SECONDS` of now, either way),
   ``keyid`` (a DID URL ``did:...#fragment``), ``nonce`` (required, single use) and, when
   present, ``alg`` (must be ``ed25519``), ``expires`` (must not have passed) and ``tag``;
+* the keyid's DID must be a registered, active issuer (injected :data:`RegistryCheck`, a
+  local look-up), else 403: checked before anything costly, so an unregistered signer
+  causes no DID resolution (no did:web fetch) and no nonce row (no fsync). Whether a DID is
+  registered is thus visible to anyone; registered issuers are public anyway (they are the
+  submitters named in the log's entries);
 * the key is found by the injected :data:`KeyResolver`, which returns it only when the DID
   document lists it under ``authentication``; the signature must verify with it;
 * the nonce is remembered durably (SQLite, table ``auth_nonces``) until the signature could
   no longer be accepted anyway, so a replay is refused even after a restart; it is consumed
-  only once the signature verifies (nobody can burn another issuer's nonces);
-* the DID must be a registered issuer (injected :data:`RegistryCheck`), else 403.
+  only once the signature verifies (nobody can burn another issuer's nonces).
 
 The signature base (RFC 9421 §2.5) is built and checked by the ``http-message-signatures``
 package: this module adapts the aiohttp request to the package's message interface (method,
@@ -705,6 +709,14 @@ class Authenticator:
             )
         if digest_field is not None:
             check_content_digest(digest_field, body)
+        # Cheap things first: the registry is a local look-up, so a signer the operator did
+        # not register costs no DID resolution (a did:web fetch) and no nonce row (an fsync).
+        if not await self._is_registered(did):
+            raise Forbidden(
+                f"{did} is not a registered issuer",
+                hint="ask the operator of this service to register the issuer DID",
+                reason=AuthFailure.UNREGISTERED_ISSUER.value,
+            )
 
         public_key = await self._resolve_key(sig.keyid)
         if public_key is None or len(public_key) != ED25519_PUBLIC_KEY_SIZE:
@@ -725,12 +737,6 @@ class Authenticator:
                 AuthFailure.REPLAYED_NONCE,
                 "this nonce was already used with this key: the request is a replay",
                 hint="use a fresh random nonce for every request",
-            )
-        if not await self._is_registered(did):
-            raise Forbidden(
-                f"{did} is not a registered issuer",
-                hint="ask the operator of this service to register the issuer DID",
-                reason=AuthFailure.UNREGISTERED_ISSUER.value,
             )
         return Principal(did=did, keyid=sig.keyid, created=sig.created, nonce=sig.nonce)
 

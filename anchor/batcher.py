@@ -20,10 +20,11 @@ and reported once per interval rather than on every round.
 
 Nothing is anchored while the log has not grown. Errors never stop the task: a
 :class:`~anchor.errors.AnchorError` (the chain is unreachable, a node refuses, the database is
-busy...) is logged on one line, counted in :meth:`Batcher.status` and passed to ``on_error``
-(for metrics); the next round comes after an exponential backoff (``poll_interval`` doubled
-per consecutive failure, at most ``max_backoff``). All state is in the database, so nothing
-is lost and nothing is sent twice across failures and restarts.
+busy, full, read-only or failing: the store maps every SQLite error into the hierarchy) is
+logged on one line, counted in :meth:`Batcher.status` and :attr:`Batcher.health` and passed
+to ``on_error`` (for metrics); the next round comes after an exponential backoff
+(``poll_interval`` doubled per consecutive failure, at most ``max_backoff``). All state is in
+the database, so nothing is lost and nothing is sent twice across failures and restarts.
 
 Lifecycle (fits an aiohttp ``cleanup_ctx``): create, run :meth:`Batcher.run` as a task,
 :meth:`Batcher.close` on shutdown (then close the chain client, which the batcher does not own).
@@ -47,6 +48,7 @@ from anchor.chain import (
 )
 from anchor.errors import AnchorError, ConfigError
 from anchor.log import Log
+from anchor.taskhealth import TaskHealth
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,8 @@ class Batcher:
         self._total_errors = 0
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self.health = TaskHealth("batcher")
+        """Rounds succeeded / failed, for ``/healthz`` and ``/metrics``."""
 
     # -- control ----------------------------------------------------------------------------
 
@@ -136,6 +140,7 @@ class Batcher:
         """Run rounds until :meth:`close`; never raises an :class:`AnchorError`."""
         self._running = True
         self._stopped.clear()
+        self.health.started()
         try:
             while not self._closing:
                 delay = await self._round()
@@ -146,6 +151,7 @@ class Batcher:
                 self._wake.clear()
         finally:
             self._running = False
+            self.health.stopped()
             self._stopped.set()
 
     async def close(self) -> None:
@@ -166,12 +172,14 @@ class Batcher:
             self._total_errors += 1
             self._last_error = err.diagnostics()
             self._last_error_at = time.time()
+            self.health.failed(err)
             log.warning("anchoring: %s (attempt %d)", err.diagnostics(), self._consecutive_errors)
             if self._on_error is not None:
                 self._on_error(err)
             backoff = self.config.poll_interval * 2 ** min(self._consecutive_errors, 30)
             return float(min(backoff, self.config.max_backoff))
         self._consecutive_errors = 0
+        self.health.succeeded()
         return self.config.poll_interval
 
     async def tick(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from anchor import errors
+from anchor import errors, jsonlimits
 from anchor.keys import Ed25519Key
 from anchor.signing_client import signed_headers
 
@@ -98,8 +98,14 @@ class ServiceClient:
     async def _answer(self, resp: aiohttp.ClientResponse) -> Any:
         text = await resp.text()
         try:
-            body = json.loads(text) if text else None
-        except ValueError:
+            body = (
+                jsonlimits.loads(text, max_bytes=jsonlimits.MAX_FILE_BYTES, what=str(resp.url))
+                if text
+                else None
+            )
+        except errors.LimitExceeded:
+            raise
+        except errors.InvalidInput:  # not JSON: an error page, kept as text
             body = text
         if resp.status >= 400:
             raise error_from_problem(resp.status, body, str(resp.url))

@@ -23,6 +23,7 @@ from web3 import Web3
 from web3.types import TxParams, TxReceipt
 
 from anchor.errors import ChainError, ConfigError
+from did_methods import ethstack  # noqa: F401  (puts back the recursion limit)
 
 LOG_ANCHOR: Final = "LogAnchor"
 """Name of the anchor contract's artifact."""

@@ -233,6 +233,23 @@ class StoreError(AnchorError):
     title = "Store unavailable"
 
 
+class StorageUnavailable(StoreError):
+    """The database cannot be written (or read) for now: the disk is full, the file or its
+    directory is read-only, an I/O error, or another writer held the lock past the timeout.
+    Transient: ``retry_after`` (seconds) says when to retry (HTTP: 503 with ``Retry-After``);
+    ``reason`` is SQLite's error name (``SQLITE_FULL``, ``SQLITE_IOERR_WRITE``, ...)."""
+
+    slug = "storage-unavailable"
+    title = "Storage unavailable"
+
+    def __init__(
+        self, detail: str, *, reason: str, retry_after: int = 5, hint: str | None = None
+    ) -> None:
+        super().__init__(detail, hint=hint, reason=reason, retryAfter=retry_after)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class ChainError(AnchorError):
     """The chain or its RPC endpoint failed or answered something unexpected."""
 

@@ -58,7 +58,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from anchor.errors import ConfigError, InvalidInput
+from anchor import jsonlimits
+from anchor.errors import ConfigError, InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: loaded only for chain keys
     from eth_account.signers.local import LocalAccount
@@ -327,15 +328,18 @@ def _check_text(text: str, source: str) -> str:
     return text
 
 
+_JWK_HINT: Final = 'expected a JWK {"kty":"OKP","crv":"Ed25519",...}'
+
+
 def ed25519_key_from_text(text: str, *, source: str = "the value") -> Ed25519Key:
     """An Ed25519 key from the text of a private JWK."""
     _check_text(text, source)
     try:
-        jwk = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{source} is not JSON", hint='expected a JWK {"kty":"OKP","crv":"Ed25519",...}'
-        ) from exc
+        jwk = jsonlimits.loads(text, max_bytes=MAX_KEY_TEXT_CHARS, what=source)
+    except LimitExceeded as exc:
+        raise ConfigError(exc.detail, hint=_JWK_HINT) from None
+    except InvalidInput:
+        raise ConfigError(f"{source} is not JSON", hint=_JWK_HINT) from None
     return Ed25519Key.from_jwk(jwk, source=source)
 
 

@@ -17,6 +17,7 @@ from anchor.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpo
 from anchor.entry import Entry
 from anchor.errors import AnchorError, LimitExceeded, StoreError
 from anchor.store import AppendResult, SQLiteStore, size_in
+from anchor.taskhealth import TaskHealth
 
 MAX_GROUP_ENTRIES = 50_000
 """Most entries one group commit writes (more waiting requests go into the next one)."""
@@ -153,6 +154,12 @@ class GroupCommitter:
 
     Run :meth:`run` as a background task; stop it with :meth:`close`, which first commits
     everything already queued.
+
+    A failed commit (the store is full, read-only, failing: a
+    :class:`~anchor.errors.StoreError`) fails only that group's callers, with the error
+    (503 over HTTP); the task goes on with the next group. :attr:`health` is unhealthy from
+    a failed commit until the next successful one, or if the task stopped; an append after
+    the task stopped fails at once instead of waiting for ever.
     """
 
     def __init__(self, log: Log) -> None:
@@ -161,11 +168,17 @@ class GroupCommitter:
         self._pending_entries = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._stopped = False
         self.commits = 0
+        self.health = TaskHealth("committer")
 
     async def append(self, entries: Sequence[Entry]) -> AppendResult:
         if self._closing:
             raise StoreError("the log is shutting down", hint="retry against the restarted service")
+        if self._stopped:
+            raise StoreError(
+                "the group committer stopped", hint="restart the service (see its log)"
+            )
         if self._pending_entries + len(entries) > MAX_PENDING_ENTRIES:
             raise LimitExceeded(
                 "too many entries are waiting to be committed", hint="retry in a moment"
@@ -177,13 +190,22 @@ class GroupCommitter:
         return await asyncio.shield(future)
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                await self._commit_some()
-            if self._closing:
-                return
+        self.health.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    await self._commit_some()
+                if self._closing:
+                    return
+        finally:
+            self._stopped = True
+            self.health.stopped()
+            for item in self._queue:  # nobody will commit these any more
+                if not item.future.done():
+                    item.future.set_exception(StoreError("the group committer stopped"))
+            self._queue.clear()
 
     async def _commit_some(self) -> None:
         group: list[_Pending] = []
@@ -196,13 +218,23 @@ class GroupCommitter:
             count += len(item.entries)
         self._pending_entries -= count
         batch = [e for item in group for e in item.entries]
+        answered = False
         try:
             result = await asyncio.to_thread(self.log.append, batch)
+            answered = True
         except AnchorError as err:
+            answered = True
+            self.health.failed(err)
             for item in group:
                 if not item.future.done():
                     item.future.set_exception(err)
             return
+        finally:
+            if not answered:  # interrupted (a bug, cancellation): nobody may wait for ever
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(StoreError("the commit was interrupted"))
+        self.health.succeeded()
         self.commits += 1
         offset = 0
         for item in group:

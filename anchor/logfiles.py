@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
+from anchor import jsonlimits
 from anchor.entry import Entry, decode
 from anchor.errors import EncodingError, InvalidInput, NotFound
 from anchor.store import SQLiteStore, StoredEntry
@@ -275,11 +276,11 @@ def _member(body: dict[str, Any], key: str, kind: type[_T], where: str) -> _T:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text())
+        value = jsonlimits.loads(
+            path.read_bytes(), max_bytes=jsonlimits.MAX_FILE_BYTES, what=str(path)
+        )
     except FileNotFoundError:
         raise NotFound(f"{path} does not exist") from None
-    except ValueError as err:
-        raise EncodingError(f"{path} is not JSON: {err}") from None
     if not isinstance(value, dict):
         raise EncodingError(f"{path} is not a JSON object")
     return value

@@ -7,6 +7,12 @@ admin consoles, databases). Under the ``public`` policy the client connects only
 globally routable addresses, plus the service's own listening port on this machine (its
 status lists). The check runs on the address actually connected to, after DNS, so neither
 an IP literal nor a name that resolves (or re-resolves) to a private address gets through.
+
+Pools (:func:`client_session`): the service fetches through two sessions, one to verify
+callers' credentials and one to authenticate signers, each with its own pool of
+:data:`CONNECTIONS_PER_POOL` connections, at most :data:`CONNECTIONS_PER_HOST` per host, and
+a timeout on every phase (:data:`VERIFY_TIMEOUT`, :data:`AUTH_TIMEOUT`): a host that accepts
+connections and never answers holds a few connections of one pool for a bounded time.
 """
 
 from __future__ import annotations
@@ -89,3 +95,39 @@ def connector(policy: str, own: Collection[tuple[str, int]]) -> aiohttp.TCPConne
     if policy == ANY:
         return None
     return aiohttp.TCPConnector(socket_factory=guarded_socket_factory(own))
+
+
+# -- the service's connection pools ---------------------------------------------------------
+
+CONNECTIONS_PER_POOL: Final = 100
+"""Most connections one of the service's client sessions holds open at once."""
+
+CONNECTIONS_PER_HOST: Final = 4
+"""Most concurrent connections to one host (scheme, host, port) from one session: a host
+that never answers ties up at most this many, whoever names it."""
+
+VERIFY_TIMEOUT: Final = aiohttp.ClientTimeout(total=15, connect=5, sock_connect=5, sock_read=10)
+"""Every phase of a fetch made to verify a caller's credential (status lists, did:web of
+issuers): waiting for a pooled connection and connecting (5 s), each read (10 s), all (15 s)."""
+
+AUTH_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=3, sock_connect=3, sock_read=5)
+"""Every phase of a fetch made to authenticate a signed request (did:web of signers)."""
+
+
+def client_session(
+    policy: str,
+    own: Collection[tuple[str, int]],
+    *,
+    timeout: aiohttp.ClientTimeout,
+    limit: int = CONNECTIONS_PER_POOL,
+    limit_per_host: int = CONNECTIONS_PER_HOST,
+) -> aiohttp.ClientSession:
+    """A client session with its own connection pool of ``limit`` connections, at most
+    ``limit_per_host`` per host, connecting under ``policy`` (see :func:`connector`) and
+    with ``timeout`` on every phase. The service keeps one for verification and one for
+    authentication, so fetches for callers' credentials cannot starve signed writes."""
+    factory = None if policy == ANY else guarded_socket_factory(own)
+    pool = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host, socket_factory=factory)
+    return aiohttp.ClientSession(
+        connector=pool, timeout=timeout, headers={"User-Agent": "ler-anchor"}
+    )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,9 +38,12 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from anchor import jsonlimits
 from anchor.data_integrity import CRYPTOSUITE, canonical_digest, verify_proof
 from anchor.errors import (
     AnchorError,
+    InvalidInput,
+    LimitExceeded,
     StatusListTooLargeError,
     StatusRetrievalError,
     StatusVerificationError,
@@ -68,6 +70,14 @@ MAX_LIST_DOCUMENT_BYTES: Final = MAX_ENCODED_LIST_CHARS + 1_048_576
 
 FETCH_TIMEOUT_SECONDS: Final = 15.0
 """Total time allowed for fetching one list."""
+
+MAX_STATUS_ENTRIES: Final = 16
+"""Most ``credentialStatus`` entries of one credential that are checked; the entries after
+them are ``unknown`` (``limit-exceeded``) and cause no fetch. A credential needs one or two."""
+
+MAX_STATUS_HOSTS: Final = 4
+"""Most distinct hosts (scheme, host and port) whose status lists one credential makes the
+checker fetch; entries on further hosts are ``unknown`` (``limit-exceeded``), not fetched."""
 
 MAX_CACHED_LISTS: Final = 1024
 """Most lists kept; the one cached longest ago is dropped first."""
@@ -217,17 +227,78 @@ class StatusChecker:
         """One :class:`EntryStatus` per ``BitstringStatusListEntry`` of ``credential``
         (entries of other types are skipped), checked concurrently; ``at`` (default now)
         is the instant the lists' validity periods are checked at."""
+        issuer = credential_issuer(credential)
+        planned = self._plan(credential)
+
+        async def check(item: BitstringStatusListEntry | EntryStatus) -> EntryStatus:
+            if isinstance(item, EntryStatus):
+                return item
+            return await self.check_entry(item, issuer, at=at)
+
+        return tuple(await asyncio.gather(*(check(item) for item in planned)))
+
+    def fetches_needed(self, credential: Mapping[str, Any]) -> int:
+        """How many lists checking ``credential`` would fetch now (distinct URLs that are
+        not fresh in the cache, within the limits): what a caller is charged for."""
+        now = self._clock()
+        urls = {
+            item.status_list_credential
+            for item in self._plan(credential)
+            if isinstance(item, BitstringStatusListEntry)
+        }
+        return sum(
+            1 for url in urls if (cached := self._cache.get(url)) is None or cached.expires <= now
+        )
+
+    def _plan(self, credential: Mapping[str, Any]) -> list[BitstringStatusListEntry | EntryStatus]:
+        """The credential's status entries, in order: each parsed and to be checked, or
+        already decided (``unknown``: malformed, or beyond :data:`MAX_STATUS_ENTRIES` or
+        :data:`MAX_STATUS_HOSTS`). Pure: no I/O."""
         raw = credential.get("credentialStatus")
         items = raw if isinstance(raw, list) else [] if raw is None else [raw]
-        issuer = credential_issuer(credential)
         ours = [
             item
             for item in items
             if not isinstance(item, Mapping) or item.get("type") == BitstringStatusListEntry.TYPE
         ]
-        return tuple(
-            await asyncio.gather(*(self.check_entry(item, issuer, at=at) for item in ours))
-        )
+        planned: list[BitstringStatusListEntry | EntryStatus] = []
+        hosts: set[tuple[str, str | None, int | None]] = set()
+        for position, item in enumerate(ours):
+            try:
+                parsed = parse_status_entry(item)
+            except AnchorError as err:
+                planned.append(_unknown(None, err))
+                continue
+            if position >= MAX_STATUS_ENTRIES:
+                planned.append(
+                    _unknown(
+                        parsed,
+                        LimitExceeded(
+                            f"the credential has {len(ours)} status entries; only the first "
+                            f"{MAX_STATUS_ENTRIES} are checked",
+                        ),
+                    )
+                )
+                continue
+            parts = urlsplit(parsed.status_list_credential)
+            try:
+                host = (parts.scheme, parts.hostname, parts.port)
+            except ValueError:  # a port out of range: fetching it fails with its own error
+                host = (parts.scheme, parts.hostname, None)
+            if host not in hosts and len(hosts) >= MAX_STATUS_HOSTS:
+                planned.append(
+                    _unknown(
+                        parsed,
+                        LimitExceeded(
+                            f"the credential's status lists are on more than "
+                            f"{MAX_STATUS_HOSTS} hosts; lists on further hosts are not fetched",
+                        ),
+                    )
+                )
+                continue
+            hosts.add(host)
+            planned.append(parsed)
+        return planned
 
     async def check_entry(
         self, entry: object, issuer: str | None, *, at: datetime | None = None
@@ -331,9 +402,9 @@ class StatusChecker:
             document = dict(body)
         else:
             try:
-                document = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as err:
-                raise _retrieval(url, f"the answer is not JSON ({err})") from None
+                document = jsonlimits.loads(body, max_bytes=MAX_LIST_DOCUMENT_BYTES)
+            except InvalidInput as err:  # not JSON, or over a size, depth or count limit
+                raise _retrieval(url, f"the answer is refused: {err.detail}") from None
         if not isinstance(document, dict):
             raise _retrieval(url, "the answer is not a JSON object")
         issuer = credential_issuer(document)

@@ -47,16 +47,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import sqlite_utils
 
 from anchor import dbfiles, merkle
 from anchor.entry import DIGEST_SIZE, Entry, decode
-from anchor.errors import InvalidInput, NotFound, StoreError
+from anchor.errors import InvalidInput, NotFound, StorageUnavailable, StoreError
 
 SCHEMA_VERSION = 3
 """Version of the table layout written to ``meta``. Version 2 (digest index keyed on digest and
@@ -91,6 +91,100 @@ NODE_CACHE_MIN_LEVEL = 6
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
 LOG = logging.getLogger("ler_anchor")
+
+TRANSIENT_SQLITE_CODES: Final = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
+"""Primary SQLite result codes that mean "not now" (disk full, read-only, I/O error, lock
+held past the timeout): :class:`~anchor.errors.StorageUnavailable`, answered 503 with
+``Retry-After``. Any other SQLite failure is a :class:`~anchor.errors.StoreError`."""
+
+STORAGE_RETRY_AFTER_SECONDS: Final = 5
+"""The ``Retry-After`` of a :class:`~anchor.errors.StorageUnavailable` answer."""
+
+
+def storage_error(exc: sqlite3.Error) -> StoreError:
+    """The project's error for a SQLite failure, chosen by SQLite's result code (never by
+    the message): :class:`StorageUnavailable` for the :data:`TRANSIENT_SQLITE_CODES`,
+    :class:`StoreError` otherwise."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    name: str = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    if code is not None and code & 0xFF in TRANSIENT_SQLITE_CODES:
+        return StorageUnavailable(
+            f"the database is unavailable for now ({name}: {exc})",
+            reason=name,
+            retry_after=STORAGE_RETRY_AFTER_SECONDS,
+            hint="free disk space or fix the database's file system; the service retries",
+        )
+    return StoreError(
+        f"database failure ({name}: {exc})",
+        hint="check the database file, its disk and its permissions",
+    )
+
+
+class _MappedCursor(sqlite3.Cursor):
+    """A cursor whose SQLite failures are the project's errors (see :func:`storage_error`).
+    Constraint violations (:class:`sqlite3.IntegrityError`) pass unchanged: the store uses
+    them for control flow (index probing) inside its own transactions."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _MappedCursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _MappedCursor:
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        try:
+            return super().fetchmany(size)
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise storage_error(exc) from exc
+
+
+class MappedConnection(sqlite3.Connection):
+    """The store's connection class: statements run on :class:`_MappedCursor`, so every
+    SQLite failure on the store's connections (reads and writes) is mapped in one place."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self.cursor(_MappedCursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return self.cursor(_MappedCursor).executemany(sql, parameters)
 
 
 _KEY_MAX = 2**63 - 1
@@ -156,7 +250,11 @@ class LogStore(Protocol):
 
 
 def connect(
-    path: str | Path, *, read_only: bool = False, create: bool = True
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    create: bool = True,
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
 ) -> sqlite3.Connection:
     """A connection with the project's pragmas (WAL, synchronous=FULL, busy timeout).
 
@@ -168,10 +266,14 @@ def connect(
     if read_only or not create:
         mode = "ro" if read_only else "rw"
         uri = Path(path).resolve().as_uri() + f"?mode={mode}"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, factory=factory
+        )
     else:
         dbfiles.create_private_file(Path(path))  # before SQLite: its -wal and -shm take its mode
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, factory=factory
+        )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not read_only:
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new, empty database changes
@@ -361,6 +463,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self.write_error: StorageUnavailable | None = None
+        """The failure of the last write when it was a :class:`StorageUnavailable` (the disk
+        is full, read-only, failing); ``None`` once a write commits (for health probes)."""
         new_database = False
         if not create:
             dbfiles.require_database(self.path)
@@ -372,7 +477,9 @@ class SQLiteStore:
                     self._meta_on_checked(probe)
             if not read_only and not new_database:
                 dbfiles.tighten(self.path)
-            self._writer = connect(self.path, read_only=read_only, create=create)
+            self._writer = connect(
+                self.path, read_only=read_only, create=create, factory=MappedConnection
+            )
             self._writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:
                 if create:
@@ -394,9 +501,12 @@ class SQLiteStore:
                 self._writer.execute("ROLLBACK")
                 self._writer.close()
                 raise
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+            if not isinstance(cause, sqlite3.Error):  # a check of ours, already explained
+                raise
             raise StoreError(
-                f"cannot open the database {self.path}: {exc}",
+                f"cannot open the database {self.path}: {cause}",
                 hint="check the path, its permissions, and that it is an LER Anchor database",
             ) from exc
         if new_database:
@@ -426,7 +536,12 @@ class SQLiteStore:
         """This thread's read connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, read_only=self.read_only, create=False)
+            try:
+                conn = connect(
+                    self.path, read_only=self.read_only, create=False, factory=MappedConnection
+                )
+            except sqlite3.Error as exc:
+                raise storage_error(exc) from exc
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -434,16 +549,27 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate write transaction on the writer connection, committed on exit."""
+        """An immediate write transaction on the writer connection, committed on exit.
+
+        Every SQLite failure (of the body, or of the commit: a full disk shows there) leaves
+        as :func:`storage_error` after the transaction is rolled back, so the writer
+        connection is always usable again afterwards."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with suppress(StoreError):  # the first failure is the one reported
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, StorageUnavailable):
+                    self.write_error = exc
+                if isinstance(exc, sqlite3.Error):  # a constraint the caller did not expect
+                    raise storage_error(exc) from exc
                 raise
-            conn.execute("COMMIT")
+            self.write_error = None
 
     def close(self) -> None:
         with self._readers_lock:
@@ -511,11 +637,15 @@ class SQLiteStore:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with suppress(StoreError):  # the first failure is the one reported
+                        conn.execute("ROLLBACK")
                 self._size = -1  # force a reload on next use
+                if isinstance(exc, StorageUnavailable):
+                    self.write_error = exc
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"append failed and was rolled back: {exc}") from exc
+                    raise storage_error(exc) from exc
                 raise
+            self.write_error = None
             self._size = size
             self._frontier = frontier
         return AppendResult(tuple(indexes), tuple(new), size)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,12 +54,18 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
-from anchor import data_integrity
+from anchor import data_integrity, jsonlimits
 from anchor.chain import ChainBackend
 from anchor.client import ServiceError, error_from_problem
 from anchor.credentials import issuer_id
 from anchor.entry import EntryKind
-from anchor.errors import AnchorError, EncodingError, UntrustedLog, VerificationError
+from anchor.errors import (
+    AnchorError,
+    EncodingError,
+    InvalidInput,
+    UntrustedLog,
+    VerificationError,
+)
 from anchor.identity import ResolutionUnavailable, ed25519_key_for
 from anchor.log import Log
 from anchor.receipts import (
@@ -304,11 +309,17 @@ class ServiceReceipts:
         try:
             async with self.session.get(url, params={"submitter": submitter}) as response:
                 text = await response.text()
-                body = json.loads(text) if text else None
+                body = (
+                    jsonlimits.loads(text, max_bytes=jsonlimits.MAX_FILE_BYTES, what=url)
+                    if text
+                    else None
+                )
                 if response.status >= 400:
                     raise error_from_problem(response.status, body, url)
                 if response.status == 202:
                     return None
+        except InvalidInput as err:  # not JSON, or over the JSON limits
+            raise ServiceError(err.detail, hint="is it a LER Anchor service?") from None
         except (aiohttp.ClientError, TimeoutError, ValueError) as err:
             raise ServiceError(
                 f"{type(err).__name__}: {err}", hint="is the service running? or give the receipt"

@@ -11,6 +11,7 @@ authorisation), :mod:`~did_methods.document` (verification methods and relations
 :mod:`~did_methods.defaults` (ready-made resolvers).
 """
 
+from did_methods import ethstack  # noqa: F401  (first: restores the recursion limit)
 from did_methods.defaults import build_resolver, open_resolver
 from did_methods.document import (
     VERIFICATION_RELATIONSHIPS,

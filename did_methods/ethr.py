@@ -105,7 +105,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import math
 import re
 import urllib.parse
@@ -127,6 +126,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3, Web3
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import FilterParams, LogReceipt, TxParams
 
+from did_methods import jsonlimits
 from did_methods.keys import PublicKeyError, validate_public_key
 from did_methods.multikey import KeyType, MultikeyError, b58encode, encode_multikey
 from did_methods.result import DEFAULT_CONTENT_TYPE, ErrorCode, ResolutionResult
@@ -866,8 +866,8 @@ def _service_endpoint(value: bytes) -> Any:
     except UnicodeDecodeError:
         return None
     try:
-        parsed = json.loads(text)
-    except ValueError:
+        parsed = jsonlimits.loads(text, max_bytes=len(text))  # depth-checked: chain data
+    except ValueError:  # not JSON, or nested too deeply: kept as text
         return text
     return parsed if isinstance(parsed, dict | list | str) else text
 

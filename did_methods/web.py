@@ -23,8 +23,10 @@ off too). The driver borrows one shared ``aiohttp.ClientSession`` from its calle
 without a ``base_url``); :func:`open_web_driver` makes one for standalone use.
 
 Outcomes: HTTP 404 and 410 -> ``notFound``. A body that is not a JSON object, or whose
-``id`` is not the DID -> ``invalidDidDocument`` (DID Resolution's code for a malformed
-document: the DID itself is well-formed, so ``invalidDid`` would blame the caller, and the
+``id`` is not the DID, or that nests arrays and objects deeper than
+:data:`~did_methods.jsonlimits.MAX_JSON_DEPTH` (checked before parsing) ->
+``invalidDidDocument`` (DID Resolution's code for a malformed document: the DID itself is
+well-formed, so ``invalidDid`` would blame the caller, and the
 server did answer, so ``notFound`` would hide a misconfigured or hostile host). Timeouts,
 TLS and connection failures, other HTTP statuses and oversized bodies -> ``internalError``
 with a message naming the URL and the cause.
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import re
 import socket
@@ -50,6 +51,7 @@ from urllib.parse import unquote
 import aiohttp
 from yarl import URL
 
+from did_methods import jsonlimits
 from did_methods.result import ErrorCode, ResolutionResult
 from did_methods.syntax import DidSyntaxError, ParsedDid, parse_did
 
@@ -210,7 +212,7 @@ class WebDriver:
                 f"fetching {url} timed out after {self._timeout:g} s",
             )
         try:
-            document = _parse_document(body, did.did, url)
+            document = _parse_document(body, did.did, url, self._max_bytes)
         except _Failure as failure:
             return ResolutionResult.failure(failure.code, failure.message)
         accept = options.get("accept")
@@ -310,14 +312,14 @@ class WebDriver:
         return bytes(body)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_document(body: bytes, did: str, url: str) -> dict[str, Any]:
+def _parse_document(body: bytes, did: str, url: str, max_bytes: int) -> dict[str, Any]:
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = jsonlimits.loads(body, max_bytes=max_bytes)
+    except jsonlimits.JsonLimitError as exc:
+        raise _Failure(
+            ErrorCode.INVALID_DID_DOCUMENT, f"the document at {url} is refused: {exc}"
+        ) from None
+    except jsonlimits.JsonSyntaxError as exc:
         raise _Failure(
             ErrorCode.INVALID_DID_DOCUMENT, f"the document at {url} is not UTF-8 JSON: {exc}"
         ) from None

@@ -181,6 +181,7 @@ from anchor.chain.values import (
     TxState,
     iso_time,
 )
+from did_methods import ethstack  # noqa: F401  (puts back the recursion limit)
 
 __all__ = [
     "ALREADY_KNOWN_MARKERS",

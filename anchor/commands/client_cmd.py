@@ -14,6 +14,7 @@ from typing import Any
 import rfc8785
 from tqdm import tqdm
 
+from anchor import jsonlimits
 from anchor.client import ServiceClient, Signer
 from anchor.commands.trust_cmd import add_receipt_verify_args, receipt_verify
 from anchor.entry import parse_digest
@@ -79,10 +80,7 @@ def credential_digest(path: Path) -> str:
     raw = path.read_bytes()
     if len(raw) > MAX_JSON_FILE_BYTES:
         raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"{path} is not JSON: {err}") from None
+    doc = jsonlimits.loads(raw, max_bytes=MAX_JSON_FILE_BYTES, what=str(path))
     return hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from anchor import credentials
+from anchor import credentials, jsonlimits
 from anchor.client import SUBMIT_CHUNK, ServiceClient, Signer
 from anchor.errors import InvalidInput
 from anchor.keys import load_ed25519_key
@@ -92,9 +92,12 @@ def _issue(args: argparse.Namespace) -> int:
     signer = Signer.for_key(key, args.keyid)
     seed = key.seed()
     try:
-        achievement = credentials.parse_achievement(json.loads(args.achievement.read_text()))
-    except ValueError as err:
-        raise InvalidInput(f"{args.achievement} is not JSON: {err}") from None
+        raw = args.achievement.read_bytes()
+    except OSError as err:
+        raise InvalidInput(f"cannot read {args.achievement}: {err.strerror}") from None
+    achievement = credentials.parse_achievement(
+        jsonlimits.loads(raw, max_bytes=jsonlimits.MAX_FILE_BYTES, what=str(args.achievement))
+    )
     learners = _learners(args)
     ids = [row.get("id") or f"urn:uuid:{uuid.uuid4()}" for row in learners]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from anchor import config as config_module
-from anchor import dbfiles
+from anchor import dbfiles, jsonlimits
 from anchor.client import ServiceClient, Signer
 from anchor.errors import InvalidInput
 from anchor.keys import DID_KEY_PREFIX, load_ed25519_key
@@ -144,10 +144,9 @@ def _kind(args: argparse.Namespace) -> dict[str, Any]:
     if args.status_size is not None:
         body["statusSize"] = args.status_size
     if args.status_message is not None:
-        try:
-            body["statusMessage"] = json.loads(args.status_message)
-        except ValueError as err:
-            raise InvalidInput(f"--status-message is not JSON: {err}") from None
+        body["statusMessage"] = jsonlimits.loads(
+            args.status_message, max_bytes=MAX_JSON_FILE_BYTES, what="--status-message"
+        )
     return body
 
 
@@ -172,11 +171,11 @@ def _read_json(path: Path, what: str) -> Any:
         size = path.stat().st_size
         if size > MAX_JSON_FILE_BYTES:
             raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
-        return json.loads(path.read_bytes())
+        return jsonlimits.loads(
+            path.read_bytes(), max_bytes=MAX_JSON_FILE_BYTES, what=f"the {what} {path}"
+        )
     except OSError as err:
         raise InvalidInput(f"cannot read the {what} {path}: {err.strerror}") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"the {what} {path} is not JSON: {err}") from None
 
 
 # --- issuer commands ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +27,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS
+from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import parse_digest
 from anchor.errors import (
@@ -43,7 +42,7 @@ from anchor.errors import (
 from anchor.identity import ResolutionUnavailable
 from anchor.keys import Ed25519Key
 from anchor.openapi import HEX_DIGEST, SIGNED, errors, int_query, json_request, json_response
-from anchor.routes.bodies import json_object
+from anchor.routes.bodies import json_object, json_value
 from anchor.routes.entry_routes import receipt_location
 from anchor.routes.params import int_param, optional_int_param
 from anchor.status_list import MAX_INDEX_DIGITS
@@ -64,6 +63,7 @@ from anchor.status_service import (
     iso_ms,
     now_ms,
 )
+from anchor.taskhealth import TaskHealth
 
 _LOG = logging.getLogger(__name__)
 
@@ -105,12 +105,7 @@ async def _log_versions_of(app: web.Application, versions: Sequence[PublishedVer
 
 
 def _json_body(raw: bytes) -> Any:
-    if not raw:
-        raise InvalidInput("the request needs a JSON body")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"body is not valid JSON: {err}") from None
+    return json_value(raw)
 
 
 def parse_timestamp(raw: str) -> int:
@@ -333,24 +328,48 @@ RENEWAL_PERIOD_MAX_SECONDS: Final = 60.0
 async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
     """When lists have a validUntil, renew every one that is due in the background (not
     only when it is fetched), so that exported static copies and lists nobody fetched stay
-    valid. A round every ttl / 2, at most :data:`RENEWAL_PERIOD_MAX_SECONDS` apart."""
+    valid. A round every ttl / 2, at most :data:`RENEWAL_PERIOD_MAX_SECONDS` apart.
+
+    A failure (the store is full or failing, the log refuses) is logged, makes the task
+    unhealthy (``/healthz``, ``/metrics``: task ``status-renewal``) and is retried after
+    1, 2, 4... seconds, at most one period; one list failing does not stop the others."""
     service: StatusService = app[STATUS]
     if service.settings.valid_ms is None:
         yield
         return
     period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, service.settings.ttl_ms / 2000))
+    health = TaskHealth("status-renewal")
+    app[TASKS].append(health)
+
+    async def round_() -> AnchorError | None:
+        failure: AnchorError | None = None
+        try:
+            due = await asyncio.to_thread(service.due_for_renewal, now_ms())
+        except AnchorError as err:
+            return err
+        for version in due:
+            try:
+                await _renewed(app, version)
+            except AnchorError as err:  # the store or the log failed: retry it soon
+                _LOG.warning("renewing status list %s failed: %s", version.list_id, err.detail)
+                failure = err
+        return failure
 
     async def loop() -> None:
-        while True:
-            try:
-                due = await asyncio.to_thread(service.due_for_renewal, now_ms())
-                for version in due:
-                    await _renewed(app, version)
-            except AnchorError as err:  # the store or the log failed: try again next round
-                _LOG.warning("renewing status lists failed: %s", err.diagnostics())
-            await asyncio.sleep(period)
+        health.started()
+        try:
+            while True:
+                failure = await round_()
+                if failure is None:
+                    health.succeeded()
+                else:
+                    health.failed(failure)
+                    _LOG.warning("renewing status lists failed: %s", failure.diagnostics())
+                await asyncio.sleep(period if failure is None else health.backoff(1.0, period))
+        finally:
+            health.stopped()
 
-    task = asyncio.create_task(loop())
+    task = asyncio.create_task(loop(), name="status-renewal")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,11 @@ are the verifier's one trust root) and one
 status lists are cached for their ``ttl`` across requests). Receipts must come from this
 service's log and anchor contract. The answer is the report, ``200`` whatever the verdict;
 ``400`` for a body that is not ``{"credential": {...}, "receipt"?: {...}}``.
+
+Outbound work is bounded: at most :data:`~anchor.status_check.MAX_STATUS_ENTRIES` status
+entries on :data:`~anchor.status_check.MAX_STATUS_HOSTS` hosts are fetched (the excess is
+``unknown``), and each list fetched costs the client one more token of its ``--fetch-rate``
+bucket (429 when it has too few).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from anchor import ratelimit
 from anchor.app import CHAIN, CONFIG, HTTP, LOG, LOG_KEY, RESOLVER
 from anchor.errors import InvalidInput
 from anchor.openapi import errors, json_request, json_response
@@ -84,7 +90,10 @@ async def verify(request: web.Request) -> web.Response:
     receipt = body.get("receipt")
     if receipt is not None and not isinstance(receipt, dict):
         raise InvalidInput("'receipt' must be a JSON object (a LER Anchor receipt) when given")
-    report = await request.app[VERIFIER].verify(credential, receipt)
+    verifier = request.app[VERIFIER]
+    # one token per status list this makes the service fetch (the request paid one already)
+    ratelimit.charge(request, verifier.status.fetches_needed(credential), "verifying this")
+    report = await verifier.verify(credential, receipt)
     return web.json_response(report.to_json())
 
 

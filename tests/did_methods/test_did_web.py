@@ -378,6 +378,7 @@ async def test_wrong_id_is_an_invalid_document(https: DocServer, resolver: Resol
         (b'{"id": NaN}', "not UTF-8 JSON"),
         (b"\xff\xfe{}", "not UTF-8 JSON"),
         (b"[1, 2]", "a JSON list, not an object"),
+        (b'{"id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", "deeper than 64"),
     ],
 )
 async def test_malformed_documents(
