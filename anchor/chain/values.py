@@ -8,6 +8,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -189,6 +190,8 @@ class ChainConfig:
     max_fee_cap_wei: int = DEFAULT_MAX_FEE_CAP_WEI
     priority_fee_floor_wei: int = DEFAULT_PRIORITY_FEE_FLOOR_WEI
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_SECONDS
+    embedded_dir: Path | None = None
+    """Where the embedded chain is kept (None: in memory, gone when the client closes)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_key, bytes) or len(self.chain_key) != 32:
