@@ -32,12 +32,13 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI
 from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.exceptions import TransactionNotFound as EvmTransactionNotFound
 from eth.vm.forks.prague import PragueVM
+from eth.vm.spoof import SpoofTransaction
 from eth_tester import PyEVMBackend
 from eth_tester.backends.pyevm.main import get_default_account_keys
 from eth_tester.backends.pyevm.serializers import (
@@ -230,6 +231,44 @@ class DurableTesterBackend(PyEVMBackend):  # type: ignore[misc]
         if index < len(block.transactions) and block.transactions[index].hash == tx_hash:
             return block, block.transactions[index], index
         raise TesterTransactionNotFound(f"no transaction 0x{tx_hash.hex()} in the chain")
+
+    def _spoofed(self, transaction: dict[str, Any], header: BlockHeaderAPI) -> SpoofTransaction:
+        """``transaction`` (eth-tester's form) as if sent by its ``from``, unsigned; without
+        fees it offers the block's base fee and no tip."""
+        tx = dict(transaction)
+        for name in ("from", "to", "data"):
+            if isinstance(tx.get(name), str):
+                tx[name] = bytes.fromhex(tx[name][2:])
+        if not any(f in tx for f in ("gas_price", "max_fee_per_gas", "max_priority_fee_per_gas")):
+            tx["max_fee_per_gas"] = header.base_fee_per_gas or 0
+            tx["max_priority_fee_per_gas"] = 0
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, header.block_number)
+        return SpoofTransaction(unsigned, from_=tx["from"])
+
+    def _funded_state(self, spoof: SpoofTransaction, header: BlockHeaderAPI, gas: int) -> Any:
+        """The state after block ``header``, the sender given what ``spoof`` could cost (as
+        nodes do for calls: a read must not depend on the caller's balance)."""
+        state = self.chain.get_vm(header).state
+        sender = spoof.sender
+        cost = gas * spoof.max_fee_per_gas + spoof.value
+        state.set_balance(sender, state.get_balance(sender) + cost)
+        return state
+
+    def simulate(self, transaction: dict[str, Any], number: int) -> ComputationAPI:
+        """Run ``transaction`` on the state after block ``number`` and discard the changes."""
+        header = self.chain.get_canonical_block_header_by_number(BlockNumber(number))
+        spoof = self._spoofed(transaction, header)
+        state = self._funded_state(spoof, header, spoof.gas)
+        computation: ComputationAPI = state.apply_transaction(spoof)
+        return computation
+
+    def estimate(self, transaction: dict[str, Any], number: int) -> int:
+        """The least gas ``transaction`` needs on the state after block ``number``; raises
+        the VM's error (e.g. ``Revert``) if it fails with the block's whole gas limit."""
+        header = self.chain.get_canonical_block_header_by_number(BlockNumber(number))
+        spoof = self._spoofed(transaction, header)
+        state = self._funded_state(spoof, header, header.gas_limit)
+        return int(self.chain.gas_estimator(state, spoof))  # type: ignore[arg-type]
 
     def get_transaction_by_hash(self, transaction_hash: bytes) -> Any:
         block, transaction, index = self._locate(transaction_hash)
