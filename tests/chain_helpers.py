@@ -348,13 +348,12 @@ async def anchor_directly(client: ChainClient, count: int, *, first_size: int = 
     start_nonce = await client.backend.transaction_count(account.address, "latest")
     sizes = range(first_size, first_size + count)
     roots = {size: hashlib.sha256(b"anchor %d" % size).digest() for size in sizes}
-    Mined = tuple[int, int, bytes, bytes, ReceiptInfo, int, int]
 
-    def send(tester: Any) -> list[Mined]:
+    def send(tester: Any) -> list[tuple[int, int, bytes, bytes, ReceiptInfo, int, int]]:
         backend = tester.backend  # below eth-tester's auto-mining: blocks of several
         chain = backend.chain
         pending: list[tuple[int, int, bytes, bytes]] = []
-        mined: list[Mined] = []
+        mined: list[tuple[int, int, bytes, bytes, ReceiptInfo, int, int]] = []
 
         def mine() -> None:
             (block_hash,) = backend.mine_blocks()
@@ -364,9 +363,7 @@ async def anchor_directly(client: ChainClient, count: int, *, first_size: int = 
             for (size, nonce, tx_hash, raw), receipt in zip(pending, receipts, strict=True):
                 assert receipt.state_root == b"\x01", f"anchor of size {size} reverted"
                 info = ReceiptInfo(tx_hash, 1, block.number, block.hash, 0, ())
-                mined.append(
-                    (size, nonce, tx_hash, raw, info, log_index, block.header.timestamp)
-                )
+                mined.append((size, nonce, tx_hash, raw, info, log_index, block.header.timestamp))
                 log_index += len(receipt.logs)
             pending.clear()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -92,7 +93,10 @@ async def submit(service: Service, key: Ed25519Key, ds: list[str]) -> float:
     headers = signed_headers("POST", url, raw, key, key.verification_method)
     headers["Content-Type"] = "application/json"
     sent = time.time()
-    async with aiohttp.ClientSession() as session, session.post(url, data=raw, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=raw, headers=headers) as r,
+    ):
         assert r.status in (200, 201), await r.text()
     return sent
 
@@ -182,9 +186,8 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
         await check_receipts(service, found_a)
         contract = found_a[batch_a[0]]["anchor"]["contract"]
         view_1 = await asyncio.to_thread(chain_view, service.rpc, contract)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(service.url + "/v1/log") as r:
-                assert (await r.json())["rpc"] == service.rpc
+        async with aiohttp.ClientSession() as session, session.get(service.url + "/v1/log") as r:
+            assert (await r.json())["rpc"] == service.rpc
         assert service.stop(signal.SIGINT) == 0
 
         chain_dir = data / "chain"
@@ -222,7 +225,7 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
         assert await receipts(service, batch_a + batch_b) == {**found_a, **found_b}
         view_5 = await asyncio.to_thread(chain_view, service.rpc, contract)
         times = [view_5["blocks"][n][2] for n in range(view_5["head"] + 1)]
-        assert all(later > earlier for earlier, later in zip(times, times[1:], strict=False))
+        assert all(later > earlier for earlier, later in itertools.pairwise(times))
 
         # The auditor, against the default setup.
         audit = await asyncio.to_thread(

@@ -24,8 +24,12 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from eth._utils.calculations import fake_exponential
 from eth.abc import BlockAPI, BlockHeaderAPI, SignedTransactionAPI
 from eth.exceptions import HeaderNotFound, PyEVMError, Revert, VMError
+from eth.vm.forks.cancun.constants import MIN_BLOB_BASE_FEE
+from eth.vm.forks.prague.constants import BLOB_BASE_FEE_UPDATE_FRACTION_PRAGUE as BLOB_FEE_FRACTION
+from eth.vm.forks.prague.constants import MAX_BLOB_GAS_PER_BLOCK
 from eth_bloom.bloom import BloomFilter
 from eth_tester.exceptions import BlockNotFound as TesterBlockNotFound
 from eth_tester.exceptions import TransactionFailed
@@ -41,6 +45,9 @@ from anchor.errors import JsonRpcError
 
 MAX_RPC_BODY_BYTES: Final = 256 * 1024
 """Largest HTTP request body of ``POST /v1/chain/rpc``."""
+MAX_JSON_DEPTH: Final = 32
+"""Deepest nesting of arrays and objects in a request (checked before parsing: a deep
+document would exhaust the parser's stack)."""
 MAX_RPC_BATCH: Final = 100
 """Most requests in one JSON-RPC batch."""
 MAX_LOG_BLOCK_RANGE: Final = 10_000
@@ -239,8 +246,10 @@ def _bloom_hex(bloom: int) -> str:
     return "0x" + bloom.to_bytes(256, "big").hex()
 
 
-def _transaction(tx: dict[str, Any]) -> dict[str, Any]:
+def _transaction(tx: dict[str, Any], timestamp: int | None) -> dict[str, Any]:
     out = dict(tx)
+    if timestamp is not None:
+        out["block_timestamp"] = timestamp
     out["input"] = out.pop("data", "0x")
     if out.get("to") in ("", b""):
         out["to"] = None
@@ -258,7 +267,8 @@ def _block(block: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(answer, dict)
     answer["logsBloom"] = _bloom_hex(int(bloom)) if isinstance(bloom, int) else _rpc(bloom)
     answer["transactions"] = [
-        _transaction(t) if isinstance(t, dict) else _rpc(t) for t in transactions
+        _transaction(t, block["timestamp"]) if isinstance(t, dict) else _rpc(t)
+        for t in transactions
     ]
     return answer
 
@@ -278,6 +288,7 @@ def _log(
         "data": "0x" + data.hex(),
         "blockNumber": hex(block.number),
         "blockHash": "0x" + block.hash.hex(),
+        "blockTimestamp": hex(block.header.timestamp),
         "transactionHash": "0x" + tx.hash.hex(),
         "transactionIndex": hex(tx_index),
         "logIndex": hex(log_index),
@@ -327,9 +338,14 @@ def _get_block_by_hash(tester: Tester, params: Sequence[object]) -> object:
 def _get_transaction_by_hash(tester: Tester, params: Sequence[object]) -> object:
     tx_hash = _hash(_param(params, 0), "transaction hash")
     try:
-        return _transaction(tester.get_transaction_by_hash("0x" + tx_hash.hex()))
+        tx = tester.get_transaction_by_hash("0x" + tx_hash.hex())
     except TesterTransactionNotFound:
         return None
+    number = tx.get("block_number")
+    if not isinstance(number, int) or number > _head(tester):
+        return None  # not mined (there is no pool: cannot happen outside tests)
+    header = _backend(tester).chain.get_canonical_block_header_by_number(BlockNumber(number))
+    return _transaction(tx, header.timestamp)
 
 
 def _get_transaction_receipt(tester: Tester, params: Sequence[object]) -> object:
@@ -351,6 +367,7 @@ def _get_transaction_receipt(tester: Tester, params: Sequence[object]) -> object
     answer = _rpc(receipt)
     assert isinstance(answer, dict)
     answer["logsBloom"] = _bloom_hex(receipts[index].bloom)
+    answer["blockTimestamp"] = hex(block.header.timestamp)
     answer["logs"] = [
         _log(block, _tx, index, first_log + i, lg.address, lg.topics, lg.data)
         for i, lg in enumerate(receipts[index].logs)
@@ -599,6 +616,8 @@ def _fee_history(tester: Tester, params: Sequence[object]) -> object:
     oldest = max(0, newest - count + 1)
     base_fees: list[str] = []
     ratios: list[float] = []
+    blob_fees: list[str] = []
+    blob_ratios: list[float] = []
     rewards: list[list[str]] = []
     for number in range(oldest, newest + 1):
         block = chain.get_canonical_block_by_number(BlockNumber(number))
@@ -606,22 +625,31 @@ def _fee_history(tester: Tester, params: Sequence[object]) -> object:
         base_fee = int(header.base_fee_per_gas or 0)
         base_fees.append(hex(base_fee))
         ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
+        blob_fees.append(hex(_blob_base_fee(header.excess_blob_gas)))
+        blob_ratios.append(header.blob_gas_used / MAX_BLOB_GAS_PER_BLOCK)
         if percentiles:
             rewards.append([hex(r) for r in _rewards(chain, block, base_fee, percentiles)])
     if newest == _head(tester):
-        next_fee = _next_base_fee(tester)
+        following = chain.header
     else:
         following = chain.get_canonical_block_header_by_number(BlockNumber(newest + 1))
-        next_fee = int(following.base_fee_per_gas or 0)
-    base_fees.append(hex(next_fee))
+    base_fees.append(hex(int(following.base_fee_per_gas or 0)))
+    blob_fees.append(hex(_blob_base_fee(following.excess_blob_gas)))
     answer: dict[str, object] = {
         "oldestBlock": hex(oldest),
         "baseFeePerGas": base_fees,
         "gasUsedRatio": ratios,
+        "baseFeePerBlobGas": blob_fees,
+        "blobGasUsedRatio": blob_ratios,
     }
     if percentiles:
         answer["reward"] = rewards
     return answer
+
+
+def _blob_base_fee(excess_blob_gas: int) -> int:
+    """The blob base fee (EIP-4844) of a block with this excess blob gas (Prague's rule)."""
+    return int(fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas, BLOB_FEE_FRACTION))
 
 
 def _rewards(chain: Any, block: BlockAPI, base_fee: int, percentiles: list[float]) -> list[int]:
@@ -748,6 +776,29 @@ async def handle(run: Runner, request: object) -> dict[str, Any] | list[dict[str
         kept = [a for a in answers if a is not None]
         return kept or None
     return await _answer_one(run, request)
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``raw`` (strings skipped), without
+    parsing it. Linear."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def parse_error(detail: str) -> dict[str, Any]:

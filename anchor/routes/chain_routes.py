@@ -58,6 +58,10 @@ async def chain_rpc(request: web.Request) -> web.Response:
             hint="read the chain through its own JSON-RPC endpoint",
         )
     raw = await _body(request)
+    if rpc.nesting_depth(raw) > rpc.MAX_JSON_DEPTH:
+        return web.json_response(
+            rpc.parse_error(f"the body nests deeper than {rpc.MAX_JSON_DEPTH} levels")
+        )
     try:
         parsed: object = json.loads(raw)
     except (ValueError, RecursionError):
