@@ -448,14 +448,14 @@ def bench_chain_restart(workdir: Path, anchors: int = RESTART_ANCHORS) -> list[R
     import asyncio
     import subprocess
 
-    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))  # after the package
-    from chain_helpers import anchor_directly
-
     from anchor import keys
-    from anchor.app import create_app, make_runner
+    from anchor.app import create_app, make_runner  # before tests/ is on the path (did_methods)
     from anchor.chain import ChainClient, ChainConfig
     from anchor.config import Config
     from anchor.store import SQLiteStore
+
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from chain_helpers import anchor_directly
 
     port = _free_port()
     config = Config(data_dir=workdir / "restart", port=port).check()

@@ -294,3 +294,20 @@ async def test_a_log_with_many_anchors_restarts_fast(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert elapsed < RESTART_BOUND_SECONDS
+
+
+async def test_a_kept_chain_refuses_another_anchoring_key(tmp_path: Path) -> None:
+    from anchor.chain.backends import EmbeddedChain
+    from anchor.errors import ConfigError
+
+    first = hashlib.sha256(b"first owner").digest()
+    chain = await EmbeddedChain.start(first, tmp_path / "chain")
+    address = chain.contract_address
+    await chain.close()
+    with pytest.raises(ConfigError, match="was made for the anchoring account"):
+        await EmbeddedChain.start(hashlib.sha256(b"another owner").digest(), tmp_path / "chain")
+    chain = await EmbeddedChain.start(first, tmp_path / "chain")  # the lock was released
+    try:
+        assert chain.contract_address == address
+    finally:
+        await chain.close()

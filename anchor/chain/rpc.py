@@ -363,7 +363,7 @@ def _get_transaction_receipt(tester: Tester, params: Sequence[object]) -> object
     receipt.pop("state_root", None)
     if receipt.get("to") == "":
         receipt["to"] = None
-    logs = receipt.pop("logs")
+    receipt.pop("logs")  # numbered per receipt by eth-tester; block-wide below
     answer = _rpc(receipt)
     assert isinstance(answer, dict)
     answer["logsBloom"] = _bloom_hex(receipts[index].bloom)
@@ -372,7 +372,6 @@ def _get_transaction_receipt(tester: Tester, params: Sequence[object]) -> object
         _log(block, _tx, index, first_log + i, lg.address, lg.topics, lg.data)
         for i, lg in enumerate(receipts[index].logs)
     ]
-    assert len(answer["logs"]) == len(logs)
     return answer
 
 
