@@ -1,7 +1,8 @@
 """``POST /v1/chain/rpc``: the embedded chain's read-only JSON-RPC endpoint
 (:mod:`anchor.chain.rpc`), so that verifiers and auditors can check receipts against the
 default setup as against any node. On an external chain it answers 404: use that chain's own
-RPC endpoint."""
+RPC endpoint. Not pure (HTTP I/O); cost: reading a bounded body (its nesting checked before
+it is parsed) and the methods' own (:mod:`anchor.chain.rpc`)."""
 
 from __future__ import annotations
 
