@@ -149,7 +149,7 @@ async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ethr_networks(app: web.Application) -> tuple[EthrNetwork, ...]:
-    """did:ethr on the anchoring chain: its registry is deployed at start on the embedded
+    """did:ethr on the anchoring chain: its registry is deployed once on the embedded
     chain, and named by ``--ethr-registry`` on an RPC chain (none given: no did:ethr)."""
     config = app[CONFIG]
     client = app[CHAIN]
@@ -158,7 +158,7 @@ async def _ethr_networks(app: web.Application) -> tuple[EthrNetwork, ...]:
         return ()
     embedded = client.embedded
     if embedded is not None:
-        registry = config.ethr_registry or await embedded.deploy(
+        registry = config.ethr_registry or await embedded.deploy_once(
             DID_REGISTRY, _chain_config(config).chain_key
         )
         w3, run = embedded.ethr_reader_web3()
@@ -242,6 +242,7 @@ def _chain_config(config: Config) -> ChainConfig:
         confirmations=config.confirmations,
         poll_interval=min(2.0, config.anchor_interval),
         reorg_depth=config.reorg_depth,
+        embedded_dir=config.data_dir / "chain" if config.embedded_chain else None,
     )
 
 

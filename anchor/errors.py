@@ -91,6 +91,21 @@ class LimitExceeded(InvalidInput):
     title = "Limit exceeded"
 
 
+class JsonRpcError(InvalidInput):
+    """A JSON-RPC request refused by the embedded chain's endpoint: answered as a JSON-RPC
+    error object (``code``, optional hex ``data``) in the response body, not as a problem."""
+
+    slug = "json-rpc-error"
+    title = "JSON-RPC error"
+
+    def __init__(
+        self, detail: str, *, code: int, data: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(detail, hint=hint)
+        self.code = code
+        self.data = data
+
+
 class VerificationError(AnchorError):
     """A cryptographic or structural check failed.
 

@@ -233,6 +233,11 @@ def openapi_document() -> dict[str, Any]:
                                 "algorithm": {"type": "string"},
                                 "hashing": {"type": "string"},
                                 "entryEncoding": {"type": "integer"},
+                                "rpc": {
+                                    "type": ["string", "null"],
+                                    "description": "the embedded chain's JSON-RPC endpoint "
+                                    "(null on an external chain)",
+                                },
                             },
                         }
                     )

@@ -15,7 +15,10 @@ Sections:
          single-digest submissions per second with their p99 latency, beside the raw store
          append rate measured in the same run.
   chain  gas per anchor measured on the embedded EVM (the same EVM rules anvil runs), and
-         the cost per entry at 1, 1,000 and 100,000 entries per anchor.
+         the cost per entry at 1, 1,000 and 100,000 entries per anchor; restarting the
+         service on the durable embedded chain with 1,000 anchors (in process: store,
+         chain and every start-up context; and a new ``ler-anchor serve`` process until
+         /healthz answers).
   status checking one credential against a cached, verified 131,072-entry list (decode
          reported separately), and 100,000 revocations applied, signed and published.
   audit  the auditor's replay rate (entries per second) over an exported log.
@@ -435,6 +438,87 @@ def bench_chain() -> list[Row]:
     return rows
 
 
+RESTART_ANCHORS = 1_000
+"""Anchors of the log the restart benchmark restarts."""
+
+
+def bench_chain_restart(workdir: Path, anchors: int = RESTART_ANCHORS) -> list[Row]:
+    """Restart the service on a durable embedded chain holding ``anchors`` final anchors
+    (made fast by the test helper ``anchor_directly``; about a tenth of a second each)."""
+    import asyncio
+    import subprocess
+
+    from anchor import keys
+    from anchor.app import create_app, make_runner  # before tests/ is on the path (did_methods)
+    from anchor.chain import ChainClient, ChainConfig
+    from anchor.config import Config
+    from anchor.store import SQLiteStore
+
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from chain_helpers import anchor_directly
+
+    port = _free_port()
+    config = Config(data_dir=workdir / "restart", port=port).check()
+    key, _ = keys.generate_if_missing(config.chain_key_path, "secp256k1")
+
+    async def build() -> None:
+        store = SQLiteStore(config.db_path)
+        chain_config = ChainConfig(
+            chain_key=bytes.fromhex(key.to_hex().removeprefix("0x")),
+            embedded_dir=config.data_dir / "chain",
+        )
+        client = await ChainClient.open(store, chain_config)
+        await client.start()
+        await anchor_directly(client, anchors)
+        await client.close()
+        store.close()
+
+    async def start_once() -> float:
+        started = time.perf_counter()
+        runner = make_runner(create_app(config))
+        await runner.setup()
+        elapsed = time.perf_counter() - started
+        await runner.cleanup()
+        return elapsed
+
+    asyncio.run(build())
+    asyncio.run(start_once())  # the registry's first deployment is not a restart
+    in_process = min(asyncio.run(start_once()) for _ in range(3))
+
+    def to_healthy(data_dir: Path) -> float:
+        """Seconds from starting ``ler-anchor serve`` on ``data_dir`` until /healthz answers."""
+        import urllib.request
+
+        cmd = [sys.executable, "-m", "anchor", "serve", "--port", str(port)]
+        cmd += ["--data-dir", str(data_dir)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                        return time.perf_counter() - started
+                except OSError:
+                    if proc.poll() is not None or time.perf_counter() - started > 120:
+                        raise RuntimeError("ler-anchor serve did not start") from None
+                    time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    with_anchors = to_healthy(config.data_dir)
+    empty = workdir / "restart-empty"
+    to_healthy(empty)  # makes its chain; the next start is a restart
+    without = to_healthy(empty)
+    what = f"{anchors:,} anchors"
+    return [
+        Row("chain", f"service start-up with {what} (in process)", in_process, "", None, "s",
+            "<= 5"),
+        Row("chain", f"ler-anchor serve restart until healthy, {what}", with_anchors,
+            "same, empty log", without, "s", ""),
+    ]  # fmt: skip
+
+
 def bench_status(workdir: Path) -> list[Row]:
     import asyncio
     import json as json_module
@@ -635,6 +719,7 @@ def main() -> int:
             rows += bench_serve(workdir)
         if "chain" in sections:
             rows += bench_chain()
+            rows += bench_chain_restart(workdir)
         if "status" in sections:
             rows += bench_status(workdir)
         if "audit" in sections:

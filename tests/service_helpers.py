@@ -35,7 +35,7 @@ def serve_command(data_dir: Path, port: int, *extra: str) -> list[str]:
     return [*serve, "--port", str(port), "--data-dir", str(data_dir), *extra]
 
 
-async def wait_healthy(url: str, timeout: float = 30) -> dict[str, Any]:
+async def wait_healthy(url: str, timeout: float = 60) -> dict[str, Any]:
     """Poll ``url``/healthz until it answers 200; returns its body."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:

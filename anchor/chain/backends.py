@@ -9,16 +9,18 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import aiohttp
+from eth.db.atomic import AtomicDB
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import BlockNotFound as TesterBlockNotFound
 from eth_tester.exceptions import TransactionFailed
 from eth_tester.exceptions import ValidationError as TesterValidationError
-from eth_typing import BlockIdentifier, ChecksumAddress, HexStr
+from eth_typing import BlockIdentifier, BlockNumber, ChecksumAddress, HexStr
 from eth_utils.address import to_checksum_address
 from eth_utils.exceptions import ValidationError as EthUtilsValidationError
 from web3 import AsyncHTTPProvider, AsyncWeb3, EthereumTesterProvider, Web3
@@ -34,6 +36,13 @@ from web3.providers.async_base import AsyncBaseProvider
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
 from web3.types import FilterParams, LogReceipt, RPCEndpoint, RPCResponse, TxParams
 
+from anchor.chain.durable import (
+    CHAIN_FILE_NAME,
+    DurableTesterBackend,
+    SQLiteKeyValue,
+    new_chain,
+    open_chain,
+)
 from anchor.chain.values import (
     DEFAULT_RPC_TIMEOUT_SECONDS,
     EMBEDDED_FUNDING_WEI,
@@ -50,6 +59,7 @@ from anchor.chain.values import (
     _public_url,
 )
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.errors import ConfigError, StoreError
 
 log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
 
@@ -355,17 +365,49 @@ class _ThreadedTesterProvider(AsyncEthereumTesterProvider):
         )
 
 
-def _new_tester_provider() -> EthereumTesterProvider:
+def _open_tester(
+    directory: Path | None,
+) -> tuple[EthereumTesterProvider, SQLiteKeyValue | None, bool]:
+    """The embedded chain's provider: the chain kept in ``directory`` (made there if it holds
+    none), or a chain in memory. Also returns its store and whether the chain is new."""
     salt = secrets.token_bytes(EMBEDDED_GENESIS_SALT_BYTES)
     genesis = PyEVMBackend.generate_genesis_params(overrides={"extra_data": salt})
-    return EthereumTesterProvider(EthereumTester(PyEVMBackend(genesis_parameters=genesis)))
+    store: SQLiteKeyValue | None = None
+    if directory is None:
+        chain, fresh = new_chain(AtomicDB(), genesis), True
+    else:
+        store = SQLiteKeyValue(directory / CHAIN_FILE_NAME)
+        recorded = store.meta(META_GENESIS)
+        if recorded is None:
+            chain, fresh = new_chain(AtomicDB(store), genesis), True
+            store.flush({META_GENESIS: chain.get_canonical_head().hash.hex()})
+        else:
+            chain, fresh = open_chain(AtomicDB(store)), False
+            found = chain.get_canonical_block_header_by_number(BlockNumber(0)).hash.hex()
+            if found != recorded:
+                store.close()
+                raise StoreError(
+                    f"the embedded chain in {directory} is damaged: its genesis block is "
+                    f"0x{found}, its record says 0x{recorded}",
+                    hint="restore the chain directory from a backup",
+                )
+    tester = EthereumTester(DurableTesterBackend(chain, store))
+    return EthereumTesterProvider(tester), store, fresh
+
+
+META_GENESIS = "genesis"
+META_OWNER = "owner"
+META_CONTRACT = "contract:"
+"""Names in the embedded chain's ``meta`` table: its genesis hash, the account that deployed
+its contracts, and each contract's address (``contract:<artifact name>``)."""
 
 
 class EmbeddedChain:
     """The in-process chain (eth-tester over py-evm) with LogAnchor deployed by ``owner``.
 
-    It lives as long as this object: a new one has a new genesis block, hence a new chain
-    identity. :meth:`control` runs code against the ``EthereumTester`` (mining, snapshots)
+    Kept in a directory (:mod:`anchor.chain.durable`), it is the same chain after every
+    restart, its contracts deployed once; without one it lives in memory as long as this
+    object. :meth:`control` runs code against the ``EthereumTester`` (mining, snapshots)
     on the chain's thread, for tests and tools.
     """
 
@@ -375,32 +417,86 @@ class EmbeddedChain:
         executor: ThreadPoolExecutor,
         sync_provider: EthereumTesterProvider,
         contract_address: ChecksumAddress,
+        store: SQLiteKeyValue | None = None,
     ) -> None:
         self.backend = backend
         self.contract_address = contract_address
         self._executor = executor
         self._sync_provider = sync_provider
+        self._store = store
+        self._meta: dict[str, str] = {}
+        self.durable = store is not None
+        """True when the chain is kept on disk."""
 
     @classmethod
-    async def start(cls, owner_key: bytes) -> EmbeddedChain:
-        """A fresh chain; the owner key's account is funded and deploys LogAnchor."""
+    async def start(cls, owner_key: bytes, directory: Path | None = None) -> EmbeddedChain:
+        """The chain kept in ``directory`` (or a new one in memory). A new chain funds the
+        owner key's account, which deploys LogAnchor; a kept one must have the same owner."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-chain")
         loop = asyncio.get_running_loop()
-        sync_provider = await loop.run_in_executor(executor, _new_tester_provider)
+        try:
+            sync_provider, store, fresh = await loop.run_in_executor(
+                executor, _open_tester, directory
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
         backend = Web3Backend(
             AsyncWeb3(_ThreadedTesterProvider(sync_provider, executor)),
             description="the embedded chain",
         )
         owner: LocalAccount = Account.from_key(owner_key)
-        chain = cls(backend, executor, sync_provider, to_checksum_address("0x" + "00" * 20))
-        await chain.fund(owner.address, EMBEDDED_FUNDING_WEI)
-        artifact = load_artifact(LOG_ANCHOR)
-        deployment = await loop.run_in_executor(
-            executor, deploy, Web3(sync_provider), artifact, owner
+        chain = cls(backend, executor, sync_provider, to_checksum_address("0x" + "00" * 20), store)
+        try:
+            recorded_owner = await chain._recorded(META_OWNER)
+            if recorded_owner is not None and recorded_owner != owner.address:
+                raise ConfigError(
+                    f"the embedded chain in {directory} was made for the anchoring account "
+                    f"{recorded_owner}, not {owner.address}",
+                    hint="restore the chain key file it was made with, or move the chain "
+                    "directory away to start a new chain (its receipts then no longer verify)",
+                )
+            if fresh or recorded_owner is None:
+                await chain.fund(owner.address, EMBEDDED_FUNDING_WEI)
+                await chain._record(META_OWNER, owner.address)
+            chain.contract_address = await chain.deploy_once(LOG_ANCHOR, owner_key)
+        except BaseException:
+            await chain.close()
+            raise
+        log.info(
+            "embedded chain %s; LogAnchor at %s",
+            "started" if fresh else f"opened from {directory}",
+            chain.contract_address,
         )
-        chain.contract_address = deployment.address
-        log.info("embedded chain started; LogAnchor deployed at %s", deployment.address)
         return chain
+
+    async def _recorded(self, name: str) -> str | None:
+        if self._store is None:
+            return self._meta.get(name)
+        store = self._store
+        return await asyncio.get_running_loop().run_in_executor(self._executor, store.meta, name)
+
+    async def _record(self, name: str, value: str) -> None:
+        self._meta[name] = value
+        if self._store is not None:
+            store = self._store
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, store.flush, {name: value}
+            )
+
+    async def deploy_once(self, name: str, owner_key: bytes) -> ChecksumAddress:
+        """The address of the artifact ``name`` on this chain, deployed by ``owner_key`` the
+        first time it is asked for (and recorded with the chain)."""
+        recorded = await self._recorded(META_CONTRACT + name)
+        if recorded is not None:
+            address = to_checksum_address(recorded)
+            if await self.backend.code(address):
+                return address
+            log.warning("the embedded chain lost contract %s at %s; deploying it again",
+                        name, address)  # fmt: skip
+        address = await self.deploy(name, owner_key)
+        await self._record(META_CONTRACT + name, address)
+        return address
 
     async def control(self, action: Callable[[Any], T]) -> T:
         """Run ``action(ethereum_tester)`` on the chain's thread."""
@@ -439,4 +535,7 @@ class EmbeddedChain:
 
     async def close(self) -> None:
         await self.backend.close()
+        if self._store is not None:
+            store, self._store = self._store, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, store.close)
         self._executor.shutdown(wait=True)

@@ -142,7 +142,7 @@ class ChainClient:
                 )
             backend = await Web3Backend.connect(config.rpc_url, timeout=config.rpc_timeout)
             return cls(store, backend, config, config.contract_address, owns_backend=True)
-        chain = embedded if embedded is not None else await EmbeddedChain.start(config.chain_key)
+        chain = embedded or await EmbeddedChain.start(config.chain_key, config.embedded_dir)
         return cls(
             store,
             chain.backend,

@@ -8,6 +8,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -199,6 +200,8 @@ class ChainConfig:
     """Final anchors whose block is at most this many blocks below the head are re-checked
     canonical on every step (0: only at start; less than ``confirmations`` also checks none,
     as an anchor becomes final only that deep)."""
+    embedded_dir: Path | None = None
+    """Where the embedded chain is kept (None: in memory, gone when the client closes)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_key, bytes) or len(self.chain_key) != 32:

@@ -14,6 +14,7 @@ from aiohttp import web
 from anchor.routes import (
     admin_routes,
     anchor_routes,
+    chain_routes,
     did_routes,
     entry_routes,
     log_routes,
@@ -31,6 +32,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     admin_routes,
     status_routes,
     verify_routes,
+    chain_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)

@@ -11,6 +11,7 @@ from anchor.app import CHAIN, LOG_KEY, STORE
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
 from anchor.logfiles import entry_json
+from anchor.routes.chain_routes import rpc_url
 from anchor.routes.params import int_param, optional_int_param
 from anchor.store import MAX_ENTRIES_PAGE
 
@@ -169,5 +170,6 @@ async def log_identity(request: web.Request) -> web.Response:
             "algorithm": "Ed25519",
             "hashing": "RFC 9162 SHA-256",
             "entryEncoding": 1,
+            "rpc": rpc_url(request),
         }
     )
