@@ -526,11 +526,16 @@ class SQLiteStore:
         """The schema version; a file without our ``meta`` table is not ours."""
         try:
             return self._meta_on(conn, "schema_version")
-        except sqlite3.DatabaseError as exc:  # no such table: meta; not a database at all
+        except (sqlite3.DatabaseError, StoreError) as exc:  # no table meta; not a database
+            if isinstance(exc, StorageUnavailable):  # the disk, not the file's contents
+                raise
+            cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+            if not isinstance(cause, sqlite3.DatabaseError):
+                raise
             raise StoreError(
-                f"{self.path} is not an LER Anchor database ({exc})",
+                f"{self.path} is not an LER Anchor database ({cause})",
                 hint="give --data-dir or --db the service's database",
-            ) from exc
+            ) from None  # explained in full: not wrapped again by the open
 
     def reader(self) -> sqlite3.Connection:
         """This thread's read connection."""
