@@ -18,6 +18,7 @@ from anchor.routes import (
     entry_routes,
     log_routes,
     ops_routes,
+    page_routes,
     status_routes,
     verify_routes,
 )
@@ -31,6 +32,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     admin_routes,
     status_routes,
     verify_routes,
+    page_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)
