@@ -226,6 +226,7 @@ def browser_run(issued: Issued, tmp_path_factory: pytest.TempPathFactory) -> dic
             check=False,
         )
     assert done.returncode == 0, done.stderr[-3000:]
+    (artifacts / "observations.json").write_text(done.stdout)
     result: dict[str, Any] = json.loads(done.stdout)
     result["artifacts"] = artifacts
     return result

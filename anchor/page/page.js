@@ -368,7 +368,9 @@
     }
     current = credential;
     showWhat(credential, report);
-    showVerdict(report.result);
+    const failed = (report.checks || []).filter((c) => c.result === report.result && c.result !== "valid");
+    const which = failed.map((c) => `${CHECK_WORDS[c.check] || text(c.check)}: ${VERDICT_WORDS[c.result].toLowerCase()} (${text(c.reason)})`);
+    showVerdict(report.result, which.length ? which.join(". ") + "." : "");
     showChecks(report);
     showAnchor(report);
     showStatus(report);
