@@ -41,6 +41,8 @@ from service_helpers import serve_command, service_config, wait_healthy
 from anchor import credentials
 from anchor.app import create_app, make_runner
 from anchor.cli import main
+from anchor.credential_summary import summarize
+from anchor.errors import ConfigError
 from anchor.keys import Ed25519Key, save_key
 from anchor.page import CSP
 
@@ -485,3 +487,51 @@ async def test_verified_credentials_are_neither_logged_nor_stored(
         content = path.read_bytes()
         for secret in secrets:
             assert secret.encode() not in content, path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"explorer_url": "javascript:alert(1)"},
+        {"explorer_url": 'https://explorer.example/"><script>'},
+        {"explorer_url": "https://explorer.example/?q="},
+        {"page_origins": "https://verify.county.example/path"},
+        {"page_origins": "https://verify.county.example, ftp://files.example"},
+    ],
+)
+def test_page_settings_are_checked(tmp_path: Path, overrides: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        service_config(tmp_path, **overrides)
+
+
+def test_summary_leads_with_what_the_credential_claims() -> None:
+    """OB 3.0 or CLR 2.0 (achievements in nested credentials), ``proof`` object or array."""
+    badge = {
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "issuer": {"id": "did:web:college.example", "name": "County College"},
+        "validFrom": "2026-01-05T00:00:00Z",
+        "credentialSubject": {"achievement": ACHIEVEMENT},
+        "proof": [{"type": "DataIntegrityProof"}, {"type": "DataIntegrityProof"}],
+    }
+    clr = {
+        "type": ["VerifiableCredential", "ClrCredential"],
+        "issuer": "did:web:board.example",
+        "validFrom": "2026-02-01T00:00:00Z",
+        "validUntil": "2031-02-01T00:00:00Z",
+        "credentialSubject": {"verifiableCredential": [badge, "not an object"]},
+        "proof": {"type": "DataIntegrityProof"},
+    }
+    summary = summarize(clr)
+    assert summary is not None
+    assert summary.lines() == [
+        "credential  ClrCredential",
+        "achievement Welding I: Basic shielded metal arc welding",
+        "issuer      (did:web:board.example) as the credential says",
+        "issued      2026-02-01T00:00:00Z",
+        "expires     2031-02-01T00:00:00Z",
+    ]
+    badge_summary = summarize(badge)
+    assert badge_summary is not None
+    assert badge_summary.issuer_name == "County College"
+    assert summarize(["not", "a", "credential"]) is None
+    assert summarize({}) == summarize({"type": "odd"})

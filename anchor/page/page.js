@@ -329,6 +329,10 @@
 
   async function check(raw) {
     reset();
+    if (raw.length > MAX_BYTES) {
+      showMessage("This text is longer than 1 MB: it is not a credential.");
+      return;
+    }
     let credential;
     try {
       credential = JSON.parse(raw);
