@@ -300,6 +300,12 @@ def test_revoked_suspended_and_tampered_fail(browser_run: dict[str, Any]) -> Non
     assert "Welding III (Master)" in tampered["what"]
 
 
+def test_a_dropped_file_is_checked(browser_run: dict[str, Any]) -> None:
+    dropped = browser_run["cases"]["dropped"]
+    assert dropped["verdict"] == "invalid"
+    assert sorted(dropped["status"]) == [["revocation", "valid"], ["suspension", "suspended"]]
+
+
 def test_not_a_credential_is_said_plainly(browser_run: dict[str, Any]) -> None:
     not_json = browser_run["cases"]["notJson"]
     assert not not_json["shown"]
@@ -307,6 +313,7 @@ def test_not_a_credential_is_said_plainly(browser_run: dict[str, Any]) -> None:
     other = browser_run["cases"]["notCredential"]
     assert other["shown"]
     assert other["verdict"] == "invalid"
+    assert other["title"] == "This is not a valid credential"
     assert _checks(other)["format"] == "invalid"
 
 
@@ -535,3 +542,12 @@ def test_summary_leads_with_what_the_credential_claims() -> None:
     assert badge_summary.issuer_name == "County College"
     assert summarize(["not", "a", "credential"]) is None
     assert summarize({}) == summarize({"type": "odd"})
+
+
+def test_missing_browser_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
+        _missing(str(CHROMIUM), "apt-get install chromium")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        _missing(str(CHROMIUM), "apt-get install chromium")

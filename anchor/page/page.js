@@ -171,10 +171,10 @@
       "Nothing failed, but some checks could not be completed: see below. Try again later or ask the issuer."],
   };
 
-  function showVerdict(result, reason) {
+  function showVerdict(result, reason, heading) {
     const [title, words] = SUMMARY[result] || SUMMARY.unknown;
     $("verdict").className = `verdict ${SUMMARY[result] ? result : "unknown"}`;
-    $("verdict-title").textContent = title;
+    $("verdict-title").textContent = heading || title;
     $("verdict-text").textContent = reason || words;
   }
 
@@ -374,7 +374,13 @@
     showWhat(credential, report);
     const failed = (report.checks || []).filter((c) => c.result === report.result && c.result !== "valid");
     const which = failed.map((c) => `${CHECK_WORDS[c.check] || text(c.check)}: ${VERDICT_WORDS[c.result].toLowerCase()} (${text(c.reason)})`);
-    showVerdict(report.result, which.length ? which.join(". ") + "." : "");
+    const format = (report.checks || []).find((c) => c.check === "format");
+    if (format && format.result === "invalid") {
+      showVerdict("invalid", `It is not a well-formed credential: ${text(format.reason)}.`,
+        "This is not a valid credential");
+    } else {
+      showVerdict(report.result, which.length ? which.join(". ") + "." : "");
+    }
     showChecks(report);
     showAnchor(report);
     showStatus(report);

@@ -118,6 +118,17 @@ async function main() {
       await page.screenshot({ path: path.join(spec.artifacts, `${name}.png`), fullPage: true });
     }
 
+    // Dropped onto the box rather than picked.
+    await page.goto(spec.url, { waitUntil: "load" });
+    const dropped = await page.evaluateHandle((content) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([content], "dropped.json", { type: "application/json" }));
+      return transfer;
+    }, fs.readFileSync(spec.files.suspended, "utf8"));
+    await page.dispatchEvent("#drop", "drop", { dataTransfer: dropped });
+    await settled(page);
+    out.cases.dropped = await observe(page);
+
     // The keyboard alone: paste, check, compare, then the auditor's view.
     await page.goto(spec.url, { waitUntil: "load" });
     const keyboard = {};
