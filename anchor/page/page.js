@@ -446,6 +446,7 @@
       const anchorRows = (anchors.anchors || []).map((a) => {
         const tx = text(a.transactionHash);
         const link = tx && EXPLORER ? webLink(`${EXPLORER}/tx/${encodeURIComponent(tx)}`, tx) : null;
+        if (link) link.classList.add("mono");
         return [String(a.treeSize), text(a.state), a.blockNumber === null ? "" : String(a.blockNumber),
           when(a.blockTime) || "", link || el("span", { class: "mono" }, tx)];
       });
