@@ -401,9 +401,11 @@ def make_runner(app: web.Application) -> web.AppRunner:
 
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
-    from anchor.routes import ROUTE_TABLES, status_routes, verify_routes
+    from anchor.routes import ROUTE_TABLES, page_routes, status_routes, verify_routes
 
     middlewares: list[Middleware] = [problems_and_metrics]
+    if config.page_origins:  # outermost: its headers go on problem responses too
+        middlewares.insert(0, page_routes.cors)
     if config.fetch_rate > 0:  # inside problems_and_metrics, which answers its 429s
         limiter = ratelimit.RateLimiter(config.fetch_rate)
         middlewares.append(ratelimit.middleware(limiter, FETCHING_ROUTES))

@@ -109,6 +109,17 @@ class Config:
             "resolution (0: no limit, e.g. behind a proxy that limits)"
         },
     )
+    explorer_url: str | None = field(
+        default=None,
+        metadata={"help": "block explorer base URL; the verification page links {URL}/tx/{hash}"},
+    )
+    page_origins: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated origins (or *) of exported verification pages allowed "
+            "to call the public API from a browser (CORS; none: same origin only)"
+        },
+    )
     status_url: str | None = field(
         default=None,
         metadata={
@@ -142,6 +153,12 @@ class Config:
         if self.chain_key_file is not None:
             return self.chain_key_file
         return self.data_dir / "chain-key.hex"
+
+    @property
+    def page_origin_list(self) -> tuple[str, ...]:
+        """The origins of ``page_origins`` (empty: none)."""
+        raw = self.page_origins or ""
+        return tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
     @property
     def embedded_chain(self) -> bool:
@@ -183,12 +200,32 @@ class Config:
                 f"outbound networks must be one of {', '.join(OUTBOUND_POLICIES)}",
                 hint="any lets callers of /v1/verify make the service fetch private addresses",
             )
+        if self.explorer_url is not None and not is_web_url(self.explorer_url):
+            raise ConfigError(
+                "explorer URL must be an http(s) URL", hint="e.g. https://etherscan.io"
+            )
+        if self.page_origins is not None and not all(
+            o == "*" or (is_web_url(o) and o.count("/") == 2) for o in self.page_origin_list
+        ):
+            raise ConfigError(
+                "page origins must be * or origins like https://verify.county.example",
+                hint="scheme and host (and port), no path",
+            )
         if self.rpc_url is not None and self.contract is None:
             raise ConfigError(
                 "--rpc-url needs --contract",
                 hint="deploy the contract with `ler-anchor deploy --rpc-url URL` first",
             )
         return self
+
+
+def is_web_url(value: str) -> bool:
+    """An absolute http(s) URL with a host and nothing a page could misread (quotes, spaces,
+    angle brackets, a query or fragment)."""
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+        return False
+    return not any(c in value for c in "\"'<>` \\?#") and value.isprintable()
 
 
 def _flag(name: str) -> str:

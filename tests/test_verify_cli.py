@@ -92,6 +92,14 @@ async def test_issue_verify_revoke_verify(
         code, out, err = await run_cli(capsys, "verify", *with_receipt, *chain)
         assert code == 0, out + err
         lines = out.splitlines()
+        # What the credential is leads, then a blank line, then the checks.
+        assert lines[0].split() == ["credential", "OpenBadgeCredential"]
+        assert lines[1] == f"achievement {ACHIEVEMENT['name']}: {ACHIEVEMENT['description']}"
+        assert lines[2].startswith("issuer")
+        assert issuer.did in lines[2]
+        assert lines[3].split()[0] == "issued"
+        assert lines[4].split() == ["expires", "never"]
+        lines = lines[lines.index("") + 1 :]
         assert [line.split()[:2] for line in lines[:-1]] == [
             [name, "valid"]
             for name in ("format", "anchoring", "issuer", "key", "proof", "validity", "status")
@@ -185,4 +193,5 @@ async def test_usage_errors_are_one_line(
     # Not a credential at all: a verdict (format invalid), exit 1.
     code, out, _ = await run_cli(capsys, "verify", str(credential))
     assert code == 1
-    assert out.splitlines()[0].split()[:2] == ["format", "invalid"]
+    assert out.splitlines()[0].split() == ["credential", "(no", "type)"]
+    assert out.split("\n\n")[1].splitlines()[0].split()[:2] == ["format", "invalid"]

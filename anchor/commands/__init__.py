@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status_cmd", "allocate, set, read, export and check status list entries"),
     "resolve": ("resolve_cmd", "resolve a DID"),
     "verify": ("verify_cmd", "verify a credential: proof, issuer, status, anchoring"),
+    "page": ("page_cmd", "export the credential verification page for a static web host"),
     "audit": ("audit_cmd", "replay every anchored checkpoint from the chain and the public log"),
     "deploy": ("deploy_cmd", "deploy the anchor and DID registry contracts"),
     "log": ("log_cmd", "inspect, check and export the local log database"),

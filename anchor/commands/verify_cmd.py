@@ -1,6 +1,7 @@
 """``ler-anchor verify``: verify a credential as an employer would (see :mod:`anchor.verify`).
 
-Prints one line per check (``format``, ``anchoring``, ``issuer``, ``key``, ``proof``,
+Prints what the credential says it is (kind, achievements, issuer, dates: not yet checked),
+then one line per check (``format``, ``anchoring``, ``issuer``, ``key``, ``proof``,
 ``validity``, ``status``: valid / invalid / unknown and why) and the result, or the report
 as JSON with ``--json``. Exit status: 0 when every check is valid, 1 when one is invalid, 3
 when none is invalid but one is unknown (2 and up for usage errors, as every command).
@@ -29,6 +30,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from anchor.chain import Web3Backend
 from anchor.commands.status_cmd import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, _read_json
 from anchor.commands.trust_cmd import add_trust_args, check_trust_args, trust_from_args
+from anchor.credential_summary import summarize
 from anchor.errors import InvalidInput
 from anchor.status_check import StatusChecker
 from anchor.status_list import MIN_ENTRIES
@@ -167,5 +169,11 @@ def _verify(args: argparse.Namespace) -> int:
             return await verifier.verify(credential, receipt)
 
     report = asyncio.run(run())
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        summary = summarize(credential)
+        if summary is not None:
+            print("\n".join(summary.lines()) + "\n")
+        print(report.table())
     return EXIT_CODES[report.verdict]

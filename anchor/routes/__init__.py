@@ -19,6 +19,7 @@ from anchor.routes import (
     entry_routes,
     log_routes,
     ops_routes,
+    page_routes,
     status_routes,
     verify_routes,
 )
@@ -33,6 +34,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     status_routes,
     verify_routes,
     chain_routes,
+    page_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)

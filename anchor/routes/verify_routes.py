@@ -6,7 +6,10 @@ are the verifier's one trust root) and one
 :class:`~anchor.status_check.StatusChecker` per application on the shared HTTP session (so
 status lists are cached for their ``ttl`` across requests). Receipts must come from this
 service's log and anchor contract. The answer is the report, ``200`` whatever the verdict;
-``400`` for a body that is not ``{"credential": {...}, "receipt"?: {...}}``.
+``400`` for a body that is not ``{"credential": {...}, "receipt"?: {...}}``. The answer
+adds ``issuer``: the credential's issuer DID and the name this service's issuer registry
+gives it (``null`` when the DID is not registered here). The credential is neither stored nor
+logged.
 
 Outbound work is bounded: at most :data:`~anchor.status_check.MAX_STATUS_ENTRIES` status
 entries on :data:`~anchor.status_check.MAX_STATUS_HOSTS` hosts are fetched (the excess is
@@ -16,13 +19,15 @@ bucket (429 when it has too few).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from aiohttp import web
 
 from anchor import ratelimit
-from anchor.app import CHAIN, CONFIG, HTTP, LOG, LOG_KEY, RESOLVER
+from anchor.app import CHAIN, CONFIG, HTTP, ISSUERS, LOG, LOG_KEY, RESOLVER
+from anchor.credentials import issuer_id
 from anchor.errors import InvalidInput
 from anchor.openapi import errors, json_request, json_response
 from anchor.routes.bodies import json_object
@@ -94,7 +99,14 @@ async def verify(request: web.Request) -> web.Response:
     # one token per status list this makes the service fetch (the request paid one already)
     ratelimit.charge(request, verifier.status.fetches_needed(credential), "verifying this")
     report = await verifier.verify(credential, receipt)
-    return web.json_response(report.to_json())
+    answer = report.to_json()
+    did = issuer_id(credential)
+    registered = None if did is None else await asyncio.to_thread(request.app[ISSUERS].get, did)
+    answer["issuer"] = {
+        "id": did,
+        "registeredName": (registered.name or None) if registered and registered.active else None,
+    }
+    return web.json_response(answer)
 
 
 def openapi_paths() -> dict[str, Any]:
@@ -121,6 +133,17 @@ def openapi_paths() -> dict[str, Any]:
             },
             "checkedAt": {"type": "string", "format": "date-time"},
             "checks": {"type": "array", "items": check},
+            "issuer": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": ["string", "null"], "description": "the issuer DID"},
+                    "registeredName": {
+                        "type": ["string", "null"],
+                        "description": "its name in this service's issuer registry (null: "
+                        "not registered here)",
+                    },
+                },
+            },
         },
     }
     return {
