@@ -25,7 +25,7 @@ from service_helpers import (
 from anchor import credentials, data_integrity
 from anchor.app import ISSUERS, create_app
 from anchor.cli import main
-from anchor.keys import Ed25519Key, save_key
+from anchor.keys import Ed25519Key, load_ed25519_key, save_key
 from anchor.store import SQLiteStore
 
 STATUS = {
@@ -333,10 +333,20 @@ async def test_issue_a_clr_then_verify_it(
     resp = await client.post("/v1/verify", json={"credential": clr, "receipt": receipt})
     report = await resp.json()
     assert report["result"] == "valid", report
+    proof = next(c for c in report["checks"] if c["check"] == "proof")
+    assert proof["details"]["embeddedChecked"] == 3
     tampered = json.loads(json.dumps(clr))
     tampered["credentialSubject"]["verifiableCredential"][0]["name"] = "Advanced Mathematics"
     resp = await client.post("/v1/verify", json={"credential": tampered, "receipt": receipt})
     assert (await resp.json())["result"] == "invalid"
+    # re-signed around an altered embedded credential: the embedded proof gives it away
+    key = load_ed25519_key(Path(signed_args[3]))
+    del tampered["proof"]
+    forged = credentials.sign(tampered, key.seed(), key.verification_method)
+    resp = await client.post("/v1/verify", json={"credential": forged})
+    proof = next(c for c in (await resp.json())["checks"] if c["check"] == "proof")
+    assert proof["result"] == "invalid"
+    assert proof["reason"].startswith("embedded credential 0: ")
 
 
 async def test_status_set_takes_words_and_says_which_purpose_is_missing(
