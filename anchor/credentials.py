@@ -49,7 +49,41 @@ IDENTITY_TYPES = frozenset(
 """OB 3.0 IdentifierTypeEnum values accepted for hashed identifiers (other types are given
 as extensions: ``ext:`` and a name, e.g. ``ext:studentId``)."""
 
-_EXT_IDENTITY_TYPE = re.compile(r"ext:[A-Za-z0-9._-]{1,100}")
+_EXTENSION_TERM = re.compile(r"ext:[A-Za-z0-9._-]{1,100}")
+"""An extension of an OB 3.0 extensible vocabulary (``ext:`` and a name)."""
+
+ACHIEVEMENT_TYPES = frozenset(
+    {
+        "Achievement", "ApprenticeshipCertificate", "Assessment", "Assignment",
+        "AssociateDegree", "Award", "Badge", "BachelorDegree", "Certificate",
+        "CertificateOfCompletion", "Certification", "CommunityService", "Competency", "Course",
+        "CoCurricular", "Degree", "Diploma", "DoctoralDegree", "Fieldwork",
+        "GeneralEducationDevelopment", "JourneymanCertificate", "LearningProgram", "License",
+        "Membership", "ProfessionalDoctorate", "QualityAssuranceCredential",
+        "MasterCertificate", "MasterDegree", "MicroCredential", "ResearchDoctorate",
+        "SecondarySchoolDiploma",
+    }
+)  # fmt: skip
+"""OB 3.0 AchievementType values (others as ``ext:NAME``)."""
+
+ALIGNMENT_TARGET_TYPES = frozenset(
+    {
+        "ceasn:Competency", "ceterms:Credential", "CFItem", "CFRubric", "CFRubricCriterion",
+        "CFRubricCriterionLevel", "CTDL",
+    }
+)  # fmt: skip
+"""OB 3.0 AlignmentTargetType values (others as ``ext:NAME``)."""
+
+
+def _vocabulary(value: str | None, allowed: frozenset[str], what: str) -> str | None:
+    """``value`` when it is in the OB 3.0 vocabulary ``allowed`` or an ``ext:`` extension."""
+    if value is None or value in allowed or _EXTENSION_TERM.fullmatch(value):
+        return value
+    raise InvalidInput(
+        f"{what} {value!r} is not an Open Badges 3.0 {what}",
+        hint=f"use one of {', '.join(sorted(allowed))}, or an extension such as ext:{value}",
+    )
+
 
 MAX_TEXT = 10_000
 """Longest free text (names, descriptions, narratives) accepted from an achievement file."""
@@ -146,7 +180,11 @@ def parse_achievement(doc: Any) -> Achievement:
                 target_url=str(_text(a, "targetUrl", where)),
                 target_framework=_text(a, "targetFramework", where, required=False),
                 target_code=_text(a, "targetCode", where, required=False),
-                target_type=_text(a, "targetType", where, required=False),
+                target_type=_vocabulary(
+                    _text(a, "targetType", where, required=False),
+                    ALIGNMENT_TARGET_TYPES,
+                    "targetType",
+                ),
             )
         )
     return Achievement(
@@ -154,7 +192,11 @@ def parse_achievement(doc: Any) -> Achievement:
         name=str(_text(doc, "name", "achievement")),
         description=str(_text(doc, "description", "achievement")),
         criteria=str(_text({"criteria": criteria}, "criteria", "achievement")),
-        achievement_type=_text(doc, "achievementType", "achievement", required=False),
+        achievement_type=_vocabulary(
+            _text(doc, "achievementType", "achievement", required=False),
+            ACHIEVEMENT_TYPES,
+            "achievementType",
+        ),
         alignments=tuple(alignments),
     )
 
@@ -164,7 +206,7 @@ def hashed_identity(
 ) -> dict[str, Any]:
     """The OB 3.0 ``IdentityObject`` for ``identifier``: ``sha256$`` + hex SHA-256 of the
     identifier followed by the salt (a fresh random salt unless one is given)."""
-    if identity_type not in IDENTITY_TYPES and not _EXT_IDENTITY_TYPE.fullmatch(identity_type):
+    if identity_type not in IDENTITY_TYPES and not _EXTENSION_TERM.fullmatch(identity_type):
         raise InvalidInput(
             f"identity type {identity_type!r} is not one of {', '.join(sorted(IDENTITY_TYPES))}",
             hint="name another type as an extension, e.g. ext:studentId",

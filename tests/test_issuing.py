@@ -25,6 +25,7 @@ from service_helpers import (
 from anchor import credentials, data_integrity
 from anchor.app import ISSUERS, create_app
 from anchor.cli import main
+from anchor.errors import InvalidInput
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
 from anchor.store import SQLiteStore
 
@@ -50,6 +51,7 @@ WELDING = {
         }
     ],
 }
+ALIGNMENT = {"targetName": "Welding", "targetUrl": "https://skills.example/welding"}
 COURSE = {
     "id": "https://college.example/courses/math-101",
     "name": "Technical Mathematics",
@@ -137,6 +139,32 @@ def test_the_schemas_reject_what_they_should() -> None:
     assert not clr_schema_errors(clr)
     empty = {**clr, "credentialSubject": {"type": ["ClrSubject"], "verifiableCredential": []}}
     assert clr_schema_errors(empty)
+
+
+@pytest.mark.parametrize(
+    ("change", "accepted"),
+    [
+        ({"achievementType": "Bootcamp"}, False),
+        ({"achievementType": "ext:Bootcamp"}, True),
+        ({"alignments": [{**ALIGNMENT, "targetType": "Skill"}]}, False),
+        ({"alignments": [{**ALIGNMENT, "targetType": "CFItem"}]}, True),
+    ],
+)
+def test_achievement_vocabularies_are_ob3s(change: dict[str, Any], accepted: bool) -> None:
+    """What the achievement file may say is what the OB 3.0 schema admits."""
+    doc = {**WELDING, **change}
+    if not accepted:
+        with pytest.raises(InvalidInput, match=r"is not an Open Badges 3\.0"):
+            credentials.parse_achievement(doc)
+        return
+    key = Ed25519Key.generate()
+    unsigned = credentials.open_badge(
+        issuer=key.did,
+        issuer_name="County College",
+        achievement=credentials.parse_achievement(doc),
+        subject="did:example:learner",
+    )
+    assert_ob3_valid(credentials.sign(unsigned, key.seed(), key.verification_method))
 
 
 def test_old_object_proof_credentials_still_verify() -> None:

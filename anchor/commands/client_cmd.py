@@ -125,6 +125,9 @@ RECEIPT_CONCURRENCY = 16
 
 RECEIPT_SUFFIX = ".receipt.json"
 
+MAX_DIR_CREDENTIALS = 100_000
+"""Most credentials ``receipt --dir`` fetches receipts for in one run."""
+
 
 def _waiting_for(body: dict[str, Any]) -> str:
     """What a pending receipt waits for (from the service's pending answer)."""
@@ -199,6 +202,12 @@ def _receipt_dir(args: argparse.Namespace) -> int:
         if not p.name.endswith(RECEIPT_SUFFIX)
         and not p.with_name(p.name[: -len(".json")] + RECEIPT_SUFFIX).exists()
     )
+    if len(todo) > MAX_DIR_CREDENTIALS:
+        raise InvalidInput(
+            f"{folder} has {len(todo)} credentials without a receipt; at most "
+            f"{MAX_DIR_CREDENTIALS} are fetched at a time",
+            hint="split the folder",
+        )
     digests = [credential_digest(p) for p in todo]
     outcome: dict[str, int] = {"anchored": 0, "pending": 0, "unknown": 0}
 

@@ -36,6 +36,9 @@ MAX_LEARNERS = 100_000
 MAX_ACHIEVEMENT_BYTES = 1024 * 1024
 """Largest ``--achievement`` file read."""
 
+MAX_CREDENTIAL_BYTES = 16 * 1024 * 1024
+"""Largest existing credential file a re-run reads."""
+
 MAX_ROW_ID = 200
 """Longest value of the CSV ``id`` column."""
 
@@ -216,6 +219,8 @@ def _existing(path: Path, credential_id: str) -> dict[str, Any] | None:
     """The credential already issued at ``path`` under ``credential_id``, if any."""
     if not path.exists():
         return None
+    if path.stat().st_size > MAX_CREDENTIAL_BYTES:
+        raise InvalidInput(f"{path} exists and is larger than any credential issued here")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as err:
