@@ -434,3 +434,31 @@ def test_issuer_add_refuses_to_rename_without_rename(
     assert (code, out.strip()) == (0, f"registered again {did} (County Technical College)")
     code, out, err = run("list", "--json")
     assert [i["name"] for i in json.loads(out)] == ["County Technical College"]
+
+
+async def test_receipt_wait_counts_the_confirmations_left(
+    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # anchored at once, but final only after 50 confirmations
+    config = service_config(tmp_path, anchor_interval=0.2, confirmations=50)
+    client = await aiohttp_client(create_app(config))
+    key = Ed25519Key.generate()
+    client.app[ISSUERS].add(key.did, "County College")
+    save_key(key, tmp_path / "k.jwk")
+    service = str(client.make_url("")).rstrip("/")
+    digest = "cd" * 32
+    code, _, err = await cli(
+        capsys, "submit", "--service", service, "--key", str(tmp_path / "k.jwk"), digest
+    )
+    assert code == 0, err
+    for _ in range(100):
+        body = await (await client.get(f"/v1/receipts/{digest}")).json()
+        if body["confirmations"] > 0:
+            break
+        await asyncio.sleep(0.1)
+    have = body["confirmations"]
+    assert 0 < have < 50
+    code, out, err = await cli(capsys, "receipt", "--service", service, digest, "--wait", "0.5")
+    assert code == 3
+    assert out == ""
+    assert f"its anchor has {have} of 50 confirmations, {50 - have} to go" in err

@@ -146,6 +146,15 @@ def openapi_paths() -> dict[str, Any]:
                                 "submitter": {"type": "string"},
                                 "leafIndex": {"type": "integer"},
                                 "detail": {"type": "string"},
+                                "confirmations": {
+                                    "type": "integer",
+                                    "description": "of the first mined anchor covering it (0: "
+                                    "none yet); absent when the chain did not answer",
+                                },
+                                "confirmationsRequired": {
+                                    "type": "integer",
+                                    "description": "confirmations that make an anchor final",
+                                },
                             },
                         },
                         "Logged, not anchored yet",
