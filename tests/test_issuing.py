@@ -257,6 +257,7 @@ async def test_issue_a_csv_twice_then_fetch_receipts_by_folder(
     code, out, err = await cli(capsys, *issue, "--out", str(out_dir), "--wait", "30")
     assert code == 0, err
     assert "0 credentials issued, 2 already issued (skipped); 2 anchored, 0 pending" in err
+    assert "waiting for receipts" in err  # progress while waiting
     assert {p.name: p.read_text() for p in out_dir.glob("*[!t].json")} == first
     assert sorted(p.name for p in out_dir.glob("*.receipt.json")) == [
         "alice-welding.receipt.json",
