@@ -6,6 +6,12 @@ An :func:`open_badge` is a VC Data Model 2.0 ``OpenBadgeCredential`` whose subje
 ``IdentityObject`` with ``hashed: true``) so no name or e-mail is in the credential. It is
 secured with an ``eddsa-jcs-2022`` Data Integrity proof (:func:`sign`); its digest for
 anchoring is SHA-256 of its RFC 8785 canonical JSON (:func:`digest`), proof included.
+
+Shapes follow 1EdTech's OB 3.0 JSON Schema (``ob_v3p0_achievementcredential``): ``proof`` is
+an array, and ``credentialStatus`` is one object (OB 3.0 allows at most one). A credential
+given both a revocation and a suspension entry carries them as an array: valid VC 2.0, but a
+departure from OB 3.0 that its schema rejects. A :func:`clr` is a 1EdTech CLR 2.0
+``ClrCredential`` bundling one learner's signed achievement credentials.
 """
 
 from __future__ import annotations
@@ -24,14 +30,60 @@ from anchor.errors import InvalidInput
 
 VC_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 OB_V3_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
+CLR_V2_CONTEXT = "https://purl.imsglobal.org/spec/clr/v2p0/context-2.0.1.json"
+
+MAX_CLR_ACHIEVEMENTS = 1_000
+"""Most achievement credentials one CLR bundles."""
 
 SALT_BYTES = 16
 """Random salt of a hashed identifier (hex encoded in the credential)."""
 
 IDENTITY_TYPES = frozenset(
-    {"emailAddress", "sourcedId", "studentId", "systemId", "name", "lisSourcedId", "phoneNumber"}
-)
-"""OB 3.0 IdentifierTypeEnum values accepted for hashed identifiers."""
+    {
+        "name", "sourcedId", "systemId", "productId", "userName", "accountId", "emailAddress",
+        "nationalIdentityNumber", "isbn", "issn", "lisSourcedId", "oneRosterSourcedId",
+        "sisSourcedId", "ltiContextId", "ltiDeploymentId", "ltiToolId", "ltiPlatformId",
+        "ltiUserId", "identifier",
+    }
+)  # fmt: skip
+"""OB 3.0 IdentifierTypeEnum values accepted for hashed identifiers (other types are given
+as extensions: ``ext:`` and a name, e.g. ``ext:studentId``)."""
+
+_EXTENSION_TERM = re.compile(r"ext:[A-Za-z0-9._-]{1,100}")
+"""An extension of an OB 3.0 extensible vocabulary (``ext:`` and a name)."""
+
+ACHIEVEMENT_TYPES = frozenset(
+    {
+        "Achievement", "ApprenticeshipCertificate", "Assessment", "Assignment",
+        "AssociateDegree", "Award", "Badge", "BachelorDegree", "Certificate",
+        "CertificateOfCompletion", "Certification", "CommunityService", "Competency", "Course",
+        "CoCurricular", "Degree", "Diploma", "DoctoralDegree", "Fieldwork",
+        "GeneralEducationDevelopment", "JourneymanCertificate", "LearningProgram", "License",
+        "Membership", "ProfessionalDoctorate", "QualityAssuranceCredential",
+        "MasterCertificate", "MasterDegree", "MicroCredential", "ResearchDoctorate",
+        "SecondarySchoolDiploma",
+    }
+)  # fmt: skip
+"""OB 3.0 AchievementType values (others as ``ext:NAME``)."""
+
+ALIGNMENT_TARGET_TYPES = frozenset(
+    {
+        "ceasn:Competency", "ceterms:Credential", "CFItem", "CFRubric", "CFRubricCriterion",
+        "CFRubricCriterionLevel", "CTDL",
+    }
+)  # fmt: skip
+"""OB 3.0 AlignmentTargetType values (others as ``ext:NAME``)."""
+
+
+def _vocabulary(value: str | None, allowed: frozenset[str], what: str) -> str | None:
+    """``value`` when it is in the OB 3.0 vocabulary ``allowed`` or an ``ext:`` extension."""
+    if value is None or value in allowed or _EXTENSION_TERM.fullmatch(value):
+        return value
+    raise InvalidInput(
+        f"{what} {value!r} is not an Open Badges 3.0 {what}",
+        hint=f"use one of {', '.join(sorted(allowed))}, or an extension such as ext:{value}",
+    )
+
 
 MAX_TEXT = 10_000
 """Longest free text (names, descriptions, narratives) accepted from an achievement file."""
@@ -128,7 +180,11 @@ def parse_achievement(doc: Any) -> Achievement:
                 target_url=str(_text(a, "targetUrl", where)),
                 target_framework=_text(a, "targetFramework", where, required=False),
                 target_code=_text(a, "targetCode", where, required=False),
-                target_type=_text(a, "targetType", where, required=False),
+                target_type=_vocabulary(
+                    _text(a, "targetType", where, required=False),
+                    ALIGNMENT_TARGET_TYPES,
+                    "targetType",
+                ),
             )
         )
     return Achievement(
@@ -136,7 +192,11 @@ def parse_achievement(doc: Any) -> Achievement:
         name=str(_text(doc, "name", "achievement")),
         description=str(_text(doc, "description", "achievement")),
         criteria=str(_text({"criteria": criteria}, "criteria", "achievement")),
-        achievement_type=_text(doc, "achievementType", "achievement", required=False),
+        achievement_type=_vocabulary(
+            _text(doc, "achievementType", "achievement", required=False),
+            ACHIEVEMENT_TYPES,
+            "achievementType",
+        ),
         alignments=tuple(alignments),
     )
 
@@ -146,9 +206,10 @@ def hashed_identity(
 ) -> dict[str, Any]:
     """The OB 3.0 ``IdentityObject`` for ``identifier``: ``sha256$`` + hex SHA-256 of the
     identifier followed by the salt (a fresh random salt unless one is given)."""
-    if identity_type not in IDENTITY_TYPES:
+    if identity_type not in IDENTITY_TYPES and not _EXTENSION_TERM.fullmatch(identity_type):
         raise InvalidInput(
-            f"identity type {identity_type!r} is not one of {', '.join(sorted(IDENTITY_TYPES))}"
+            f"identity type {identity_type!r} is not one of {', '.join(sorted(IDENTITY_TYPES))}",
+            hint="name another type as an extension, e.g. ext:studentId",
         )
     if not identifier:
         raise InvalidInput("the identifier to hash is empty")
@@ -229,8 +290,12 @@ def open_badge(
 
 def sign(document: Mapping[str, Any], seed: bytes, verification_method: str) -> dict[str, Any]:
     """The credential with an ``eddsa-jcs-2022`` proof (``assertionMethod``) by the key with
-    32-byte private ``seed`` named ``verification_method``."""
-    return data_integrity.create_proof(dict(document), seed, verification_method)
+    32-byte private ``seed`` named ``verification_method``. ``proof`` is always an array, as
+    OB 3.0 and CLR 2.0 require (a one-proof set verifies as the proof alone)."""
+    signed = data_integrity.create_proof(dict(document), seed, verification_method)
+    if isinstance(signed["proof"], Mapping):
+        signed["proof"] = [signed["proof"]]
+    return signed
 
 
 def digest(document: Mapping[str, Any]) -> bytes:
@@ -246,3 +311,58 @@ def issuer_id(document: Mapping[str, Any]) -> str | None:
     if isinstance(issuer, Mapping) and isinstance(issuer.get("id"), str):
         return str(issuer["id"])
     return None
+
+
+def clr(
+    *,
+    issuer: str,
+    issuer_name: str,
+    subject: str | Mapping[str, Any],
+    credentials: Sequence[Mapping[str, Any]],
+    name: str,
+    status: Sequence[Mapping[str, Any]] = (),
+    valid_from: datetime | None = None,
+    credential_id: str | None = None,
+    partial: bool = False,
+) -> dict[str, Any]:
+    """An unsigned CLR 2.0 ``ClrCredential`` bundling ``credentials`` (signed
+    ``OpenBadgeCredential`` documents about the same learner) in its ``ClrSubject``'s
+    ``verifiableCredential``; ``subject`` as in :func:`open_badge`."""
+    if not _DID_RE.fullmatch(issuer):
+        raise InvalidInput(f"issuer {issuer!r} is not a DID")
+    if not credentials:
+        raise InvalidInput("a CLR needs at least one achievement credential")
+    if len(credentials) > MAX_CLR_ACHIEVEMENTS:
+        raise InvalidInput(f"a CLR bundles at most {MAX_CLR_ACHIEVEMENTS} achievements")
+    for n, vc in enumerate(credentials):
+        if not isinstance(vc.get("proof"), list | Mapping):
+            raise InvalidInput(f"achievement credential {n} of the CLR is not signed")
+    if not name.strip() or len(name) > MAX_TEXT:
+        raise InvalidInput(f"the CLR's name must be 1 to {MAX_TEXT} characters")
+    clr_subject: dict[str, Any] = {
+        "type": ["ClrSubject"],
+        "verifiableCredential": [dict(vc) for vc in credentials],
+    }
+    if isinstance(subject, str):
+        if not _DID_RE.fullmatch(subject):
+            raise InvalidInput(f"subject {subject!r} is not a DID (or give a hashed identifier)")
+        clr_subject["id"] = subject
+    else:
+        if subject.get("type") != "IdentityObject" or subject.get("hashed") is not True:
+            raise InvalidInput("a subject identifier must be a hashed IdentityObject")
+        clr_subject["identifier"] = [dict(subject)]
+    doc: dict[str, Any] = {
+        "@context": [VC_V2_CONTEXT, CLR_V2_CONTEXT, OB_V3_CONTEXT],
+        "id": credential_id or f"urn:uuid:{uuid.uuid4()}",
+        "type": ["VerifiableCredential", "ClrCredential"],
+        "issuer": {"id": issuer, "type": ["Profile"], "name": issuer_name or issuer},
+        "validFrom": _timestamp(valid_from or datetime.now(UTC)),
+        "name": name,
+        "credentialSubject": clr_subject,
+    }
+    if partial:
+        doc["partial"] = True
+    if status:
+        entries = [dict(s) for s in status]
+        doc["credentialStatus"] = entries[0] if len(entries) == 1 else entries
+    return doc

@@ -97,6 +97,18 @@ class IssuerRegistry:
             )
         return Issuer(did, name, now, None)
 
+    def rename(self, did: str, name: str) -> Issuer:
+        """Change a registered (active) issuer's display name; 404 if it is not one."""
+        _check(did, name)
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                "SELECT added, removed FROM issuers WHERE did = ?", (did,)
+            ).fetchone()
+            if row is None or row[1] is not None:
+                raise NotFound(f"{did} is not a registered issuer")
+            conn.execute("UPDATE issuers SET name = ? WHERE did = ?", (name, did))
+        return Issuer(did, name, int(row[0]), None)
+
     def remove(self, did: str) -> Issuer:
         now = int(time.time() * 1000)
         with self.store.transaction() as conn:

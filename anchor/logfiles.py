@@ -19,6 +19,7 @@ import base64
 import json
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,6 +39,13 @@ EXPORT_FORMAT = 1
 _T = TypeVar("_T")
 
 
+def iso_ms(ms: int) -> str:
+    """``ms`` milliseconds since the epoch as ISO 8601 UTC, e.g. ``2026-01-31T12:00:00.250Z``
+    (the API's times: ``appendedAt``, ``signedAt``)."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
 def entry_json(stored: StoredEntry) -> dict[str, Any]:
     return {
         "index": stored.index,
@@ -46,7 +54,7 @@ def entry_json(stored: StoredEntry) -> dict[str, Any]:
         "submitter": stored.entry.submitter,
         "entry": base64.b64encode(stored.entry.encode()).decode("ascii"),
         "leafHash": base64.b64encode(stored.leaf_hash).decode("ascii"),
-        "appendedAt": stored.created_ms,
+        "appendedAt": iso_ms(stored.created_ms),
     }
 
 

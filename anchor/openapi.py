@@ -72,7 +72,11 @@ def openapi_document() -> dict[str, Any]:
             "submitter": {"type": "string"},
             "entry": B64,
             "leafHash": B64,
-            "appendedAt": {"type": "integer", "description": "ms since the epoch"},
+            "appendedAt": {
+                "type": "string",
+                "format": "date-time",
+                "description": "ISO 8601 UTC, to the millisecond",
+            },
         },
     }
     paths: dict[str, Any] = {
@@ -179,7 +183,7 @@ def openapi_document() -> dict[str, Any]:
                                         "origin": {"type": "string"},
                                         "treeSize": {"type": "integer"},
                                         "root": B64,
-                                        "signedAt": {"type": "integer"},
+                                        "signedAt": {"type": "string", "format": "date-time"},
                                         "note": {"type": "string"},
                                         "verifierKey": {"type": "string"},
                                     },

@@ -12,7 +12,8 @@ Checks, in order:
 ``key``        the proof's key is the issuer's and listed under ``assertionMethod`` at the
                time of anchoring (did:ethr history, ``versionTime``), or now when there is
                no anchor
-``proof``      the ``eddsa-jcs-2022`` proof verifies with that key
+``proof``      the ``eddsa-jcs-2022`` proof verifies with that key (for a CLR 2.0
+               ``ClrCredential``, so do the proofs of its embedded credentials by that key)
 ``validity``   now is inside ``validFrom``..``validUntil``
 ``status``     every ``credentialStatus`` entry (a list that cannot be fetched or verified,
                or an entry of a type this verifier does not know, gives ``unknown``, never
@@ -564,8 +565,64 @@ class CredentialVerifier:
             )
         except VerificationError as err:
             return Check("proof", Verdict.INVALID, f"{err.what}: {err.detail}")
-        details = {"verificationMethod": proof.verification_method, "created": proof.created}
-        return Check("proof", Verdict.VALID, "the eddsa-jcs-2022 proof verifies", details)
+        details: dict[str, Any] = {
+            "verificationMethod": proof.verification_method,
+            "created": proof.created,
+        }
+        reason = "the eddsa-jcs-2022 proof verifies"
+        embedded = _embedded_credentials(credential)
+        if embedded:
+            problem, checked = _embedded_proofs(embedded, key, proof.verification_method)
+            if problem is not None:
+                return Check("proof", Verdict.INVALID, problem, details)
+            details["embeddedChecked"] = checked
+            reason += (
+                f"; so do {checked} of the {len(embedded)} embedded credentials' "
+                "(signed by the same key; the others are covered by this proof only)"
+            )
+        return Check("proof", Verdict.VALID, reason, details)
+
+
+def _embedded_credentials(credential: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The credentials a CLR 2.0 ``ClrCredential`` bundles (``credentialSubject``'s
+    ``verifiableCredential``); none for other credentials."""
+    types = credential.get("type")
+    subject = credential.get("credentialSubject")
+    if not isinstance(types, list) or "ClrCredential" not in types:
+        return []
+    if not isinstance(subject, Mapping):
+        return []
+    bundled = subject.get("verifiableCredential")
+    if not isinstance(bundled, list):
+        return []
+    return [vc for vc in bundled if isinstance(vc, Mapping)]
+
+
+def _embedded_proofs(
+    embedded: Sequence[Mapping[str, Any]], key: bytes, verification_method: str
+) -> tuple[str | None, int]:
+    """Verify the proofs of the embedded credentials made by ``verification_method``: the
+    first problem (or None) and how many were checked."""
+    checked = 0
+    for n, vc in enumerate(embedded):
+        proofs = vc.get("proof")
+        items = proofs if isinstance(proofs, list) else [proofs]
+        if not any(
+            isinstance(p, Mapping) and p.get("verificationMethod") == verification_method
+            for p in items
+        ):
+            continue
+        try:
+            data_integrity.verify_proof(
+                vc,
+                key,
+                verification_method=verification_method,
+                expected_proof_purpose="assertionMethod",
+            )
+        except VerificationError as err:
+            return f"embedded credential {n}: {err.what}: {err.detail}", checked
+        checked += 1
+    return None, checked
 
 
 def _anchoring(verdict: Verdict, reason: str, details: Mapping[str, Any] | None = None) -> Check:

@@ -38,6 +38,12 @@ Content negotiation (:func:`negotiate` on the request's ``Accept``):
   that representation through its ``accept`` option);
 * no ``Accept``, ``*/*`` or ``application/*`` -> the whole result
   (``application/did-resolution``);
+* the document alone is resolved in the representation asked for (``accept`` option): a
+  document without ``@context`` cannot be ``application/did+ld+json`` (406);
+* in a whole result resolved without an ``accept`` option, ``contentType`` names the
+  document's representation as ethr-did-resolver does: ``application/did+ld+json`` when the
+  document has an ``@context``, ``application/did+json`` when it has none
+  (:func:`document_content_type`; the route asks :func:`resolution_options`);
 * nothing acceptable -> ``None``: answer 406 with :func:`not_acceptable`.
 
 Media ranges are taken in order of their ``q`` (ties: the order given); ``q=0`` excludes.
@@ -49,13 +55,15 @@ lost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from did_methods.result import (
     DEFAULT_CONTENT_TYPE,
     DOCUMENT_MEDIA_TYPES,
     ERROR_TYPE_URIS,
+    MEDIA_TYPE_DID_JSON,
+    MEDIA_TYPE_DID_LD_JSON,
     ErrorCode,
     ResolutionResult,
 )
@@ -201,8 +209,38 @@ def not_acceptable(accept_header: str | None) -> HttpAnswer:
     return HttpAnswer(error_status(result.error), MEDIA_TYPE_RESOLUTION, result.to_json())
 
 
-def render(result: ResolutionResult, negotiation: Negotiation) -> HttpAnswer:
-    """The HTTP answer for ``result`` in the form ``negotiation`` chose."""
+def document_content_type(document: Mapping[str, Any]) -> str:
+    """The representation a DID document is in: JSON-LD when it has an ``@context``."""
+    return MEDIA_TYPE_DID_LD_JSON if "@context" in document else MEDIA_TYPE_DID_JSON
+
+
+def resolution_options(negotiation: Negotiation, query: Mapping[str, str]) -> dict[str, str]:
+    """The resolver's options for a request: its query parameters, and the representation
+    the ``Accept`` header asked for when it asked for the document alone (a query
+    ``accept`` wins)."""
+    options = dict(query)
+    if not negotiation.whole_result:
+        options.setdefault("accept", negotiation.accept)
+    return options
+
+
+def render(
+    result: ResolutionResult, negotiation: Negotiation, *, representation_asked: bool = True
+) -> HttpAnswer:
+    """The HTTP answer for ``result`` in the form ``negotiation`` chose. Unless the request
+    asked for a representation (``representation_asked``), a whole result's ``contentType``
+    is the document's own (:func:`document_content_type`)."""
+    if (
+        negotiation.whole_result
+        and not representation_asked
+        and result.error is None
+        and result.did_document is not None
+    ):
+        metadata = {
+            **result.did_resolution_metadata,
+            "contentType": document_content_type(result.did_document),
+        }
+        result = replace(result, did_resolution_metadata=metadata)
     status = status_code(result)
     if negotiation.whole_result or status != STATUS_OK or result.did_document is None:
         content_type = (

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
+from aiohttp import web
 from anvil import free_port
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from anchor.config import Config
 
@@ -122,3 +134,132 @@ class ServiceProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.log_path.read_text(errors="replace")
+
+
+# --- 1EdTech JSON Schemas (tests/vectors/1edtech/, see its README) ---------------------------
+
+_VECTORS_1EDTECH = Path(__file__).parent / "vectors" / "1edtech"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((_VECTORS_1EDTECH / name).read_text(encoding="utf-8"))
+    return loaded
+
+
+def ob3_schema_errors(credential: dict[str, Any]) -> list[str]:
+    """Why 1EdTech's OB 3.0 AchievementCredential JSON Schema rejects ``credential``
+    (empty when it accepts it)."""
+    schema = _schema("ob_v3p0_achievementcredential_schema.json")
+    validator = jsonschema.Draft201909Validator(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(credential)]
+
+
+def assert_ob3_valid(credential: dict[str, Any]) -> None:
+    errors = ob3_schema_errors(credential)
+    assert not errors, "\n".join(errors)
+
+
+def as_vc11(credential: dict[str, Any]) -> dict[str, Any]:
+    """``credential`` with the VC 2.0 terms the VC 1.1-era CLR 2.0 schema does not know
+    renamed to their VC 1.1 names (``validFrom`` -> ``issuanceDate``, ``validUntil`` ->
+    ``expirationDate``) and its status entries cut to ``id`` and ``type`` (that schema
+    admits no other status property), in it and every embedded credential; nothing else
+    changes (see tests/vectors/1edtech/README.md)."""
+    doc = dict(credential)
+    if "validFrom" in doc:
+        doc["issuanceDate"] = doc.pop("validFrom")
+    if "validUntil" in doc:
+        doc["expirationDate"] = doc.pop("validUntil")
+    status = doc.get("credentialStatus")
+    if isinstance(status, dict):
+        doc["credentialStatus"] = {"id": status["id"], "type": status["type"]}
+    subject = doc.get("credentialSubject")
+    if isinstance(subject, dict) and isinstance(subject.get("verifiableCredential"), list):
+        doc["credentialSubject"] = {
+            **subject,
+            "verifiableCredential": [as_vc11(vc) for vc in subject["verifiableCredential"]],
+        }
+    return doc
+
+
+def clr_schema_errors(credential: dict[str, Any]) -> list[str]:
+    """Why 1EdTech's CLR 2.0 ClrCredential JSON Schema rejects ``credential`` (read through
+    :func:`as_vc11`); empty when it accepts it."""
+    schema = _schema("clr_v2p0_clrcredential_schema_draft4.json")
+    validator = jsonschema.Draft4Validator(schema)
+    return [
+        f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(as_vc11(credential))
+    ]
+
+
+def assert_clr_valid(credential: dict[str, Any]) -> None:
+    """The CLR passes the CLR 2.0 schema and each embedded credential the OB 3.0 schema."""
+    errors = clr_schema_errors(credential)
+    assert not errors, "\n".join(errors)
+    for vc in credential["credentialSubject"]["verifiableCredential"]:
+        assert_ob3_valid(vc)
+
+
+# --- a did:web host over HTTPS -----------------------------------------------------------------
+
+
+class WebDidHost:
+    """did:web:localhost%3APORT served over HTTPS with a throw-away self-signed certificate
+    (``ca_file``); ``document`` can be changed while it runs. Start it with
+    :func:`serve_web_did`."""
+
+    def __init__(self, directory: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256())
+        )
+        self.ca_file = directory / "web-did-localhost.crt"
+        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file = directory / "web-did-localhost.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(self.ca_file, key_file)
+        self.document: dict[str, Any] = {}
+        self.port = 0
+
+    @property
+    def did(self) -> str:
+        return f"did:web:localhost%3A{self.port}"
+
+    async def serve(self, request: web.Request) -> web.Response:
+        return web.json_response(self.document, content_type="application/did+json")
+
+
+@asynccontextmanager
+async def serve_web_did(directory: Path) -> AsyncIterator[WebDidHost]:
+    """A running :class:`WebDidHost` on a free port of 127.0.0.1."""
+    host = WebDidHost(directory)
+    app = web.Application()
+    app.router.add_get("/.well-known/did.json", host.serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    host.port = sock.getsockname()[1]
+    await web.SockSite(runner, sock, ssl_context=host.tls).start()
+    try:
+        yield host
+    finally:
+        await runner.cleanup()

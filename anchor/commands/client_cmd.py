@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from anchor import jsonlimits
 from anchor.client import ServiceClient, Signer
 from anchor.commands.trust_cmd import add_receipt_verify_args, receipt_verify
 from anchor.entry import parse_digest
-from anchor.errors import InvalidInput
+from anchor.errors import InvalidInput, NotFound
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
@@ -48,15 +49,25 @@ def register(sub: Any) -> None:
     receipt = sub.add_parser(
         "receipt",
         help="fetch an entry's receipt, or verify one (`receipt verify FILE`)",
-        description="`receipt DIGEST --service URL` fetches a receipt; `receipt verify FILE` "
+        description="`receipt DIGEST --service URL` fetches a receipt; `receipt --dir DIR "
+        "--service URL` fetches every missing receipt of a folder; `receipt verify FILE` "
         "verifies one against the trusted logs and the chain (exit 0 valid, 1 invalid, "
         "3 unknown).",
     )
     receipt.add_argument("--service", help="service base URL, e.g. http://127.0.0.1:8080")
     receipt.add_argument(
-        "digest", metavar="DIGEST|verify", help="the entry's SHA-256 hex digest, or `verify`"
+        "digest",
+        metavar="DIGEST|verify",
+        nargs="?",
+        help="the entry's SHA-256 hex digest, or `verify`",
     )
     receipt.add_argument("file", nargs="?", type=Path, help="(verify) the receipt (JSON file)")
+    receipt.add_argument(
+        "--dir",
+        type=Path,
+        help="instead of a digest: fetch the receipt of every credential NAME.json in this "
+        "folder that has no NAME.receipt.json yet (as `issue` writes them)",
+    )
     receipt.add_argument("--submitter", help="the submitting issuer's DID (if ambiguous)")
     receipt.add_argument("--wait", type=float, default=0.0, help="seconds to wait for anchoring")
     receipt.add_argument("--out", type=Path, help="write the receipt here instead of stdout")
@@ -120,6 +131,47 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+RECEIPT_POLL_SECONDS = 1.0
+"""Pause between receipt polls while waiting."""
+
+RECEIPT_CONCURRENCY = 16
+"""Receipts ``receipt --dir`` fetches at once."""
+
+RECEIPT_SUFFIX = ".receipt.json"
+
+MAX_DIR_CREDENTIALS = 100_000
+"""Most credentials ``receipt --dir`` fetches receipts for in one run."""
+
+
+def _waiting_for(body: dict[str, Any]) -> str:
+    """What a pending receipt waits for (from the service's pending answer)."""
+    required = body.get("confirmationsRequired")
+    have = body.get("confirmations")
+    if isinstance(required, int) and isinstance(have, int):
+        if have == 0:
+            return f"no mined anchor covers it yet ({required} confirmations needed)"
+        return f"its anchor has {have} of {required} confirmations, {required - have} to go"
+    return "waiting for a final anchor"
+
+
+async def _poll_receipt(
+    client: ServiceClient, digest: str, submitter: str | None, wait: float, *, talk: bool
+) -> dict[str, Any]:
+    """The receipt, polling until it is anchored or ``wait`` seconds pass; with ``talk``,
+    a line on stderr whenever what it waits for changes."""
+    deadline = time.monotonic() + wait
+    said = ""
+    while True:
+        body = await client.receipt(digest, submitter=submitter)
+        left = deadline - time.monotonic()
+        if body.get("status") != "pending" or left <= 0:
+            return body
+        if talk and _waiting_for(body) != said:
+            said = _waiting_for(body)
+            print(f"receipt {digest[:12]}...: {said} ({left:.0f} s left)", file=sys.stderr)
+        await asyncio.sleep(min(RECEIPT_POLL_SECONDS, left))
+
+
 def _receipt(args: argparse.Namespace) -> int:
     if args.digest == "verify":
         if args.file is None:
@@ -129,17 +181,94 @@ def _receipt(args: argparse.Namespace) -> int:
         raise InvalidInput(f"unexpected argument {args.file} (did you mean `receipt verify`?)")
     if not args.service:
         raise InvalidInput("fetching a receipt needs --service URL")
+    if args.dir is not None:
+        if args.digest or args.out:
+            raise InvalidInput("--dir takes neither a digest nor --out")
+        return _receipt_dir(args)
+    if not args.digest:
+        raise InvalidInput("give the entry's digest, or --dir with the credentials' folder")
     digest = parse_digest(args.digest).hex()
 
     async def run() -> dict[str, Any]:
         async with ServiceClient(args.service) as client:
-            return await client.receipt(digest, submitter=args.submitter, wait=args.wait)
+            return await _poll_receipt(
+                client, digest, args.submitter, args.wait, talk=args.wait > 0
+            )
 
     body = asyncio.run(run())
+    if body.get("status") == "pending":
+        # never a pending answer where a receipt belongs: --out is left alone
+        print(
+            f"ler-anchor receipt: {digest} is logged but not anchored yet"
+            + (f" after {args.wait:g} s" if args.wait else "")
+            + f": {_waiting_for(body)}; try again later (or with --wait SECONDS)",
+            file=sys.stderr,
+        )
+        return 3
     text = json.dumps(body, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-        print(f"wrote {args.out} ({body.get('status', 'anchored')})", file=sys.stderr)
+        print(f"wrote {args.out} (anchored)", file=sys.stderr)
     else:
         print(text)
-    return 0 if body.get("status") != "pending" else 3
+    return 0
+
+
+def _receipt_dir(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a directory")
+    todo = sorted(
+        p
+        for p in folder.glob("*.json")
+        if not p.name.endswith(RECEIPT_SUFFIX)
+        and not p.with_name(p.name[: -len(".json")] + RECEIPT_SUFFIX).exists()
+    )
+    if len(todo) > MAX_DIR_CREDENTIALS:
+        raise InvalidInput(
+            f"{folder} has {len(todo)} credentials without a receipt; at most "
+            f"{MAX_DIR_CREDENTIALS} are fetched at a time",
+            hint="split the folder",
+        )
+    digests = [credential_digest(p) for p in todo]
+    outcome: dict[str, int] = {"anchored": 0, "pending": 0, "unknown": 0}
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(RECEIPT_CONCURRENCY)
+        deadline = time.monotonic() + args.wait
+        async with ServiceClient(args.service) as client:
+            bar = tqdm(
+                total=len(todo), unit="receipt", desc="receipts", file=sys.stderr,
+                disable=len(todo) < 50,
+            )  # fmt: skip
+
+            async def one(path: Path, digest: str) -> None:
+                async with gate:
+                    left = max(0.0, deadline - time.monotonic())
+                    try:
+                        body = await _poll_receipt(client, digest, args.submitter, left, talk=False)
+                    except NotFound:
+                        print(f"{path}: not in the log (submit it first)", file=sys.stderr)
+                        outcome["unknown"] += 1
+                        return
+                bar.update(1)
+                if body.get("status") == "pending":
+                    outcome["pending"] += 1
+                    return
+                receipt = path.with_name(path.name[: -len(".json")] + RECEIPT_SUFFIX)
+                receipt.write_text(json.dumps(body, indent=2) + "\n")
+                print(f"wrote {receipt}")
+                outcome["anchored"] += 1
+
+            await asyncio.gather(*(one(p, d) for p, d in zip(todo, digests, strict=True)))
+            bar.close()
+
+    if todo:
+        asyncio.run(run())
+    print(
+        f"ler-anchor receipt: {len(todo)} credentials without a receipt in {folder}: "
+        f"{outcome['anchored']} receipts written, {outcome['pending']} still pending"
+        + (f", {outcome['unknown']} not in the log" if outcome["unknown"] else ""),
+        file=sys.stderr,
+    )
+    return 3 if outcome["pending"] or outcome["unknown"] else 0

@@ -12,7 +12,8 @@ from typing import Any
 
 from anchor import config as config_module
 from anchor import dbfiles
-from anchor.issuers import IssuerRegistry
+from anchor.errors import Conflict
+from anchor.issuers import Issuer, IssuerRegistry
 from anchor.store import SQLiteStore
 
 
@@ -23,7 +24,12 @@ def register(sub: Any) -> None:
     add = verbs.add_parser("add", help="register an issuer DID")
     config_module.add_arguments(add, only=("data_dir", "db"), default=argparse.SUPPRESS)
     add.add_argument("did")
-    add.add_argument("--name", default="", help="display name")
+    add.add_argument("--name", default=None, help="display name")
+    add.add_argument(
+        "--rename",
+        action="store_true",
+        help="the DID is (or was) registered under another name: change it to --name",
+    )
     add.set_defaults(handler=_add)
     remove = verbs.add_parser("remove", help="stop an issuer from writing")
     config_module.add_arguments(remove, only=("data_dir", "db"), default=argparse.SUPPRESS)
@@ -54,11 +60,32 @@ def _add(args: argparse.Namespace) -> int:
     with dbfiles.operator_writer(_database(args)):
         store, registry = _registry(args, read_only=False)
         try:
-            issuer = registry.add(args.did, args.name)
+            issuer, verb = _add_or_rename(registry, args.did, args.name, rename=args.rename)
         finally:
             store.close()
-    print(f"registered {issuer.did}" + (f" ({issuer.name})" if issuer.name else ""))
+    print(f"{verb} {issuer.did}" + (f" ({issuer.name})" if issuer.name else ""))
     return 0
+
+
+def _add_or_rename(
+    registry: IssuerRegistry, did: str, name: str | None, *, rename: bool
+) -> tuple[Issuer, str]:
+    """Register ``did``; an existing (or removed) issuer keeps its name unless ``rename``."""
+    old = registry.get(did)
+    if old is None:
+        return registry.add(did, name or ""), "registered"
+    renaming = name is not None and name != old.name
+    if renaming and not rename:
+        state = "registered" if old.active else "registered before (now removed)"
+        raise Conflict(
+            f"{did} is {state} as {old.name!r}",
+            hint=f"add --rename to rename it to {name!r}, or leave out --name",
+        )
+    if old.active:
+        if not renaming:
+            raise Conflict(f"{did} is already a registered issuer")
+        return registry.rename(did, name or ""), "renamed"
+    return registry.add(did, old.name if name is None else name), "registered again"
 
 
 def _remove(args: argparse.Namespace) -> int:

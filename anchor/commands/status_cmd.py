@@ -95,7 +95,13 @@ def register(sub: Any) -> None:
     setter.add_argument(
         "--purpose", help="with --entry: the purpose of the entry to set, if it has several"
     )
-    setter.add_argument("--value", type=int, required=True, help="1 revokes or suspends, 0 clears")
+    setter.add_argument(
+        "--value",
+        required=True,
+        metavar="VALUE",
+        help="revoked or suspended (the entry's purpose: sets it), valid (clears it), or a "
+        "number (1 sets, 0 clears; a status list with messages takes its own values)",
+    )
     setter.add_argument("--reason", help="recorded in the list's history")
     setter.set_defaults(handler=_set)
 
@@ -208,6 +214,26 @@ def _allocate(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_WORDS: Final = {"revoked": 1, "revoke": 1, "suspended": 1, "suspend": 1, "valid": 0}
+"""Words ``status set --value`` takes for the numbers it sets."""
+
+
+def _status_value(text: str) -> int:
+    """``--value``: a word of :data:`STATUS_WORDS` or a non-negative number."""
+    word = text.strip().lower()
+    if word in STATUS_WORDS:
+        return STATUS_WORDS[word]
+    try:
+        value = int(word)
+    except ValueError:
+        raise InvalidInput(
+            f"--value {text!r} is not revoked, suspended, valid or a number"
+        ) from None
+    if value < 0:
+        raise InvalidInput(f"--value {text!r} is negative")
+    return value
+
+
 def _target(args: argparse.Namespace) -> tuple[str, str]:
     """The list URL and the index to set."""
     if args.entry is not None:
@@ -216,11 +242,19 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
             entries = find_status_entries(doc)
             purpose = getattr(args, "purpose", None)
             if purpose is not None:
-                entries = tuple(e for e in entries if e.status_purpose == purpose)
+                chosen = tuple(e for e in entries if e.status_purpose == purpose)
+                if len(chosen) != 1:
+                    purposes = ", ".join(sorted({e.status_purpose for e in entries})) or "none"
+                    raise InvalidInput(
+                        f"{args.entry} has {len(chosen) or 'no'} status "
+                        f"entr{'y' if len(chosen) == 1 else 'ies'} of purpose {purpose} "
+                        f"(its entries' purposes: {purposes})",
+                        hint="give another --purpose, or --list and --index",
+                    )
+                entries = chosen
             if len(entries) != 1:
-                of = f" of purpose {purpose}" if purpose is not None else ""
                 raise InvalidInput(
-                    f"{args.entry} has {len(entries)} status entries{of}; choose one with "
+                    f"{args.entry} has {len(entries)} status entries; choose one with "
                     "--purpose, or give --list and --index"
                 )
             entry = entries[0].to_json()
@@ -235,17 +269,18 @@ def _target(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _set(args: argparse.Namespace) -> int:
+    value = _status_value(args.value)
     url, index = _target(args)
     list_id = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
     if not list_id:
         raise InvalidInput(f"{url} is not a status list URL")
-    change: dict[str, Any] = {"index": index, "value": args.value}
+    change: dict[str, Any] = {"index": index, "value": value}
     if args.reason:
         change["reason"] = args.reason
     answer = _post(args, f"/v1/status-lists/{list_id}/statuses", [change])
     published = answer.get("published", {})
     print(
-        f"{url} entry {index} = {args.value} ({answer.get('changed', 0)} change(s); "
+        f"{url} entry {index} = {value} ({answer.get('changed', 0)} change(s); "
         f"version {published.get('version')}, log index {published.get('logIndex')})"
     )
     return 0

@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.app import LOG_KEY, STORE
-from anchor.chain import AnchorState, list_anchors
+from anchor.app import CHAIN, LOG_KEY, STORE
+from anchor.chain import AnchorState, anchor_covering, list_anchors
 from anchor.entry import parse_digest
-from anchor.errors import EncodingError, InvalidInput, NotFound
+from anchor.errors import AnchorError, EncodingError, InvalidInput, NotFound
 from anchor.openapi import HEX_DIGEST, errors, int_query, json_response
 from anchor.receipts import build_receipt, receipt_schema
 from anchor.routes.params import int_param
@@ -65,7 +65,25 @@ async def receipt(request: web.Request) -> web.Response:
         "leafIndex": index,
         "detail": "the entry is logged; its receipt comes once a final anchor covers it",
     }
+    pending.update(await _confirmations(request, index))
     return web.json_response(pending, status=202)
+
+
+async def _confirmations(request: web.Request, index: int) -> dict[str, Any]:
+    """How far the entry's anchor is from final: ``confirmationsRequired`` always, and
+    ``confirmations`` (of the first included anchor covering it) once one is mined."""
+    client = request.app[CHAIN]
+    out: dict[str, Any] = {"confirmationsRequired": client.confirmations, "confirmations": 0}
+    anchor = await asyncio.to_thread(anchor_covering, request.app[STORE], index)
+    if anchor is None or anchor.block_number is None:
+        return out
+    try:
+        head = await client.backend.block("latest")
+    except AnchorError:  # the node did not answer: the count is unknown, not an error here
+        return {"confirmationsRequired": client.confirmations}
+    if head is not None:
+        out["confirmations"] = max(0, head.number - anchor.block_number + 1)
+    return out
 
 
 @routes.get("/v1/anchors")
@@ -128,6 +146,15 @@ def openapi_paths() -> dict[str, Any]:
                                 "submitter": {"type": "string"},
                                 "leafIndex": {"type": "integer"},
                                 "detail": {"type": "string"},
+                                "confirmations": {
+                                    "type": "integer",
+                                    "description": "of the first mined anchor covering it (0: "
+                                    "none yet); absent when the chain did not answer",
+                                },
+                                "confirmationsRequired": {
+                                    "type": "integer",
+                                    "description": "confirmations that make an anchor final",
+                                },
                             },
                         },
                         "Logged, not anchored yet",

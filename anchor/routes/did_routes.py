@@ -19,9 +19,9 @@ async def resolve(request: web.Request) -> web.Response:
         answer = http_binding.not_acceptable(request.headers.get("Accept"))
     else:
         did = request.match_info["did"]
-        options = {k: v for k, v in request.query.items()}
+        options = http_binding.resolution_options(negotiation, request.query)
         result = await request.app[RESOLVER].resolve(did, **options)
-        answer = http_binding.render(result, negotiation)
+        answer = http_binding.render(result, negotiation, representation_asked="accept" in options)
     return web.Response(
         status=answer.status,
         body=json.dumps(answer.body).encode(),

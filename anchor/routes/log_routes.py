@@ -10,7 +10,7 @@ from aiohttp import web
 from anchor.app import CHAIN, LOG_KEY, STORE
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
-from anchor.logfiles import entry_json
+from anchor.logfiles import entry_json, iso_ms
 from anchor.routes.chain_routes import rpc_url
 from anchor.routes.params import int_param, optional_int_param
 from anchor.store import MAX_ENTRIES_PAGE
@@ -131,7 +131,7 @@ async def checkpoint(request: web.Request) -> web.Response:
             "origin": signed.checkpoint.origin,
             "treeSize": signed.size,
             "root": b64(signed.root),
-            "signedAt": signed.created_ms,
+            "signedAt": iso_ms(signed.created_ms),
             "note": signed.note,
             "verifierKey": log.verifier.vkey(),
         }

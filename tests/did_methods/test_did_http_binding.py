@@ -12,13 +12,16 @@ from did_methods.http_binding import (
     MEDIA_TYPE_RESOLUTION,
     MEDIA_TYPE_RESOLUTION_LD,
     Negotiation,
+    document_content_type,
     error_code_of,
     error_status,
     negotiate,
     not_acceptable,
     render,
+    resolution_options,
     status_code,
 )
+from did_methods.result import DEFAULT_CONTENT_TYPE as DEFAULT
 
 DID = "did:example:123"
 DOCUMENT = {"@context": ["https://www.w3.org/ns/did/v1"], "id": DID}
@@ -196,3 +199,34 @@ def test_render_document_request_without_a_document(result: ResolutionResult, st
     assert answer.content_type == MEDIA_TYPE_RESOLUTION
     body: dict[str, Any] = answer.body
     assert body == result.to_json()
+
+
+def test_whole_result_content_type_follows_the_document() -> None:
+    """Without an asked-for representation, ``contentType`` is the document's own: JSON-LD
+    when it has an ``@context`` (as ethr-did-resolver says), JSON when it has none."""
+    whole = negotiate(None)
+    assert whole is not None
+    plain = {"id": DID}
+    for document, expected in ((DOCUMENT, "application/did+ld+json"), (plain, DEFAULT)):
+        result = ResolutionResult.success(document)
+        answer = render(result, whole, representation_asked=False)
+        assert answer.body["didResolutionMetadata"]["contentType"] == expected
+        assert document_content_type(document) == expected
+        asked = render(result, whole)  # asked for: the resolver's contentType stands
+        assert asked.body["didResolutionMetadata"]["contentType"] == DEFAULT
+    failed = ResolutionResult.failure("notFound", "gone")
+    assert (
+        "contentType"
+        not in render(failed, whole, representation_asked=False).body["didResolutionMetadata"]
+    )
+
+
+def test_resolution_options_carry_the_accepted_representation() -> None:
+    ld, whole = negotiate("application/did+ld+json"), negotiate(None)
+    assert ld is not None
+    assert whole is not None
+    assert resolution_options(ld, {}) == {"accept": "application/did+ld+json"}
+    assert resolution_options(ld, {"accept": "application/did+json"}) == {
+        "accept": "application/did+json"
+    }
+    assert resolution_options(whole, {"noCache": "true"}) == {"noCache": "true"}
