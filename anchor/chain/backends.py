@@ -49,7 +49,7 @@ from anchor.chain.values import (
     TransactionInfo,
     _public_url,
 )
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 
 log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
 
@@ -383,7 +383,7 @@ class EmbeddedChain:
 
     @classmethod
     async def start(cls, owner_key: bytes) -> EmbeddedChain:
-        """A fresh chain; the owner key's account is funded and deploys LogAnchor."""
+        """A fresh chain; the owner key's account is funded and deploys LogAnchor (v2)."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-chain")
         loop = asyncio.get_running_loop()
         sync_provider = await loop.run_in_executor(executor, _new_tester_provider)
@@ -394,12 +394,12 @@ class EmbeddedChain:
         owner: LocalAccount = Account.from_key(owner_key)
         chain = cls(backend, executor, sync_provider, to_checksum_address("0x" + "00" * 20))
         await chain.fund(owner.address, EMBEDDED_FUNDING_WEI)
-        artifact = load_artifact(LOG_ANCHOR)
+        artifact = load_artifact(LOG_ANCHOR_V2)
         deployment = await loop.run_in_executor(
             executor, deploy, Web3(sync_provider), artifact, owner
         )
         chain.contract_address = deployment.address
-        log.info("embedded chain started; LogAnchor deployed at %s", deployment.address)
+        log.info("embedded chain started; LogAnchorV2 deployed at %s", deployment.address)
         return chain
 
     async def control(self, action: Callable[[Any], T]) -> T:
