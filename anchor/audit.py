@@ -42,8 +42,8 @@ signed checkpoints: that is a discrepancy (exit 1), not a failure to audit (exit
 
 Cost: the replay is ``O(n)`` hashes for ``n`` entries (about 170,000 entries/s) and
 ``O(log n)`` memory; reading the chain is one ``eth_getLogs`` per :data:`LOG_BLOCK_CHUNK`
-blocks plus three calls. :func:`parse_address`, :func:`check_log_anchor_code` and
-:func:`unlinked` are pure; the rest reads the chain or the log.
+blocks plus three calls. :func:`parse_address`, :func:`check_log_anchor_code`,
+:func:`identify_log_anchor` and :func:`unlinked` are pure; the rest reads the chain or the log.
 """
 
 from __future__ import annotations
