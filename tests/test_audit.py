@@ -70,8 +70,8 @@ def build_log(
     log = Log(store, NoteSigner(ORIGIN, SEED))
     account = chain.accounts[0]
     contract = chain.w3.eth.contract(
-        address=deploy(chain.w3, load_artifact(LOG_ANCHOR), account).address,
-        abi=load_artifact(LOG_ANCHOR).abi,
+        address=deploy(chain.w3, load_artifact(LOG_ANCHOR_V2), account).address,
+        abi=load_artifact(LOG_ANCHOR_V2).abi,
     )
     step = (entries - entries // 50) // anchors
     done = 0
