@@ -18,7 +18,7 @@ from web3.contract import Contract
 
 from anchor import merkle
 from anchor.chain.values import ANCHORED_TOPIC
-from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2
+from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors" / "merkle-rfc6962"
 HASH_SIZE = 32
@@ -142,8 +142,6 @@ def test_anchor_keeps_only_the_latest_and_emits_the_v1_event(
 
 
 def test_v1_and_v2_emit_the_same_event_signature() -> None:
-    from anchor.contracts import load_artifact
-
     def anchored(name: str) -> Any:
         (entry,) = [
             e for e in load_artifact(name).abi if e["type"] == "event" and e["name"] == "Anchored"
