@@ -36,6 +36,9 @@ def test_deploy_prints_addresses_and_contracts_work(
         assert anchor.functions.latest().call() == [bytes(24), 0]
         assert anchor.functions.verifyConsistency(1, bytes(32), []).call() is False
 
+        human = [a for a in args if a != "--json"]
+        assert main(human) == 0
+        assert f"{LOG_ANCHOR_V2} " in capsys.readouterr().out
         assert main([*args, "--contract-version", "1"]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out[LOG_ANCHOR]["contractVersion"] == 1

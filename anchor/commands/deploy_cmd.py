@@ -68,7 +68,9 @@ def _deploy(args: argparse.Namespace) -> int:
     else:
         print(f"chain eip155:{out['chainId']}, deployer {account.address}")
         for name in (LOG_ANCHOR, DID_REGISTRY):
-            print(f"{name:20s} {out[name]['address']}  (tx {out[name]['transactionHash']})")
+            deployed = out[name]
+            tx = deployed["transactionHash"]
+            print(f"{deployed['artifact']:20s} {deployed['address']}  (tx {tx})")
         print(
             f"serve with: ler-anchor serve --rpc-url {args.rpc_url} "
             f"--contract {out[LOG_ANCHOR]['address']} --chain-key-file {args.chain_key_file}"
