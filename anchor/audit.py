@@ -18,8 +18,9 @@ Every discrepancy is reported with its location; :attr:`AuditReport.clean` is fa
 An audit cannot pass by mistake. :func:`read_log_anchor` is the one way to read a contract's
 anchors (``ler-anchor audit`` and ``ler-anchor restore`` use it); it refuses, raising
 :class:`~anchor.errors.NotALogAnchor`, an address without code and any contract that is not
-the LogAnchor this version ships. The check is on the runtime code (``eth_getCode``), which
-is what runs whatever an ABI claims: it must equal the artifact's ``deployedBytecode`` except
+a LogAnchor this version ships (version 1, a record per root, or version 2, the latest root
+only). The check is on the runtime code (``eth_getCode``), which is what runs whatever an ABI
+claims: it must equal one artifact's ``deployedBytecode`` except
 
 * solc's CBOR metadata trailer (its length is in the last two bytes), which hashes the source
   text, comments included: a LogAnchor compiled from the same code with other comments is
@@ -28,20 +29,21 @@ is what runs whatever an ABI claims: it must equal the artifact's ``deployedByte
   artifact (the optimizer writes a real zero as ``PUSH0``) and the constructor fills in the
   deployer; every placeholder must hold the same left-padded address, reported as the owner.
 
-Then ``latest()`` is called and must agree with the last ``Anchored`` event read (a node that
-serves incomplete event logs, or a ``--from-block`` after the anchors, is refused), all at one
-block. Finally a report links the chain to the log only if at least one anchor is the log's
-root at its size, recomputed from the entries or in a checkpoint signed with the log's key
-(or the log and the contract are both empty): a contract holding no anchor, or only anchors
-of another log, makes :meth:`AuditReport.obstacle` a
-:class:`~anchor.errors.NoMatchingAnchor` and the report never ``clean``. A log whose entries
-were altered before its first anchor still links through its signed checkpoints: that is a
-discrepancy (exit 1), not a failure to audit (exit 4).
+Then ``latest()`` is called and must agree with the last ``Anchored`` event read (a node
+that serves incomplete event logs, or a ``--from-block`` after the anchors, is refused), all
+at one block. Version 2 stores the latest root's first 24 bytes only: the last event's root
+must start with them, and is then the latest root. Finally a report links the chain to the
+log only if at least one anchor is the log's root at its size, recomputed from the entries
+or in a checkpoint signed with the log's key (or the log and the contract are both empty): a
+contract holding no anchor, or only anchors of another log, makes
+:meth:`AuditReport.obstacle` a :class:`~anchor.errors.NoMatchingAnchor` and the report never
+``clean``. A log whose entries were altered before its first anchor still links through its
+signed checkpoints: that is a discrepancy (exit 1), not a failure to audit (exit 4).
 
 Cost: the replay is ``O(n)`` hashes for ``n`` entries (about 170,000 entries/s) and
 ``O(log n)`` memory; reading the chain is one ``eth_getLogs`` per :data:`LOG_BLOCK_CHUNK`
-blocks plus three calls. :func:`parse_address`, :func:`check_log_anchor_code` and
-:func:`unlinked` are pure; the rest reads the chain or the log.
+blocks plus three calls. :func:`parse_address`, :func:`check_log_anchor_code`,
+:func:`identify_log_anchor` and :func:`unlinked` are pure; the rest reads the chain or the log.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from web3.exceptions import Web3Exception
 
 from anchor import data_integrity, jsonlimits, merkle
 from anchor.checkpoint import NoteVerifier, open_checkpoint
-from anchor.contracts import LOG_ANCHOR, load_artifact
+from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_VERSIONS, load_artifact
 from anchor.entry import EntryKind
 from anchor.errors import (
     AnchorError,
@@ -116,10 +118,13 @@ class LogAnchorState:
     """Tree size of the newest anchor, 0 when nothing is anchored."""
     latest_root: bytes | None
     events: tuple[AnchorEvent, ...]
+    version: int = 1
+    """The LogAnchor version whose code the contract runs (1 or 2)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "address": self.address,
+            "version": self.version,
             "owner": self.owner,
             "block": self.block_number,
             "latestSize": self.latest_size,
@@ -253,8 +258,14 @@ def _immutable_slots(code: bytes) -> list[int]:
 
 
 def check_log_anchor_code(code: bytes, address: str) -> ChecksumAddress:
-    """The owner baked into ``code`` if it is the runtime code of the shipped LogAnchor (see
+    """The owner baked into ``code`` if it is the runtime code of a shipped LogAnchor (see
     the module doc); raises :class:`NotALogAnchor` otherwise. Pure."""
+    return identify_log_anchor(code, address)[1]
+
+
+def identify_log_anchor(code: bytes, address: str) -> tuple[int, ChecksumAddress]:
+    """The LogAnchor version (1 or 2) whose runtime code ``code`` is, and the owner baked into
+    it; raises :class:`NotALogAnchor` if it is neither (see the module doc). Pure."""
     if not code:
         raise NotALogAnchor(
             f"there is no contract at {address} (eth_getCode is empty): an account, or a "
@@ -263,18 +274,11 @@ def check_log_anchor_code(code: bytes, address: str) -> ChecksumAddress:
             found="no-code",
             hint="check --contract and that --rpc-url is the chain it was deployed on",
         )
-    shipped = _strip_metadata(bytes.fromhex(load_artifact(LOG_ANCHOR).deployed_bytecode[2:]))
     found = _strip_metadata(code)
-    slots = _immutable_slots(shipped)
-    owner = found[slots[0] : slots[0] + _WORD] if slots else bytes(_WORD)
-    masked = bytearray(found)
-    for slot in slots:
-        if found[slot : slot + _WORD] != owner:
-            break
-        masked[slot : slot + _WORD] = bytes(_WORD)
-    else:
-        if bytes(masked) == shipped and owner[:_ADDRESS_PADDING] == bytes(_ADDRESS_PADDING):
-            return Web3.to_checksum_address(owner[_ADDRESS_PADDING:])
+    for version, name in sorted(LOG_ANCHOR_VERSIONS.items()):
+        owner = _owner_if_shipped(found, name)
+        if owner is not None:
+            return version, owner
     raise NotALogAnchor(
         f"the contract at {address} is not the LogAnchor this version ships "
         f"({len(code):,} bytes of other runtime code)",
@@ -282,6 +286,22 @@ def check_log_anchor_code(code: bytes, address: str) -> ChecksumAddress:
         found="other-code",
         hint="give the address of the log's LogAnchor (every receipt of the log names it)",
     )
+
+
+def _owner_if_shipped(found: bytes, name: str) -> ChecksumAddress | None:
+    """The owner if ``found`` (metadata stripped) is artifact ``name``'s runtime code with
+    every immutable placeholder holding one left-padded address, else ``None``. Pure."""
+    shipped = _strip_metadata(bytes.fromhex(load_artifact(name).deployed_bytecode[2:]))
+    slots = _immutable_slots(shipped)
+    owner = found[slots[0] : slots[0] + _WORD] if slots else bytes(_WORD)
+    masked = bytearray(found)
+    for slot in slots:
+        if found[slot : slot + _WORD] != owner:
+            return None
+        masked[slot : slot + _WORD] = bytes(_WORD)
+    if bytes(masked) == shipped and owner[:_ADDRESS_PADDING] == bytes(_ADDRESS_PADDING):
+        return Web3.to_checksum_address(owner[_ADDRESS_PADDING:])
+    return None
 
 
 def read_log_anchor(w3: Web3, contract: str, from_block: int = 0) -> LogAnchorState:
@@ -303,15 +323,22 @@ def read_log_anchor(w3: Web3, contract: str, from_block: int = 0) -> LogAnchorSt
         ) from exc
     if from_block > head:
         raise InvalidInput(f"--from-block {from_block} is after the chain's head block {head}")
-    owner = check_log_anchor_code(code, address)
-    instance = w3.eth.contract(address=address, abi=load_artifact(LOG_ANCHOR).abi)
+    version, owner = identify_log_anchor(code, address)
+    abi = load_artifact(LOG_ANCHOR_VERSIONS[version]).abi
+    instance = w3.eth.contract(address=address, abi=abi)
     try:
-        root, size, _timestamp = instance.functions.latest().call(block_identifier=head)
+        # v1: (root, size, timestamp); v2: (first 24 bytes of the root, size)
+        root, size, *_rest = instance.functions.latest().call(block_identifier=head)
     except (Web3Exception, OSError, ValueError) as exc:
         raise ChainError(f"calling latest() on {address} failed: {_brief(exc)}") from exc
     events = read_anchor_events(w3, address, from_block, head)
     latest_root = bytes(root) if int(size) > 0 else None
-    state = LogAnchorState(address, owner, head, int(size), latest_root, tuple(events))
+    newest = events[-1] if events else None
+    if latest_root is not None and newest is not None and newest.root.startswith(latest_root):
+        latest_root = newest.root  # v2: the whole root, from the event its head matches
+    state = LogAnchorState(
+        address, owner, head, int(size), latest_root, tuple(events), version=version
+    )
     _check_events_complete(state, from_block)
     return state
 

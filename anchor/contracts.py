@@ -26,7 +26,16 @@ from anchor.errors import ChainError, ConfigError
 from did_methods import ethstack  # noqa: F401  (puts back the recursion limit)
 
 LOG_ANCHOR: Final = "LogAnchor"
-"""Name of the anchor contract's artifact."""
+"""Name of the anchor contract's artifact: version 1, a record per root (kept so that anchors
+made with it stay verifiable, and deployable with ``deploy --contract-version 1``)."""
+
+LOG_ANCHOR_V2: Final = "LogAnchorV2"
+"""Name of version 2 of the anchor contract: only the latest root, the default."""
+
+LOG_ANCHOR_VERSIONS: Final[Mapping[int, str]] = {1: LOG_ANCHOR, 2: LOG_ANCHOR_V2}
+"""Artifact name of each LogAnchor version."""
+
+DEFAULT_LOG_ANCHOR_VERSION: Final = 2
 
 DID_REGISTRY: Final = "EthereumDIDRegistry"
 """Name of the ERC-1056 registry's artifact (did:ethr)."""

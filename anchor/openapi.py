@@ -12,6 +12,18 @@ from anchor import __version__
 
 HEX_DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "SHA-256, hex"}
 B64 = {"type": "string", "contentEncoding": "base64"}
+ANCHORED_QUERY = {
+    "name": "anchored",
+    "in": "query",
+    "description": "'latest': prove against the latest included or final anchor's tree size "
+    "(what LogAnchor v2's latest() holds); the response names that anchor",
+    "schema": {"type": "string", "enum": ["latest"]},
+}
+ANCHOR_OBJECT = {
+    "type": "object",
+    "description": "The anchor proved against (as in GET /v1/anchors)",
+    "required": ["treeSize", "root", "state", "contract", "transactionHash"],
+}
 
 
 def _problem_ref() -> dict[str, Any]:
@@ -123,6 +135,7 @@ def openapi_document() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                     int_query("size", "tree size (default: latest checkpoint)", minimum=1),
+                    ANCHORED_QUERY,
                 ],
                 "responses": {
                     "200": json_response(
@@ -136,6 +149,7 @@ def openapi_document() -> dict[str, Any]:
                                 "proof": {"type": "array", "items": B64, "maxItems": 64},
                                 "root": B64,
                                 "checkpoint": {"type": "string"},
+                                "anchor": ANCHOR_OBJECT,
                             },
                         }
                     ),
@@ -148,7 +162,8 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "RFC 9162 consistency proof between two tree sizes",
                 "parameters": [
                     int_query("size1", "older size", required=True, minimum=1),
-                    int_query("size2", "newer size", required=True, minimum=1),
+                    int_query("size2", "newer size (or give anchored)", minimum=1),
+                    ANCHORED_QUERY,
                 ],
                 "responses": {
                     "200": json_response(
@@ -161,6 +176,7 @@ def openapi_document() -> dict[str, Any]:
                                 "root1": B64,
                                 "root2": B64,
                                 "proof": {"type": "array", "items": B64},
+                                "anchor": ANCHOR_OBJECT,
                             },
                         }
                     ),

@@ -14,11 +14,13 @@ Sections:
          this process: digests per second in signed submissions of 1,000, and signed
          single-digest submissions per second with their p99 latency, beside the raw store
          append rate measured in the same run.
-  chain  gas per anchor measured on the embedded EVM (the same EVM rules anvil runs), and
-         the cost per entry at 1, 1,000 and 100,000 entries per anchor; restarting the
-         service on the durable embedded chain with 1,000 anchors (in process: store,
-         chain and every start-up context; and a new ``ler-anchor serve`` process until
-         /healthz answers).
+  chain  gas per anchor of LogAnchor v2 (owner and another authorised account) and v1, beside
+         EAS ``timestamp`` and OpenAttestation ``DocumentStore.issue``, all deployed on one
+         anvil node in the same run (EAS compiled from its npm sources with solc 0.8.29, the
+         DocumentStore from its published bytecode; ``npm ci --prefix contracts``), and the
+         cost per entry at 1, 1,000 and 100,000 entries per anchor; restarting the service on
+         the durable embedded chain with 1,000 anchors (in process: store, chain and every
+         start-up context; and a new ``ler-anchor serve`` process until /healthz answers).
   status checking one credential against a cached, verified 131,072-entry list (decode
          reported separately), and 100,000 revocations applied, signed and published.
   audit  the auditor's replay rate (entries per second) over an exported log.
@@ -392,43 +394,210 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
     ]
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = REPO_ROOT / "contracts" / "node_modules"
+EAS_PACKAGE = "@ethereum-attestation-service/eas-contracts"
+OA_PACKAGE = "@govtechsg/document-store"
+PEER_SOLC_PACKAGE = "solc-0.8.29"
+"""EAS pins ``pragma solidity 0.8.29``: an npm alias of that solc-js release."""
+OA_FACTORY = "dist/contracts/factories/contracts/DocumentStore__factory.js"
+"""The published DocumentStore creation code: the package ships its compiled bytecode
+(TypeChain factories), not its Solidity sources."""
+CHAIN_GAS_TARGET = 32_000
+
+# Compile the standard-JSON input on stdin with the solc-js at argv[1], resolving imports from
+# the node_modules directory at argv[2]; print the standard-JSON output.
+PEER_SOLC_DRIVER = """
+const path = require('path');
+const fs = require('fs');
+const solc = require(process.argv[1]);
+const root = process.argv[2];
+const findImports = (name) => {
+  try { return { contents: fs.readFileSync(path.join(root, name), 'utf8') }; }
+  catch (e) { return { error: 'not found: ' + name }; }
+};
+const chunks = [];
+process.stdin.on('data', (c) => chunks.push(c));
+process.stdin.on('end', () => {
+  const input = Buffer.concat(chunks).toString('utf8');
+  process.stdout.write(solc.compile(input, { import: findImports }));
+});
+"""
+
+
+def _package_version(name: str) -> str:
+    document = json.loads((NODE_MODULES / name / "package.json").read_text(encoding="utf-8"))
+    return str(document["version"])
+
+
+def _compile_eas() -> dict[str, tuple[list[Any], str]]:
+    """EAS and its SchemaRegistry compiled from the published sources with the pinned solc
+    0.8.29 and this project's optimizer settings: name -> (abi, creation code)."""
+    import shutil
+    import subprocess
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from compile_contracts import SETTINGS
+
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("bench chain: `node` is not on PATH (needed to compile the peers)")
+    names = [f"{EAS_PACKAGE}/contracts/EAS.sol", f"{EAS_PACKAGE}/contracts/SchemaRegistry.sol"]
+    standard = {
+        "language": "Solidity",
+        "sources": {n: {"content": (NODE_MODULES / n).read_text(encoding="utf-8")} for n in names},
+        "settings": {
+            **SETTINGS,
+            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+        },
+    }
+    done = subprocess.run(
+        [node, "-e", PEER_SOLC_DRIVER, str(NODE_MODULES / PEER_SOLC_PACKAGE), str(NODE_MODULES)],
+        input=json.dumps(standard).encode(),
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench chain: solc failed: {done.stderr.decode()[:500]}")
+    output = json.loads(done.stdout)
+    errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
+    if errors:
+        raise SystemExit("bench chain: compiling EAS failed:\n" + "\n".join(errors))
+    out = {}
+    for source, wanted in zip(names, ("EAS", "SchemaRegistry"), strict=True):
+        compiled = output["contracts"][source][wanted]
+        out[wanted] = (compiled["abi"], "0x" + compiled["evm"]["bytecode"]["object"])
+    return out
+
+
+def _oa_creation_code() -> str:
+    import re
+
+    text = (NODE_MODULES / OA_PACKAGE / OA_FACTORY).read_text(encoding="utf-8")
+    found = re.search(r'_bytecode = "(0x[0-9a-fA-F]+)"', text)
+    if found is None:
+        raise SystemExit(f"bench chain: no creation code in {OA_PACKAGE}/{OA_FACTORY}")
+    return found.group(1)
+
+
 def bench_chain() -> list[Row]:
-    from eth_account import Account
-    from web3 import EthereumTesterProvider, Web3
+    """Gas per anchor of LogAnchor v2 (and v1) beside EAS ``timestamp`` and OpenAttestation
+    ``DocumentStore.issue``, all deployed on one anvil node in this run."""
+    import socket
+    import subprocess
 
-    from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+    from eth_abi.abi import encode
+    from eth_utils.crypto import keccak
+    from web3 import Web3
 
-    provider = EthereumTesterProvider()
-    w3 = Web3(provider)
-    keys = provider.ethereum_tester.backend.account_keys  # type: ignore[union-attr]
-    account = Account.from_key(keys[0].to_bytes())
-    artifact = load_artifact(LOG_ANCHOR)
-    contract = w3.eth.contract(address=deploy(w3, artifact, account).address, abi=artifact.abi)
-    used = []
-    for size in range(1, 6):
-        tx = contract.functions.anchor(hashlib.sha256(bytes([size])).digest(), size * 1000)
-        built = tx.build_transaction(
-            {
-                "from": account.address,
-                "nonce": w3.eth.get_transaction_count(account.address),
-                "chainId": w3.eth.chain_id,
-                "gas": 200_000,
-            }
+    from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
+
+    eas = _compile_eas()
+    oa_code = _oa_creation_code()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    anvil = subprocess.Popen(
+        [str(NODE_MODULES / ".bin" / "anvil"), "--port", str(port), "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
+        deadline = time.monotonic() + 60
+        while not w3.is_connected():
+            if time.monotonic() > deadline or anvil.poll() is not None:
+                raise SystemExit("bench chain: anvil did not start")
+            time.sleep(0.1)
+        owner, other = w3.eth.accounts[:2]
+
+        def send(sender: str, to: str | None, data: str) -> Any:
+            tx: dict[str, Any] = {"from": sender, "data": data, "gas": 8_000_000}
+            if to is not None:
+                tx["to"] = to
+            receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+            if receipt["status"] != 1:
+                raise SystemExit(f"bench chain: a transaction reverted: {receipt}")
+            return receipt
+
+        def selector(signature: str) -> str:
+            return "0x" + keccak(text=signature)[:4].hex()
+
+        def digest(label: str) -> bytes:
+            return hashlib.sha256(label.encode()).digest()
+
+        def create(code: str, types: list[str], args: list[Any]) -> str:
+            address: str = send(owner, None, code + encode(types, args).hex())["contractAddress"]
+            return address
+
+        anchor_gas: dict[str, list[int]] = {}
+        for name in (LOG_ANCHOR_V2, LOG_ANCHOR):
+            address = create(load_artifact(name).bytecode, [], [])
+            send(
+                owner, address, selector("authorize(address)") + encode(["address"], [other]).hex()
+            )
+            used = []
+            for size in range(1, 7):
+                sender = owner if size <= 3 else other
+                call = encode(["bytes32", "uint64"], [digest(f"{name} {size}"), size * 1000])
+                used.append(send(sender, address, selector("anchor(bytes32,uint64)") + call.hex()))
+            anchor_gas[name] = [int(r["gasUsed"]) for r in used]
+
+        registry = create(eas["SchemaRegistry"][1], [], [])
+        eas_address = create(eas["EAS"][1], ["address"], [registry])
+        eas_gas = max(
+            int(
+                send(owner, eas_address, selector("timestamp(bytes32)") + digest(f"e{n}").hex())[
+                    "gasUsed"
+                ]
+            )
+            for n in range(3)
         )
-        receipt = w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_raw_transaction(account.sign_transaction(built).raw_transaction)
+        store = create(oa_code, ["string", "address"], ["bench", owner])
+        oa_gas = max(
+            int(send(owner, store, selector("issue(bytes32)") + digest(f"d{n}").hex())["gasUsed"])
+            for n in range(3)
         )
-        used.append(int(receipt["gasUsed"]))
-    gas = max(used)
+    finally:
+        anvil.terminate()
+        anvil.wait(timeout=30)
+
+    v2_owner = max(anchor_gas[LOG_ANCHOR_V2][:3])
+    v2_other = max(anchor_gas[LOG_ANCHOR_V2][3:])
+    v1_owner = max(anchor_gas[LOG_ANCHOR][:3])
+    eas_name = f"EAS timestamp ({EAS_PACKAGE} {_package_version(EAS_PACKAGE)})"
+    oa_name = f"OA DocumentStore.issue ({OA_PACKAGE} {_package_version(OA_PACKAGE)})"
+    target = f"<= {CHAIN_GAS_TARGET}"
     rows = [
-        Row("chain", "gas per anchor call (owner account)", gas, "limit", 55_000, "gas", "<= 55000")
+        Row("chain", "gas per anchor, v2, owner", v2_owner, eas_name, eas_gas, "gas", target),
+        Row("chain", "gas per anchor, v2, owner", v2_owner, oa_name, oa_gas, "gas", target),
+        Row(
+            "chain",
+            "gas per anchor, v2, authorised account",
+            v2_other,
+            eas_name,
+            eas_gas,
+            "gas",
+            target,
+        ),
+        Row(
+            "chain",
+            "gas per anchor, v1 (record per root), owner",
+            v1_owner,
+            "v2, owner",
+            v2_owner,
+            "gas",
+            "",
+        ),
     ]
     for per in (1, 1_000, 100_000):
         rows.append(
             Row(
                 "chain",
-                f"gas per entry at {per:,} entries per anchor",
-                gas / per,
+                f"gas per entry at {per:,} entries per anchor (v2)",
+                v2_owner / per,
                 "",
                 None,
                 "gas",

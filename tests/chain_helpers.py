@@ -33,7 +33,7 @@ from anchor.chain import (
     Web3Backend,
 )
 from anchor.checkpoint import NoteSigner
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
 from anchor.errors import VerificationError
 from anchor.log import Log
@@ -190,7 +190,7 @@ async def open_chain(name: str, anvil_factory: Callable[..., AnvilNode], *anvil_
         return chain
     node = anvil_factory(*anvil_args)
     owner = node.accounts[0]
-    deployment = await asyncio.to_thread(deploy, node.web3(), load_artifact(LOG_ANCHOR), owner)
+    deployment = await asyncio.to_thread(deploy, node.web3(), load_artifact(LOG_ANCHOR_V2), owner)
     return Chain(
         name=name,
         owner_key=bytes(owner.key),

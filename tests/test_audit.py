@@ -25,15 +25,16 @@ from anchor.audit import (
     AuditReport,
     audit,
     check_log_anchor_code,
+    identify_log_anchor,
     read_anchor_events,
     read_log_anchor,
 )
 from anchor.backup import backup
 from anchor.checkpoint import Checkpoint, NoteSigner
 from anchor.cli import main
-from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
-from anchor.errors import InvalidInput, NoMatchingAnchor, NotALogAnchor
+from anchor.errors import CannotAudit, InvalidInput, NoMatchingAnchor, NotALogAnchor
 from anchor.log import Log
 from anchor.logfiles import DirectorySource, export_log
 from anchor.store import SQLiteStore
@@ -69,8 +70,8 @@ def build_log(
     log = Log(store, NoteSigner(ORIGIN, SEED))
     account = chain.accounts[0]
     contract = chain.w3.eth.contract(
-        address=deploy(chain.w3, load_artifact(LOG_ANCHOR), account).address,
-        abi=load_artifact(LOG_ANCHOR).abi,
+        address=deploy(chain.w3, load_artifact(LOG_ANCHOR_V2), account).address,
+        abi=load_artifact(LOG_ANCHOR_V2).abi,
     )
     step = (entries - entries // 50) // anchors
     done = 0
@@ -594,3 +595,38 @@ def test_read_log_anchor_accepts_only_the_shipped_code(evm_chain: EvmChain) -> N
         assert (caught.value.found, caught.value.address) == (found, target)
     with pytest.raises(InvalidInput, match="is after the chain's head block"):
         read_log_anchor(w3, address, w3.eth.block_number + 1)
+
+
+def test_read_log_anchor_accepts_version_2(evm_chain: EvmChain) -> None:
+    """LogAnchorV2 is read too: its version and owner from the code, the latest root's 24-byte
+    head from ``latest()`` completed by the last event; a changed byte or an event log that
+    misses the latest anchor is refused."""
+    w3, owner = evm_chain.w3, evm_chain.accounts[0]
+    v2 = load_artifact(LOG_ANCHOR_V2)
+    address = deploy(w3, v2, owner).address
+    v1_address = deploy(w3, load_artifact(LOG_ANCHOR), owner).address
+    state = read_log_anchor(w3, address)
+    assert (state.version, state.owner, state.latest_size, state.latest_root) == (
+        2,
+        owner.address,
+        0,
+        None,
+    )
+    assert read_log_anchor(w3, v1_address).version == 1
+    contract = w3.eth.contract(address=address, abi=v2.abi)
+    roots = [hashlib.sha256(bytes([n])).digest() for n in range(2)]
+    _anchor(w3, contract, owner, roots[0], 3)
+    _anchor(w3, contract, owner, roots[1], 9)
+    state = read_log_anchor(w3, address)
+    assert (state.latest_size, state.latest_root) == (9, roots[1])
+    assert [(e.size, e.root) for e in state.events] == [(3, roots[0]), (9, roots[1])]
+    assert state.to_json()["version"] == 2
+
+    code = bytes(w3.eth.get_code(address))
+    assert identify_log_anchor(code, address) == (2, owner.address)
+    with pytest.raises(NotALogAnchor):
+        identify_log_anchor(code[:90] + bytes([code[90] ^ 1]) + code[91:], address)
+    after = w3.eth.block_number + 1
+    deploy(w3, v2, owner)  # one more block, without an anchor of this contract
+    with pytest.raises(CannotAudit, match="the events read are incomplete"):
+        read_log_anchor(w3, address, after)

@@ -125,6 +125,7 @@ from anchor.chain.ledger import (
     anchor_covering,
     current_chain,
     ensure_schema,
+    latest_anchor,
     list_anchors,
 )
 from anchor.chain.reverts import (
@@ -242,5 +243,6 @@ __all__ = [
     "current_chain",
     "ensure_schema",
     "iso_time",
+    "latest_anchor",
     "list_anchors",
 ]

@@ -58,7 +58,7 @@ from anchor.chain.values import (
     TransactionInfo,
     _public_url,
 )
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.errors import ConfigError, StoreError
 
 log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
@@ -431,7 +431,7 @@ class EmbeddedChain:
     @classmethod
     async def start(cls, owner_key: bytes, directory: Path | None = None) -> EmbeddedChain:
         """The chain kept in ``directory`` (or a new one in memory). A new chain funds the
-        owner key's account, which deploys LogAnchor; a kept one must have the same owner."""
+        owner key's account, which deploys LogAnchor (v2); a kept one must have the same owner."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-chain")
         loop = asyncio.get_running_loop()
         try:
@@ -459,7 +459,7 @@ class EmbeddedChain:
             if fresh or recorded_owner is None:
                 await chain.fund(owner.address, EMBEDDED_FUNDING_WEI)
                 await chain._record(META_OWNER, owner.address)
-            chain.contract_address = await chain.deploy_once(LOG_ANCHOR, owner_key)
+            chain.contract_address = await chain.deploy_once(LOG_ANCHOR_V2, owner_key)
         except BaseException:
             await chain.close()
             raise

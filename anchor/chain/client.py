@@ -203,7 +203,15 @@ class ChainClient:
                 hint="check the contract address and the RPC URL, or deploy LogAnchor there",
             )
         ref, previous = await self._db(self._ledger.adopt_identity, identity)
-        if previous is not None:
+        if previous is not None and previous.same_chain(identity):
+            log.warning(
+                "the anchoring contract moved on %s from %s to %s (e.g. LogAnchor v1 to v2): "
+                "receipts naming %s still verify against its events; the latest checkpoint is "
+                "anchored on %s and later receipts name it",
+                identity.caip2, previous.contract, identity.contract, previous.contract,
+                identity.contract,
+            )  # fmt: skip
+        elif previous is not None:
             log.warning(
                 "the chain changed: the database recorded %s (genesis 0x%s, contract %s), the "
                 "service now runs on %s (genesis 0x%s, contract %s); anchors of the old chain "

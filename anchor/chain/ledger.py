@@ -203,6 +203,25 @@ def anchor_covering(
     return None if row is None else _anchor_record(row)
 
 
+def latest_anchor(store: SQLiteStore, *, final_only: bool = False) -> AnchorRecord | None:
+    """The anchor of the largest size on the current chain that is ``included`` or ``final``
+    (only ``final`` with ``final_only``): what the contract's ``latest()`` holds once mined.
+    One indexed read."""
+    ensure_schema(store)
+    states = (AnchorState.FINAL,) if final_only else (AnchorState.INCLUDED, AnchorState.FINAL)
+    row = (
+        store.reader()
+        .execute(
+            f"SELECT {_ANCHOR_COLUMNS} FROM {_ANCHOR_FROM} "  # noqa: S608
+            f"WHERE c.current = 1 AND a.state IN ({','.join('?' * len(states))}) "
+            "ORDER BY a.size DESC LIMIT 1",
+            tuple(s.value for s in states),
+        )
+        .fetchone()
+    )
+    return None if row is None else _anchor_record(row)
+
+
 class _Ledger:
     """The state machine's reads and writes (synchronous; the client runs them in a thread).
     Every method that changes state does so in one transaction."""

@@ -272,6 +272,10 @@ class ChainIdentity:
         """The CAIP-2 chain id, ``eip155:<chain id>``."""
         return f"eip155:{self.chain_id}"
 
+    def same_chain(self, other: ChainIdentity) -> bool:
+        """Whether ``other`` is this chain (id and genesis), whatever its contract."""
+        return (self.chain_id, self.genesis_hash) == (other.chain_id, other.genesis_hash)
+
 
 @dataclass(frozen=True, slots=True)
 class BlockInfo:

@@ -8,6 +8,7 @@ import base64
 from aiohttp import web
 
 from anchor.app import CHAIN, LOG_KEY, STORE
+from anchor.chain import AnchorRecord, latest_anchor
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
 from anchor.logfiles import entry_json, iso_ms
@@ -19,6 +20,10 @@ routes = web.RouteTableDef()
 
 DEFAULT_PAGE = 1_000
 """Entries per page when ``end`` is not given."""
+
+ANCHORED_LATEST = "latest"
+"""The one value of the ``anchored`` query parameter: prove against the latest anchored root
+(what LogAnchor v2's ``latest()`` holds; its views check proofs against it)."""
 
 
 def b64(data: bytes) -> str:
@@ -74,7 +79,17 @@ async def inclusion(request: web.Request) -> web.Response:
     assert index is not None
     size = optional_int_param(request, "size", minimum=1)
     checkpoint = None
-    if size is None:
+    anchor = await _latest_anchor(request)
+    if anchor is not None:
+        if size is not None:
+            raise InvalidInput("give 'size' or 'anchored', not both")
+        if index >= anchor.size:
+            raise NotFound(
+                f"leaf {index} is not covered by the latest anchor (tree size {anchor.size})",
+                hint="ask again after the next anchor",
+            )
+        size = anchor.size
+    elif size is None:
         checkpoint = await asyncio.to_thread(log.latest_checkpoint)
         if checkpoint is None or checkpoint.size <= index:
             checkpoint = await asyncio.to_thread(log.checkpoint)
@@ -93,28 +108,55 @@ async def inclusion(request: web.Request) -> web.Response:
     }
     if checkpoint is not None:
         body["checkpoint"] = checkpoint.note
+    if anchor is not None:
+        body["anchor"] = anchor.to_json()
     return web.json_response(body)
 
 
 @routes.get("/v1/proofs/consistency")
 async def consistency(request: web.Request) -> web.Response:
+    """Consistency proof from ``size1`` to ``size2``, or with ``anchored=latest`` to the size
+    of the latest anchor (e.g. from the size of a receipt's anchor)."""
     store = request.app[STORE]
     size1 = int_param(request, "size1", minimum=1)
-    size2 = int_param(request, "size2", minimum=1)
+    anchor = await _latest_anchor(request)
+    if anchor is None:
+        size2 = int_param(request, "size2", minimum=1)
+    elif request.query.get("size2"):
+        raise InvalidInput("give 'size2' or 'anchored', not both")
+    else:
+        size2 = anchor.size
     if size1 > size2:
         raise InvalidInput(f"size1 {size1} is larger than size2 {size2}")
     proof = await asyncio.to_thread(store.consistency_proof, size1, size2)
     root1 = await asyncio.to_thread(store.root, size1)
     root2 = await asyncio.to_thread(store.root, size2)
-    return web.json_response(
-        {
-            "size1": size1,
-            "size2": size2,
-            "root1": b64(root1),
-            "root2": b64(root2),
-            "proof": [b64(p) for p in proof],
-        }
-    )
+    body: dict[str, object] = {
+        "size1": size1,
+        "size2": size2,
+        "root1": b64(root1),
+        "root2": b64(root2),
+        "proof": [b64(p) for p in proof],
+    }
+    if anchor is not None:
+        body["anchor"] = anchor.to_json()
+    return web.json_response(body)
+
+
+async def _latest_anchor(request: web.Request) -> AnchorRecord | None:
+    """With ``anchored=latest``: the latest included or final anchor of the current chain
+    (404 when there is none); without it, ``None``."""
+    value = request.query.get("anchored")
+    if value is None or value == "":
+        return None
+    if value != ANCHORED_LATEST:
+        raise InvalidInput(f"query parameter 'anchored' must be {ANCHORED_LATEST!r}")
+    anchor = await asyncio.to_thread(latest_anchor, request.app[STORE])
+    if anchor is None:
+        raise NotFound(
+            "nothing is anchored on the current chain yet", hint="ask again after the first anchor"
+        )
+    return anchor
 
 
 @routes.get("/v1/checkpoint")

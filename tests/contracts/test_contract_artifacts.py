@@ -14,7 +14,14 @@ from anvil import EvmChain
 from eth_account import Account
 from eth_typing import HexStr
 
-from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, Artifact, deploy, load_artifact
+from anchor.contracts import (
+    DID_REGISTRY,
+    LOG_ANCHOR,
+    LOG_ANCHOR_V2,
+    Artifact,
+    deploy,
+    load_artifact,
+)
 from anchor.errors import ChainError, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -23,7 +30,7 @@ CONTRACTS_DIR = REPO_ROOT / "contracts"
 ARTIFACTS_DIR = REPO_ROOT / "anchor" / "artifacts"
 SOLC_PACKAGE = CONTRACTS_DIR / "node_modules" / "solc" / "package.json"
 INSTALL_HINT = "the pinned solc is missing: run `npm ci --prefix contracts`"
-CONTRACT_NAMES = (LOG_ANCHOR, DID_REGISTRY)
+CONTRACT_NAMES = (LOG_ANCHOR, LOG_ANCHOR_V2, DID_REGISTRY)
 COMPILE_TIMEOUT_SECONDS = 300
 EXIT_STALE = 1
 # Creation code that reverts at once: PUSH1 0, PUSH1 0, REVERT.
@@ -46,7 +53,7 @@ def run_compiler(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_committed_artifacts_match_a_fresh_compile() -> None:
     result = run_compiler(COMPILE_SCRIPT, "--check")
     assert result.returncode == 0, result.stderr
-    assert "2 artifacts up to date" in result.stdout
+    assert f"{len(CONTRACT_NAMES)} artifacts up to date" in result.stdout
 
 
 def test_check_reports_stale_artifacts_and_rebuild_is_location_independent(
@@ -93,6 +100,8 @@ def test_load_artifact(name: str) -> None:
     assert {entry.get("name") for entry in artifact.abi if entry["type"] == "function"} >= (
         {"anchor", "anchorOf", "latest", "authorize", "revoke", "verifyInclusion"}
         if name == LOG_ANCHOR
+        else {"anchor", "latest", "authorize", "revoke", "verifyInclusion", "verifyConsistency"}
+        if name == LOG_ANCHOR_V2
         else {"identityOwner", "changeOwnerSigned", "validDelegate", "setAttributeSigned"}
     )
     assert load_artifact(name) is artifact  # cached
