@@ -193,17 +193,23 @@ def normalise_fingerprint(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TrustSet:
-    """Trusted logs, at most one per origin, at most :data:`MAX_TRUST_ROOTS`."""
+    """Trusted logs, at most :data:`MAX_TRUST_ROOTS` roots. One origin may have several roots
+    only with one verifier key: a log that moved its anchoring to another contract (or chain)
+    stays one log, and receipts anchored on each of its contracts verify."""
 
     roots: tuple[TrustRoot, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.roots) > MAX_TRUST_ROOTS:
             raise InvalidInput(f"at most {MAX_TRUST_ROOTS} trusted logs")
-        origins = [r.origin for r in self.roots]
-        twice = sorted({o for o in origins if origins.count(o) > 1})
+        keys: dict[str, set[str]] = {}
+        for r in self.roots:
+            keys.setdefault(r.origin, set()).add(r.verifier_key)
+        twice = sorted(o for o, k in keys.items() if len(k) > 1)
         if twice:
-            raise InvalidInput(f"log origin(s) trusted twice: {', '.join(twice)}")
+            raise InvalidInput(f"log origin(s) trusted with two keys: {', '.join(twice)}")
+        if len(set(self.roots)) != len(self.roots):
+            raise InvalidInput("a trusted log is listed twice")
 
     @classmethod
     def of(cls, trust: Trust) -> TrustSet:
@@ -216,18 +222,23 @@ class TrustSet:
         return iter(self.roots)
 
     def get(self, origin: str) -> TrustRoot | None:
+        """The first root of ``origin`` (see :meth:`roots_of` for all of them)."""
         return next((r for r in self.roots if r.origin == origin), None)
+
+    def roots_of(self, origin: str) -> list[TrustRoot]:
+        """Every root of ``origin``: one per contract (and chain) the log anchored on."""
+        return [r for r in self.roots if r.origin == origin]
 
     def check(self, receipt: ReceiptCheck) -> TrustRoot:
         """The trusted root of ``receipt``'s log, which must have the receipt's key, chain
         and contract; else :class:`UntrustedLog` naming what differs."""
         origin = receipt.checkpoint.origin
         fields = (origin, receipt.log_key, receipt.chain, receipt.contract)
-        root = self.get(origin)
-        if root is None:
+        candidates = self.roots_of(origin)
+        if not candidates:
             key = NoteVerifier.from_vkey(receipt.log_key)
-            root = next((r for r in self.roots if r.verifier == key), None)
-        if root is None:
+            candidates = [r for r in self.roots if r.verifier == key]
+        if not candidates:
             named = [r.origin for r in self.roots[:5]]
             more = len(self.roots) - len(named)
             trusted = ", ".join(named + ([f"{more} more"] if more else [])) or "none"
@@ -238,6 +249,8 @@ class TrustSet:
                 actual=origin,
                 hint="run `ler-anchor trust add SERVICE_URL` for a log you mean to trust",
             )
+        # the closest root explains the refusal: fewest differing members
+        root = min(candidates, key=lambda r: len(r.differences(*fields)))
         differs = root.differences(*fields)
         if differs:
             theirs = dict(zip(("origin", "key", "chain", "contract"), fields, strict=True))
@@ -258,25 +271,33 @@ class TrustSet:
         return root
 
     def added(self, root: TrustRoot, *, replace: bool = False) -> TrustSet:
-        """This set with ``root``; a different root for an origin already trusted is a
-        :class:`Conflict` unless ``replace``."""
-        current = self.get(root.origin)
-        if current == root:
+        """This set with ``root``. A root of a trusted origin with the same key and another
+        contract or chain is added beside the others (the log moved its anchoring); one with
+        another key is a :class:`Conflict` unless ``replace``, which drops the origin's
+        other roots."""
+        current = self.roots_of(root.origin)
+        if root in current:
             return self
-        if current is not None and not replace:
-            raise Conflict(
-                f"log {root.origin!r} is already trusted with fingerprint {current.fingerprint};"
-                f" the service now presents {root.fingerprint}",
-                hint="compare the fingerprints out of band, then add it again with --replace",
-            )
-        others = tuple(r for r in self.roots if r.origin != root.origin)
-        return TrustSet((*others, root))
+        if current and current[0].verifier_key != root.verifier_key:
+            if not replace:
+                raise Conflict(
+                    f"log {root.origin!r} is already trusted with fingerprint "
+                    f"{current[0].fingerprint} and another key; the service now presents "
+                    f"{root.fingerprint}",
+                    hint="compare the fingerprints out of band, then add it again with --replace",
+                )
+            others = tuple(r for r in self.roots if r.origin != root.origin)
+            return TrustSet((*others, root))
+        return TrustSet((*self.roots, root))
 
     def removed(self, which: str) -> tuple[TrustSet, TrustRoot]:
-        """This set without the root whose origin or fingerprint is ``which``."""
+        """This set without the root whose fingerprint is ``which``, or without every root
+        of the origin ``which`` (the first of them is returned)."""
         wanted = normalise_fingerprint(which)
         for root in self.roots:
-            if root.origin == which or normalise_fingerprint(root.fingerprint) == wanted:
+            if root.origin == which:
+                return TrustSet(tuple(r for r in self.roots if r.origin != which)), root
+            if normalise_fingerprint(root.fingerprint) == wanted:
                 return TrustSet(tuple(r for r in self.roots if r is not root)), root
         raise NotFound(
             f"no trusted log has origin or fingerprint {which!r}",

@@ -25,6 +25,7 @@ from chain_helpers import (
     entry,
     open_chain,
     open_log,
+    trust_root,
     wait_for,
 )
 from service_helpers import service_config
@@ -48,6 +49,7 @@ from anchor.entry import Entry, EntryKind
 from anchor.errors import ConfigError, NotFound, VerificationError
 from anchor.keys import ChainAccountKey, save_key
 from anchor.receipts import build_receipt, verify_receipt
+from anchor.trust import TrustRoot
 
 SERVICE_WAIT_SECONDS = 60.0
 
@@ -116,7 +118,7 @@ async def test_a_reorg_deeper_than_the_confirmations_is_noticed_while_running(
     lost = await step_until_final(client, chain, second.id)
     await chain.mine()
     old_receipt = build_receipt(log, 6, final_only=True)
-    await assert_receipt_sound(old_receipt, chain.backend)
+    await assert_receipt_sound(old_receipt, chain)
     head = await chain.backend.block("latest")
     assert head is not None
     assert lost.block_number is not None
@@ -136,9 +138,9 @@ async def test_a_reorg_deeper_than_the_confirmations_is_noticed_while_running(
     assert [r.anchor_id for r in status.unrecovered] == [lost.id]
     with pytest.raises(NotFound):
         build_receipt(log, 6, final_only=True)  # never from a removed block
-    await assert_receipt_sound(build_receipt(log, 2, final_only=True), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 2, final_only=True), chain)
     with pytest.raises(VerificationError) as caught:
-        await verify_receipt(old_receipt, chain.backend)
+        await verify_receipt(old_receipt, chain.backend, trust=await trust_root(chain))
     assert caught.value.what in ("transaction", "block")
 
     again = await step_until_final(client, chain, lost.id)
@@ -149,7 +151,7 @@ async def test_a_reorg_deeper_than_the_confirmations_is_noticed_while_running(
     assert (status.count, status.unrecovered) == (1, ())
     receipt = build_receipt(log, 6, final_only=True)
     assert receipt["anchor"]["transactionHash"] == "0x" + new.hash.hex()
-    await assert_receipt_sound(receipt, chain.backend)
+    await assert_receipt_sound(receipt, chain)
     for _ in range(3):  # the recovered chain is canonical: nothing more happens
         await client.step()
     assert (await client.reorg_status()).count == 1
@@ -200,6 +202,12 @@ class Service:
     async def get(self, path: str) -> tuple[int, Any]:
         response = await self.client.get(path)
         return response.status, await response.json(content_type=None)
+
+    async def trust(self) -> TrustRoot:
+        """The service's log as a verifier pins it (from ``GET /v1/log``)."""
+        _, log = await self.get("/v1/log")
+        members = ("origin", "verifierKey", "chain", "contract")
+        return TrustRoot.from_json({k: log[k] for k in members})
 
     async def text(self, path: str) -> str:
         response = await self.client.get(path)
@@ -285,13 +293,13 @@ async def test_the_service_recovers_from_a_deep_reorg_without_a_restart(
     status, pending = await service.get(f"/v1/receipts/{digest}")
     assert (status, pending["status"]) == (202, "pending")
     with pytest.raises(VerificationError):
-        await verify_receipt(old_receipt, service.backend)
+        await verify_receipt(old_receipt, service.backend, trust=await service.trust())
     assert "ler_anchor_final_anchor_reorgs_total 1.0" in await service.text("/metrics")
 
     await service.until("the receipt on the new chain", receipt_served)
     _, receipt = await service.get(f"/v1/receipts/{digest}")
     assert receipt["anchor"]["transactionHash"] != old_receipt["anchor"]["transactionHash"]
-    check = await verify_receipt(receipt, service.backend)
+    check = await verify_receipt(receipt, service.backend, trust=await service.trust())
     assert check.leaf_index == 0
     _, health = await service.get("/healthz")
     assert health["chain"]["ok"] is True
@@ -338,7 +346,7 @@ async def test_the_service_sends_a_dropped_anchor_again_at_once(service: Service
     await service.until("the receipt", receipt_served)
     _, receipt = await service.get(f"/v1/receipts/{digest}")
     assert receipt["anchor"]["transactionHash"] == "0x" + attempt.hash.hex()
-    await verify_receipt(receipt, service.backend)
+    await verify_receipt(receipt, service.backend, trust=await service.trust())
     [again] = await chain_client.attempts(anchor.id)
     assert (again.hash, again.state) == (attempt.hash, TxState.MINED)
 
@@ -378,7 +386,7 @@ async def test_a_final_anchor_moved_by_a_deep_reorg_is_final_again_in_its_new_bl
     assert (again.tx_hash, again.block_hash) == (final.tx_hash, moved.block_hash)
     assert (await client.reorg_status()).unrecovered == ()
     assert [a.hash for a in await client.attempts(record.id)] == [attempt.hash]
-    await assert_receipt_sound(build_receipt(log, 3, final_only=True), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 3, final_only=True), chain)
     await client.close()
     await chain.close()
     log.store.close()

@@ -38,6 +38,7 @@ from anchor.keys import Ed25519Key
 from anchor.receipts import verify_receipt
 from anchor.signing_client import signed_headers
 from anchor.store import SQLiteStore
+from anchor.trust import TrustRoot
 
 STOP_TIMEOUT_SECONDS = 30
 IDLE_SECONDS = 2.2
@@ -157,9 +158,18 @@ def restricted(view: dict[str, Any], head: int) -> dict[str, Any]:
     }
 
 
-async def check_receipts(service: Service, found: dict[str, dict[str, Any]]) -> None:
+async def service_trust(service: Service) -> TrustRoot:
+    """The service's log as a verifier pins it once (from ``GET /v1/log``)."""
+    async with aiohttp.ClientSession() as session, session.get(service.url + "/v1/log") as r:
+        log = await r.json()
+    return TrustRoot.from_json({k: log[k] for k in ("origin", "verifierKey", "chain", "contract")})
+
+
+async def check_receipts(
+    service: Service, found: dict[str, dict[str, Any]], trust: TrustRoot
+) -> None:
     for receipt in found.values():
-        await verify_receipt(receipt, service.rpc)
+        await verify_receipt(receipt, service.rpc, trust=trust)
 
 
 def check_block_times(found: dict[str, dict[str, Any]], sent: float) -> None:
@@ -183,7 +193,8 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
         sent_a = await submit(service, issuer, batch_a)
         found_a = await receipts(service, batch_a)
         check_block_times(found_a, sent_a)
-        await check_receipts(service, found_a)
+        trust = await service_trust(service)  # pinned once, before any restart
+        await check_receipts(service, found_a, trust)
         contract = found_a[batch_a[0]]["anchor"]["contract"]
         view_1 = await asyncio.to_thread(chain_view, service.rpc, contract)
         async with aiohttp.ClientSession() as session, session.get(service.url + "/v1/log") as r:
@@ -198,7 +209,7 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
         await service.start()
         view_2 = await asyncio.to_thread(chain_view, service.rpc, contract)
         assert restricted(view_2, view_1["head"]) == view_1
-        await check_receipts(service, found_a)
+        await check_receipts(service, found_a, trust)
         assert await receipts(service, batch_a) == found_a
         await asyncio.sleep(IDLE_SECONDS)
         batch_b = digests("b", 3)
@@ -219,9 +230,9 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
         view_4 = await asyncio.to_thread(chain_view, service.rpc, contract)
         assert restricted(view_4, view_3["head"]) == view_3
         assert restricted(view_4, view_1["head"]) == view_1
-        await check_receipts(service, {**found_a, **found_b})
+        await check_receipts(service, {**found_a, **found_b}, trust)
         found_c = await receipts(service, batch_c)
-        await check_receipts(service, found_c)
+        await check_receipts(service, found_c, trust)
         assert await receipts(service, batch_a + batch_b) == {**found_a, **found_b}
         view_5 = await asyncio.to_thread(chain_view, service.rpc, contract)
         times = [view_5["blocks"][n][2] for n in range(view_5["head"] + 1)]

@@ -17,10 +17,14 @@ from anchor.app import CHAIN, ISSUERS, create_app
 from anchor.audit import read_log_anchor
 from anchor.client import ServiceClient, Signer
 from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.errors import VerificationError
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 from anchor.receipts import verify_receipt
+from anchor.trust import TrustRoot, TrustSet
 
 pytestmark = pytest.mark.anvil
+
+TRUST_MEMBERS = ("origin", "verifierKey", "chain", "contract")
 
 
 def digests(start: int, stop: int) -> list[str]:
@@ -56,7 +60,9 @@ async def test_serve_on_a_new_v2_contract_continues_the_log(
             await service.submit(digests(0, 4))
             old_receipt = await service.receipt(digests(0, 4)[1], wait=30)
         assert old_receipt["anchor"]["contract"] == old
-        await verify_receipt(old_receipt, client.app[CHAIN].backend)
+        log = await (await client.get("/v1/log")).json()
+        old_root = TrustRoot.from_json({k: log[k] for k in TRUST_MEMBERS})
+        await verify_receipt(old_receipt, client.app[CHAIN].backend, trust=old_root)
         await client.close()
 
         client = await run_service(aiohttp_client, tmp_path, anvil, new, None)
@@ -71,12 +77,21 @@ async def test_serve_on_a_new_v2_contract_continues_the_log(
             moved = await service.receipt(digests(0, 4)[1], wait=30)
             every = await service.get_json("/v1/anchors?allChains=1")
         backend = client.app[CHAIN].backend
+        log = await (await client.get("/v1/log")).json()
+        new_root = TrustRoot.from_json({k: log[k] for k in TRUST_MEMBERS})
+        assert (new_root.origin, new_root.verifier_key) == (old_root.origin, old_root.verifier_key)
+        # A verifier that trusted the log before the move adds its new contract beside the
+        # old one (same origin and key): receipts of both verify, of neither other contract.
+        trust = TrustSet((old_root,)).added(new_root)
+        assert len(trust) == 2
+        with pytest.raises(VerificationError):
+            await verify_receipt(new_receipt, backend, trust=old_root)
         # The old contract's receipt still verifies; the log now anchors on the new one,
         # whose first anchor covers the whole log as it was (its head, size 4) or more.
-        await verify_receipt(old_receipt, backend)
+        await verify_receipt(old_receipt, backend, trust=trust)
         for receipt in (new_receipt, moved):
             assert receipt["anchor"]["contract"] == new
-            await verify_receipt(receipt, backend)
+            await verify_receipt(receipt, backend, trust=trust)
         on_new = sorted(
             (a for a in every["anchors"] if a["contract"] == new), key=lambda a: a["treeSize"]
         )

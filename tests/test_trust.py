@@ -112,23 +112,34 @@ def test_a_trust_set_adds_refuses_replaces_and_removes() -> None:
     root = a_root()
     trusted = TrustSet().added(root)
     assert trusted.added(root) is trusted
+    # The same log (origin and key) anchoring on another contract: added beside, so receipts
+    # of both contracts verify (a log moving from LogAnchor v1 to v2).
     moved = a_root(contract="0x" + "cd" * 20)
-    with pytest.raises(Conflict, match=moved.fingerprint) as caught:
-        trusted.added(moved)
+    beside = trusted.added(moved)
+    assert list(beside) == [root, moved]
+    assert beside.roots_of(LOG_ORIGIN) == [root, moved]
+    # Another key for a trusted origin is refused unless replaced.
+    rekeyed = a_root(verifier_key=NoteSigner(LOG_ORIGIN, b"\x07" * 32).verifier.vkey())
+    with pytest.raises(Conflict, match=rekeyed.fingerprint) as caught:
+        beside.added(rekeyed)
     assert "--replace" in (caught.value.hint or "")
-    replaced = trusted.added(moved, replace=True)
-    assert list(replaced) == [moved]
+    replaced = beside.added(rekeyed, replace=True)
+    assert list(replaced) == [rekeyed]
     both = replaced.added(a_root(origin="other.example/log"))
     assert len(both) == 2
-    rest, gone = both.removed(moved.fingerprint.replace(" ", ":").upper())
-    assert gone == moved
+    rest, gone = both.removed(rekeyed.fingerprint.replace(" ", ":").upper())
+    assert gone == rekeyed
     assert [r.origin for r in rest] == ["other.example/log"]
     rest, gone = both.removed("other.example/log")
     assert gone.origin == "other.example/log"
+    rest, gone = beside.removed(LOG_ORIGIN)  # an origin: every contract of that log
+    assert (len(rest), gone) == (0, root)
     with pytest.raises(NotFound):
         both.removed("no.such/log")
+    with pytest.raises(InvalidInput, match="two keys"):
+        TrustSet((root, rekeyed))
     with pytest.raises(InvalidInput, match="twice"):
-        TrustSet((root, moved))
+        TrustSet((root, root))
 
 
 def test_the_trust_file(tmp_path: Path) -> None:
@@ -435,9 +446,11 @@ async def test_trust_add_list_remove(
     code, out, _ = await run_cli(capsys, "trust", "list", "--json")
     assert json.loads(out) == TrustSet((expected,)).to_json()
 
-    # The same origin with another contract on file: the service's root is not silently
-    # put in its place.
-    moved = dataclasses.replace(expected, contract=ADDRESS)
+    # The same origin with another key on file: the service's root is not silently put in
+    # its place.
+    moved = dataclasses.replace(
+        expected, verifier_key=NoteSigner(expected.origin, b"\x07" * 32).verifier.vkey()
+    )
     save_trust_file(private_trust_file, TrustSet((moved,)))
     code, out, err = await run_cli(capsys, "trust", "add", base)
     assert (code, out) == (4, "")

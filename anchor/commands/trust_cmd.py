@@ -189,10 +189,15 @@ def _add(args: argparse.Namespace) -> int:
         print(f"already trusted ({path})")
         return 0
     save_trust_file(path, updated)
-    replaced = trusted.get(root.origin) is not None
+    before = trusted.roots_of(root.origin)
+    if not before:
+        done = "added"
+    elif any(r.verifier_key != root.verifier_key for r in before):
+        done = "replaced"
+    else:  # the same log, anchoring on another contract (or chain) as well
+        done = f"added beside its {len(before)} other anchor contract(s)"
     print(
-        f"{'replaced' if replaced else 'added'} in {path}; compare the fingerprint with the "
-        "one the service's operator publishes"
+        f"{done} in {path}; compare the fingerprint with the one the service's operator publishes"
     )
     return 0
 
