@@ -180,6 +180,23 @@ class StoreError(AnchorError):
     title = "Store unavailable"
 
 
+class IntegrityFailure(StoreError):
+    """The log's stored entries or hashes do not reproduce what it signed (or a stored
+    checkpoint does not verify): primary data is damaged. The log stops signing, anchoring
+    and appending, and answers this (503) for whatever it cannot prove; restore the
+    database from a backup."""
+
+    slug = "integrity-failure"
+    title = "Log integrity failure"
+
+
+class IndexDamaged(StoreError):
+    """The digest index (derived data) does not match the entries; it is rebuilt from them."""
+
+    slug = "index-damaged"
+    title = "Digest index damaged"
+
+
 class ChainError(AnchorError):
     """The chain or its RPC endpoint failed or answered something unexpected."""
 

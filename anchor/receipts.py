@@ -127,7 +127,8 @@ def _receipt(log: Log, index: int, anchor: AnchorRecord) -> dict[str, Any]:
     if anchor.block_number is None or anchor.log_index is None or anchor.block_time is None:
         raise StoreError(f"anchor {anchor.id} is {anchor.state} but has no block")
     entry = stored[0].entry
-    proof = log.store.inclusion_proof(index, anchor.size)
+    # verified against the signed root, the leaf hash recomputed from the stored entry
+    proof, _leaf = log.verified_inclusion(index, anchor.size, signed.root)
     return {
         "type": RECEIPT_TYPE,
         "version": RECEIPT_VERSION,

@@ -33,6 +33,12 @@ a row plus an index entry (``scripts/bench.py`` measures the difference).
 The store keeps in memory only the *frontier*: the hashes of the at most 64 complete subtrees
 that make up the current tree, so memory does not grow with the log.
 
+Self-check. The entries are the primary data; the stored hashes must be exactly what the
+entries imply, and :meth:`SQLiteStore.check_tile` proves it one tile at a time (the caller
+carries the frontier recomputed from the entries, never read back from storage). The digest
+index is derived data: :meth:`SQLiteStore.rebuild_digest_index` rebuilds it from the entries
+when it is found damaged (or SQLite reports its pages corrupt on an append or a look-up).
+
 Durability: ``journal_mode=WAL`` and ``synchronous=FULL``; :meth:`SQLiteStore.append` commits
 its whole batch in one transaction before it returns, so a crash leaves each batch either
 entirely present or entirely absent.
@@ -55,7 +61,7 @@ import sqlite_utils
 
 from anchor import merkle
 from anchor.entry import DIGEST_SIZE, Entry, decode
-from anchor.errors import InvalidInput, NotFound, StoreError
+from anchor.errors import IndexDamaged, IntegrityFailure, InvalidInput, NotFound, StoreError
 
 SCHEMA_VERSION = 3
 """Version of the table layout written to ``meta``. Version 2 (digest index keyed on digest and
@@ -101,6 +107,16 @@ def _index_key(salt: bytes, digest: bytes) -> int:
 def _next_key(key: int) -> int:
     """The key after ``key``: the key space wraps around."""
     return key + 1 if key < _KEY_MAX else -_KEY_MAX - 1
+
+
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether SQLite reported damaged pages (``SQLITE_CORRUPT`` or ``SQLITE_NOTADB``, with
+    any extended code), as opposed to a busy, locked or full database."""
+    return exc.sqlite_errorcode & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +349,11 @@ except ImportError:  # the optional C accelerator was not built
     _append_rows = _append_rows_python
 
 
+class _Corrupt(StoreError):
+    """SQLite reported damaged pages during an operation that may be retried once the
+    digest index is rebuilt (internal to this module)."""
+
+
 class SQLiteStore:
     """The SQLite implementation of :class:`LogStore`.
 
@@ -361,6 +382,7 @@ class SQLiteStore:
                         f" expected {SCHEMA_VERSION}"
                     )
                 salt = self._meta_on(self._writer, "index_salt")
+                index_missing = not self._has_table(self._writer, "digests")
                 self._writer.execute("COMMIT")
             except BaseException:
                 self._writer.execute("ROLLBACK")
@@ -379,6 +401,8 @@ class SQLiteStore:
         self._node_cache: dict[tuple[int, int], bytes] = {}  # upper-level subtree hashes
         with self._write_lock:
             self._sync_frontier(self._writer)
+        if index_missing:  # a rebuild was interrupted between dropping and renaming
+            self.rebuild_digest_index()
 
     # -- connections ---------------------------------------------------------------------
 
@@ -454,6 +478,21 @@ class SQLiteStore:
         if len(entries) > MAX_APPEND_BATCH:
             raise InvalidInput(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
         encoded = [e.encode() for e in entries]
+        try:
+            return self._append_encoded(encoded)
+        except _Corrupt:  # SQLite found damaged pages: the index is rebuilt, then retried once
+            self.rebuild_digest_index()
+            try:
+                return self._append_encoded(encoded)
+            except _Corrupt as again:
+                raise IntegrityFailure(
+                    f"the database is corrupt: {again.__cause__}",
+                    hint="restore the database from a backup",
+                ) from again
+
+    def _append_encoded(self, encoded: list[bytes]) -> AppendResult:
+        """One attempt of :meth:`append`; raises :class:`_Corrupt` when SQLite reports
+        damaged pages (nothing is written then)."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
@@ -473,6 +512,8 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 self._size = -1  # force a reload on next use
+                if isinstance(exc, sqlite3.Error) and is_corruption(exc):
+                    raise _Corrupt(f"append failed and was rolled back: {exc}") from exc
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"append failed and was rolled back: {exc}") from exc
                 raise
@@ -725,7 +766,18 @@ class SQLiteStore:
         return StoredEntry(index, decode(tile.entries[k]), tile.leaf_hash(index), tile.created[k])
 
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
-        """Leaves whose entry carries ``digest`` (optionally from ``submitter``), oldest first."""
+        """Leaves whose entry carries ``digest`` (optionally from ``submitter``), oldest first.
+        If SQLite reports the index's pages corrupt, the index is rebuilt and the look-up
+        retried once."""
+        try:
+            return self._find(digest, submitter)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            self.rebuild_digest_index()
+        return self._find(digest, submitter)
+
+    def _find(self, digest: bytes, submitter: str | None) -> list[StoredEntry]:
         conn = self.reader()
         candidates = sorted(self._indexes_by_digest(conn, [digest]))
         tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
@@ -737,39 +789,212 @@ class SQLiteStore:
 
     def check_integrity(self, progress: Callable[[int], object] | None = None) -> int:
         """Recompute every stored hash from the entries and check the digest index,
-        raising :class:`StoreError` at the first mismatch. Returns the size checked;
-        ``progress(n)`` hears of every ``n`` leaves checked. Cost: one pass, ``O(n)`` hashes,
+        raising :class:`IntegrityFailure` (primary data) or :class:`IndexDamaged` (the
+        index) at the first mismatch. Returns the size checked; ``progress(n)`` hears of
+        every ``n`` leaves checked. Cost: one pass, ``O(n)`` hashes and index probes,
         ``O(log n)`` memory."""
-        conn = self.reader()
-        size = size_in(conn)
+        size = self.size()
         frontier = b""
         checked = 0
-        for tile, count, hashes, entries, created in conn.execute(
-            "SELECT tile, count, hashes, entries, created FROM tiles ORDER BY tile"
-        ):
-            if int(tile) * TILE_SIZE != checked:
-                raise StoreError(
-                    f"leaf {checked} is missing (next tile starts at {tile * TILE_SIZE})"
-                )
-            if count < TILE_SIZE and checked + count != size:
-                raise StoreError(f"tile {tile} is partial but not the last one")
-            decoded = _decode_tile(int(tile), int(count), hashes, entries, created)
+        tile = 0
+        while checked < size:
+            count, frontier = self.check_tile(tile, frontier)
+            if count == 0:
+                raise IntegrityFailure(f"leaf {checked} is missing (tile {tile} is absent)")
+            if count < TILE_SIZE and checked + count < size:
+                raise IntegrityFailure(f"tile {tile} is partial but not the last one")
+            checked += count
+            tile += 1
+            if progress is not None:
+                progress(count)
+        self.check_index_rows(checked)
+        return checked
+
+    def check_tile(self, tile: int, frontier: bytes, *, index: bool = True) -> tuple[int, bytes]:
+        """Check one tile against its entries, given ``frontier``: the hashes of the complete
+        subtrees of the leaves before it, as the caller recomputed them from *their* entries.
+
+        Every entry must decode, every leaf hash must be the hash of its entry and every
+        subtree hash the tile stores must be the hash of its children; with ``index``, the
+        digest index must find every leaf of the tile from its digest. Returns the tile's
+        leaf count (0 when there is no such tile) and the frontier after it. Raises
+        :class:`IntegrityFailure` (also when SQLite reports the tile's pages corrupt) or
+        :class:`IndexDamaged`. Cost: one row read, about two hashes and one index probe per
+        leaf."""
+        conn = self.reader()
+        try:
+            row = conn.execute(
+                "SELECT tile, count, hashes, entries, created FROM tiles WHERE tile = ?", (tile,)
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if is_corruption(exc):
+                raise IntegrityFailure(f"tile {tile} cannot be read: {exc}") from exc
+            raise StoreError(f"tile {tile} cannot be read: {exc}") from exc
+        if row is None:
+            return 0, frontier
+        first = tile * TILE_SIZE
+        try:
+            decoded = _decode_tile(tile, int(row[1]), row[2], row[3], row[4])
             for data in decoded.entries:
                 decode(data)
-            _keys, chunks, frontier = _append_rows(
-                checked, frontier, list(decoded.entries), TILE_SIZE, self._salt
+        except (StoreError, InvalidInput) as exc:
+            raise IntegrityFailure(f"tile {tile} does not decode: {exc.detail}") from exc
+        _keys, chunks, after = _append_rows(
+            first, frontier, list(decoded.entries), TILE_SIZE, self._salt
+        )
+        if [c[0] for c in chunks] != [decoded.hashes]:
+            raise IntegrityFailure(f"stored hashes of tile {tile} do not match its entries")
+        if index:
+            self._check_index_finds(conn, first, decoded.entries)
+        return len(decoded.entries), after
+
+    def _check_index_finds(
+        self, conn: sqlite3.Connection, first: int, entries: Sequence[bytes]
+    ) -> None:
+        keys = {_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]) for data in entries}
+        try:
+            found = set(self._indexes_by_keys(conn, keys))
+        except sqlite3.DatabaseError as exc:
+            raise IndexDamaged(f"the digest index cannot be read: {exc}") from exc
+        missing = [first + k for k in range(len(entries)) if first + k not in found]
+        if missing:
+            raise IndexDamaged(
+                f"the digest index does not find leaf {missing[0]}"
+                + (f" (and {len(missing) - 1} more of its tile)" if len(missing) > 1 else "")
             )
-            if [c[0] for c in chunks] != [decoded.hashes]:
-                raise StoreError(f"stored hashes of tile {tile} do not match its entries")
-            checked += int(count)
-            if progress is not None:
-                progress(int(count))
-        rows, distinct, low, high = conn.execute(
-            "SELECT count(*), count(DISTINCT idx), min(idx), max(idx) FROM digests"
-        ).fetchone()
-        if rows != checked or distinct != checked or (checked and (low, high) != (0, checked - 1)):
-            raise StoreError(
+
+    def check_index_rows(self, size: int) -> None:
+        """Check that the digest index holds exactly one row per leaf of a log of ``size``
+        leaves. Raises :class:`IndexDamaged`. Cost: one scan of the index."""
+        try:
+            rows, distinct, low, high = (
+                self.reader()
+                .execute("SELECT count(*), count(DISTINCT idx), min(idx), max(idx) FROM digests")
+                .fetchone()
+            )
+        except sqlite3.DatabaseError as exc:
+            raise IndexDamaged(f"the digest index cannot be read: {exc}") from exc
+        if rows != size or distinct != size or (size and (low, high) != (0, size - 1)):
+            raise IndexDamaged(
                 f"the digest index holds {distinct} distinct of {rows} rows for leaves"
-                f" {low}..{high}, but the log has {checked} leaves"
+                f" {low}..{high}, but the log has {size} leaves"
             )
-        return checked
+
+    def rebuild_digest_index(self) -> int:
+        """Rebuild the digest index from the entries (it is derived data) and return the
+        number of leaves indexed. The new index is built beside the old one and swapped in;
+        an old index whose pages SQLite reports corrupt is unlinked from the schema instead
+        of dropped (its pages stay unused until ``VACUUM``). Raises
+        :class:`IntegrityFailure` when the tiles themselves cannot be read. Cost: one pass
+        over the tiles and one B-tree insert per leaf, memory of one tile; holds the write
+        lock (appends wait) throughout."""
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DROP TABLE IF EXISTS digests_rebuild")
+                    conn.execute(_DIGESTS_TABLE.format(name="digests_rebuild"))
+                    indexed = 0
+                    for tile, count, entries in conn.execute(
+                        "SELECT tile, count, entries FROM tiles ORDER BY tile"
+                    ).fetchall():
+                        first = int(tile) * TILE_SIZE
+                        rows = [
+                            (_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]), first + k)
+                            for k, data in enumerate(_split_entries(bytes(entries), int(count)))
+                        ]
+                        _insert_probing(conn, "digests_rebuild", sorted(rows))
+                        indexed += len(rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                self._swap_index(conn)
+            except sqlite3.DatabaseError as exc:
+                if is_corruption(exc):
+                    raise IntegrityFailure(
+                        f"the digest index cannot be rebuilt: {exc}",
+                        hint="restore the database from a backup",
+                    ) from exc
+                raise StoreError(f"the digest index cannot be rebuilt: {exc}") from exc
+        return indexed
+
+    def _swap_index(self, conn: sqlite3.Connection) -> None:
+        """Replace ``digests`` by ``digests_rebuild``. Under the write lock."""
+
+        def run(*statements: str) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql in statements:
+                    conn.execute(sql)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        rename = "ALTER TABLE digests_rebuild RENAME TO digests"
+        if self._has_table(conn, "digests"):
+            try:
+                run("DROP TABLE digests", rename)
+                return
+            except sqlite3.DatabaseError as exc:
+                if not is_corruption(exc):
+                    raise
+            # Dropping walks the damaged B-tree: unlink it from the schema instead (a new
+            # schema version makes every connection reload it).
+            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+            try:
+                run(
+                    "PRAGMA writable_schema = ON",
+                    "DELETE FROM sqlite_master WHERE name = 'digests'",
+                    f"PRAGMA schema_version = {version + 1}",
+                    "PRAGMA writable_schema = OFF",
+                )
+            finally:
+                conn.execute("PRAGMA writable_schema = OFF")
+            conn.close()  # a fresh writer connection reads the new schema
+            conn = self._writer = connect(self.path)
+        run(rename)
+
+    @staticmethod
+    def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def entry_bytes(self, index: int) -> bytes:
+        """The stored (canonical) bytes of leaf ``index``. One row read."""
+        row = (
+            self.reader()
+            .execute("SELECT count, entries FROM tiles WHERE tile = ?", (index // TILE_SIZE,))
+            .fetchone()
+        )
+        k = index % TILE_SIZE
+        if row is None or not 0 <= k < int(row[0]):
+            raise NotFound(f"the log has no leaf {index}")
+        blob = bytes(row[1])
+        pos = 0
+        for _ in range(k):
+            pos += 2 + int.from_bytes(blob[pos : pos + 2], "big")
+        n = int.from_bytes(blob[pos : pos + 2], "big")
+        data = blob[pos + 2 : pos + 2 + n]
+        if len(data) != n:
+            raise IntegrityFailure(f"the entries of tile {index // TILE_SIZE} are truncated")
+        return data
+
+    def checked_inclusion_proof(
+        self, index: int, size: int, root: bytes
+    ) -> tuple[list[bytes], bytes]:
+        """The inclusion proof of leaf ``index`` in the tree of ``size`` leaves, verified
+        against ``root`` (a signed root) with the leaf hash recomputed from the stored entry
+        bytes; returns the proof and that leaf hash. Raises
+        :class:`~anchor.errors.VerificationError` when it does not verify. Cost: the proof's
+        ``O(log n)`` reads, one more row read, and ``len(proof) + 1`` hashes."""
+        proof = self.inclusion_proof(index, size)
+        leaf = merkle.leaf_hash(self.entry_bytes(index))
+        merkle.verify_inclusion(index, size, leaf, proof, root)
+        return proof, leaf
