@@ -189,6 +189,14 @@ class IntegrityFailure(StoreError):
     slug = "integrity-failure"
     title = "Log integrity failure"
 
+    DEFAULT_HINT: ClassVar[str] = (
+        "the log's stored data is damaged; restore the database from a backup and run"
+        " `ler-anchor log check`"
+    )
+
+    def __init__(self, detail: str, *, hint: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, hint=hint or self.DEFAULT_HINT, **extra)
+
 
 class IndexDamaged(StoreError):
     """The digest index (derived data) does not match the entries; it is rebuilt from them."""

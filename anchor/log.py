@@ -36,10 +36,6 @@ LOG = logging.getLogger(__name__)
 FAILURE_META = "integrity_failure"
 """``meta`` key recording why the log entered the failed state (JSON: reason, time)."""
 
-RESTORE_HINT = (
-    "the log's stored data is damaged; restore the database from a backup and run"
-    " `ler-anchor log check`"
-)
 
 MAX_GROUP_ENTRIES = 50_000
 """Most entries one group commit writes (more waiting requests go into the next one)."""
@@ -86,7 +82,7 @@ class Log:
         recorded_failure = store.meta(FAILURE_META)
         if recorded_failure is not None:
             self._failure = IntegrityFailure(
-                f"recorded earlier: {_recorded_reason(recorded_failure)}", hint=RESTORE_HINT
+                f"recorded earlier: {_recorded_reason(recorded_failure)}"
             )
         vkey = signer.verifier.vkey()
         recorded = store.meta("log_verifier_key")
@@ -121,9 +117,7 @@ class Log:
             first = self._failure is None
             if self._failure is None:
                 self._failure = (
-                    err
-                    if isinstance(err, IntegrityFailure) and err.hint
-                    else IntegrityFailure(err.detail, hint=RESTORE_HINT)
+                    err if isinstance(err, IntegrityFailure) else IntegrityFailure(err.detail)
                 )
             failure = self._failure
         if first:
@@ -269,35 +263,8 @@ class Log:
         return proof, root1, root2
 
     def check_checkpoints(self, after: int, limit: int) -> int | None:
-        """Check up to ``limit`` signed checkpoints above size ``after``: each note's
-        signature verifies and the stored tree reproduces its root. Returns the largest size
-        checked, None when there was none. Raises :class:`IntegrityFailure` (the caller
-        enters the failed state). Cost per checkpoint: one signature verification and
-        ``O(log n)`` stored hashes."""
-        rows = (
-            self.store.reader()
-            .execute(
-                "SELECT size, note, created FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?",
-                (after, limit),
-            )
-            .fetchall()
-        )
-        size = self.store.size()
-        last = None
-        for row in rows:
-            signed = self._load(row)
-            if signed.size > size:
-                raise IntegrityFailure(
-                    f"the log has {size} leaves but a checkpoint for {signed.size} was signed"
-                )
-            stored = self.store.root(signed.size)
-            if stored != signed.root:
-                raise IntegrityFailure(
-                    f"the stored tree of {signed.size} leaves has root {stored.hex()}, not the"
-                    f" signed root {signed.root.hex()}"
-                )
-            last = signed.size
-        return last
+        """:func:`check_checkpoints` with this log's verifier."""
+        return check_checkpoints(self.store, self.verifier, after, limit)
 
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
         """:meth:`SQLiteStore.find`; in the failed state a digest not found raises the
@@ -354,18 +321,8 @@ class Log:
         return SignedCheckpoint(cp, note, now)
 
     def _load(self, row: tuple[int, str, int]) -> SignedCheckpoint:
-        """A stored checkpoint, its signature verified. Raises :class:`IntegrityFailure`
-        when the stored note does not verify (the caller enters the failed state)."""
-        size, note, created = row
-        try:
-            cp = open_checkpoint(note, self.verifier)
-        except (VerificationError, EncodingError) as err:
-            raise IntegrityFailure(
-                f"the stored checkpoint for size {size} does not verify: {err.detail}"
-            ) from err
-        if cp.size != size:
-            raise IntegrityFailure(f"stored checkpoint for size {size} says size {cp.size}")
-        return SignedCheckpoint(cp, note, int(created))
+        """A stored checkpoint, its signature verified (see :func:`open_stored`)."""
+        return open_stored(row, self.verifier)
 
     def _checkpoint_row(self, sql: str, params: tuple[int, ...] = ()) -> SignedCheckpoint | None:
         row = self.store.reader().execute(sql, params).fetchone()
@@ -392,6 +349,54 @@ class Log:
             "SELECT size, note, created FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1",
             (index,),
         )
+
+
+def open_stored(row: tuple[int, str, int], verifier: NoteVerifier) -> SignedCheckpoint:
+    """A ``checkpoints`` row (size, note, created), its signature verified. Raises
+    :class:`IntegrityFailure` when the stored note does not verify or names another size."""
+    size, note, created = row
+    try:
+        cp = open_checkpoint(note, verifier)
+    except (VerificationError, EncodingError) as err:
+        raise IntegrityFailure(
+            f"the stored checkpoint for size {size} does not verify: {err.detail}"
+        ) from err
+    if cp.size != size:
+        raise IntegrityFailure(f"stored checkpoint for size {size} says size {cp.size}")
+    return SignedCheckpoint(cp, note, int(created))
+
+
+def check_checkpoints(
+    store: SQLiteStore, verifier: NoteVerifier, after: int, limit: int
+) -> int | None:
+    """Check up to ``limit`` signed checkpoints above size ``after``: each note's signature
+    verifies and the stored tree reproduces its root. Returns the largest size checked, None
+    when there was none. Raises :class:`IntegrityFailure`. Cost per checkpoint: one signature
+    verification and ``O(log n)`` stored hashes."""
+    rows = (
+        store.reader()
+        .execute(
+            "SELECT size, note, created FROM checkpoints WHERE size > ? ORDER BY size LIMIT ?",
+            (after, limit),
+        )
+        .fetchall()
+    )
+    size = store.size()
+    last = None
+    for row in rows:
+        signed = open_stored(row, verifier)
+        if signed.size > size:
+            raise IntegrityFailure(
+                f"the log has {size} leaves but a checkpoint for {signed.size} was signed"
+            )
+        stored = store.root(signed.size)
+        if stored != signed.root:
+            raise IntegrityFailure(
+                f"the stored tree of {signed.size} leaves has root {stored.hex()}, not the"
+                f" signed root {signed.root.hex()}"
+            )
+        last = signed.size
+    return last
 
 
 def _recorded_reason(record: str) -> str:

@@ -32,6 +32,7 @@ from service_helpers import service_config
 from anchor import merkle
 from anchor.app import BATCHER, COMMITTER, LOG_KEY, STORE, create_app, make_runner
 from anchor.checkpoint import NoteVerifier, open_checkpoint
+from anchor.cli import main
 from anchor.config import Config
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry
@@ -437,3 +438,46 @@ async def _resubmission_gets_its_leaf(client: TestClient, base: Base, index: int
     )
     assert found.status == 200
     assert (await found.json())["index"] == index
+
+
+async def test_failure_is_recorded_and_log_check_says_what_to_do(
+    aiohttp_client: Any, base: Base, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The failed state survives a restart; `ler-anchor log check` names the damage on one
+    line and exits non-zero, and on a sound copy (restored) clears the recorded failure."""
+    db = _copy(base, tmp_path)
+    pristine = tmp_path / "pristine.db"
+    shutil.copyfile(db, pristine)
+    _flip(db, _subtree(base, 4, 5), 3)  # leaves 80..95, inside tile 1
+    client = await _start(aiohttp_client, base, db)
+    await _failing(client)
+    await client.close()
+    again = await _start(aiohttp_client, base, db, integrity_rate=0)
+    status, body = await _health(again)
+    assert status == 503
+    assert body["integrity"]["reason"].startswith("recorded earlier: stored hashes of tile 1")
+    await again.close()
+    capsys.readouterr()
+    assert main(["log", "check", "--db", str(db)]) == 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "ler-anchor log: Log integrity failure: stored hashes of tile 1 do not match its"
+        " entries (the log's stored data is damaged; restore the database from a backup and"
+        " run `ler-anchor log check`)"
+    ]
+    # the operator restores a sound copy; the recorded failure comes with the damaged file,
+    # so put it on the sound copy too, as if recorded after the backup was taken
+    with sqlite3.connect(pristine) as conn:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)", (FAILURE_META, '{"reason": "x"}')
+        )
+    conn.close()
+    assert main(["log", "check", "--db", str(pristine)]) == 0
+    out = capsys.readouterr().out
+    assert f"log of {SIZE} entries checks" in out
+    assert "1 signed checkpoints verify" in out
+    assert "cleared the integrity failure" in out
+    restored = await _start(aiohttp_client, base, pristine, integrity_rate=0)
+    status, body = await _health(restored)
+    assert status == 200, body
+    assert body["integrity"]["state"] == "ok"
