@@ -49,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -285,6 +286,26 @@ def _split_entries(blob: bytes, count: int) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+_LENGTH = struct.Struct(">H")
+
+
+def _entry_in(blob: bytes, index: int) -> bytes:
+    """The bytes of leaf ``index`` in the entries blob of its tile (length-prefixed)."""
+    k = index % TILE_SIZE
+    pos = 0
+    unpack = _LENGTH.unpack_from
+    try:
+        for _ in range(k):
+            pos += 2 + unpack(blob, pos)[0]
+        (n,) = unpack(blob, pos)
+    except struct.error:
+        raise NotFound(f"the log has no leaf {index}") from None
+    data = blob[pos + 2 : pos + 2 + n]
+    if len(data) != n:
+        raise IntegrityFailure(f"the entries of tile {index // TILE_SIZE} are truncated")
+    return data
+
+
 def _decode_tile(tile: int, count: int, hashes: bytes, entries: bytes, created: bytes) -> _Tile:
     times = tuple(
         int.from_bytes(created[8 * i : 8 * i + 8], "big") for i in range(len(created) // 8)
@@ -347,6 +368,11 @@ try:
     from anchor._merklehash import append_rows as _append_rows
 except ImportError:  # the optional C accelerator was not built
     _append_rows = _append_rows_python
+
+try:
+    from anchor._merklehash import inclusion_root as _inclusion_root
+except ImportError:  # the optional C accelerator was not built: merkle.verify_inclusion
+    _inclusion_root = None  # type: ignore[assignment]
 
 
 class _Corrupt(StoreError):
@@ -675,6 +701,17 @@ class SQLiteStore:
         """One query for all ``nodes``: SQLite slices each 32-byte hash out of its tile, so
         only the hashes cross into Python. Upper-level hashes are cached (they never
         change and every proof of a large tree needs some of them)."""
+        return self._read_nodes(conn, nodes, size)[0]
+
+    def _read_nodes(
+        self,
+        conn: sqlite3.Connection,
+        nodes: Sequence[tuple[int, int]],
+        size: int,
+        entries_of: int | None = None,
+    ) -> tuple[list[bytes], bytes | None]:
+        """:meth:`_read_hashes`, and in the same query the entries blob of tile
+        ``entries_of`` (None when not asked for or absent)."""
         last_leaf = [((index + 1) << level) - 1 for level, index in nodes]
         if last_leaf and max(last_leaf) >= size:
             raise NotFound(f"a subtree beyond the log's {size} leaves was requested")
@@ -690,17 +727,24 @@ class SQLiteStore:
                 tile = m // TILE_SIZE
                 wanted.append((node, tile, 32 * (stored(*node) - stored(0, tile * TILE_SIZE)) + 1))
                 found[node] = b""
-        for i in range(0, len(wanted), _SQL_CHUNK // 2):
+        entries: bytes | None = None
+        for i in range(0, max(len(wanted), 1 if entries_of is not None else 0), _SQL_CHUNK // 2):
             chunk = wanted[i : i + _SQL_CHUNK // 2]
-            values = ",".join("(?,?,?)" for _ in chunk)
             params: list[int] = []
             for n, (_node, tile, off) in enumerate(chunk):
                 params += (n, tile, off)
+            if entries_of is not None and i == 0:  # offset 0 asks for the entries blob
+                params += (-1, entries_of, 0)
+            values = ",".join("(?,?,?)" for _ in range(len(params) // 3))
             for n, h in conn.execute(
                 f"WITH o(n, tile, off) AS (VALUES {values}) "  # noqa: S608
-                "SELECT o.n, substr(t.hashes, o.off, 32) FROM o JOIN tiles t ON t.tile = o.tile",
+                "SELECT o.n, CASE o.off WHEN 0 THEN t.entries ELSE substr(t.hashes, o.off, 32)"
+                " END FROM o JOIN tiles t ON t.tile = o.tile",
                 params,
             ):
+                if n < 0:
+                    entries = bytes(h)
+                    continue
                 node = chunk[n][0]
                 found[node] = h = bytes(h)
                 if node[0] >= NODE_CACHE_MIN_LEVEL and len(h) == 32:
@@ -711,7 +755,7 @@ class SQLiteStore:
         for node, h in zip(nodes, out, strict=True):
             if len(h) != 32:
                 raise StoreError(f"stored hash of subtree {node} is missing")
-        return out
+        return out, entries
 
     def read_hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
         rows = [((index + 1) << level) - 1 for level, index in nodes]
@@ -863,15 +907,18 @@ class SQLiteStore:
                 + (f" (and {len(missing) - 1} more of its tile)" if len(missing) > 1 else "")
             )
 
-    def check_index_rows(self, size: int) -> None:
+    def check_index_rows(self, size: int, *, full: bool = True) -> None:
         """Check that the digest index holds exactly one row per leaf of a log of ``size``
-        leaves. Raises :class:`IndexDamaged`. Cost: one scan of the index."""
+        leaves (without ``full``, only as many rows as leaves). Raises :class:`IndexDamaged`.
+        Cost: one scan of the index; ``full`` also sorts its leaf indexes (seconds for
+        millions of rows)."""
+        sql = (
+            "SELECT count(*), count(DISTINCT idx), min(idx), max(idx) FROM digests"
+            if full
+            else "SELECT count(*), count(*), 0, count(*) - 1 FROM digests"
+        )
         try:
-            rows, distinct, low, high = (
-                self.reader()
-                .execute("SELECT count(*), count(DISTINCT idx), min(idx), max(idx) FROM digests")
-                .fetchone()
-            )
+            rows, distinct, low, high = self.reader().execute(sql).fetchone()
         except sqlite3.DatabaseError as exc:
             raise IndexDamaged(f"the digest index cannot be read: {exc}") from exc
         if rows != size or distinct != size or (size and (low, high) != (0, size - 1)):
@@ -970,21 +1017,12 @@ class SQLiteStore:
         """The stored (canonical) bytes of leaf ``index``. One row read."""
         row = (
             self.reader()
-            .execute("SELECT count, entries FROM tiles WHERE tile = ?", (index // TILE_SIZE,))
+            .execute("SELECT entries FROM tiles WHERE tile = ?", (index // TILE_SIZE,))
             .fetchone()
         )
-        k = index % TILE_SIZE
-        if row is None or not 0 <= k < int(row[0]):
+        if row is None:
             raise NotFound(f"the log has no leaf {index}")
-        blob = bytes(row[1])
-        pos = 0
-        for _ in range(k):
-            pos += 2 + int.from_bytes(blob[pos : pos + 2], "big")
-        n = int.from_bytes(blob[pos : pos + 2], "big")
-        data = blob[pos + 2 : pos + 2 + n]
-        if len(data) != n:
-            raise IntegrityFailure(f"the entries of tile {index // TILE_SIZE} are truncated")
-        return data
+        return _entry_in(bytes(row[0]), index)
 
     def checked_inclusion_proof(
         self, index: int, size: int, root: bytes
@@ -994,7 +1032,21 @@ class SQLiteStore:
         bytes; returns the proof and that leaf hash. Raises
         :class:`~anchor.errors.VerificationError` when it does not verify. Cost: the proof's
         ``O(log n)`` reads, one more row read, and ``len(proof) + 1`` hashes."""
-        proof = self.inclusion_proof(index, size)
-        leaf = merkle.leaf_hash(self.entry_bytes(index))
-        merkle.verify_inclusion(index, size, leaf, proof, root)
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise InvalidInput(f"leaf index {index} is not below tree size {size}")
+        plan = merkle.inclusion_plan(index, size)
+        needed = plan.needed()
+        hashes, entries = self._read_nodes(self.reader(), needed, size, index // TILE_SIZE)
+        if entries is None:
+            raise NotFound(f"the log has no leaf {index}")
+        proof = merkle.build_proof(plan, dict(zip(needed, hashes, strict=True)))
+        leaf = merkle.leaf_hash(_entry_in(entries, index))
+        if _inclusion_root is not None:  # the proof is well formed (built above): one C call
+            try:
+                if _inclusion_root(index, size, leaf, b"".join(proof)) == root:
+                    return proof, leaf
+            except ValueError:
+                pass
+        merkle.verify_inclusion(index, size, leaf, proof, root)  # raises, saying what differs
         return proof, leaf
