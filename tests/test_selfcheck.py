@@ -375,12 +375,22 @@ async def test_digest_index_key_is_rebuilt(aiohttp_client: Any, base: Base, tmp_
         "a complete pass",
         lambda status, b: status == 200 and b["integrity"]["passesComplete"] >= 1,
     )
-    assert body["integrity"]["indexRebuilds"] == 1
-    assert body["integrity"]["state"] == "ok"
+    integrity = body["integrity"]
+    assert integrity["indexRebuilds"] == 1
+    assert integrity["state"] == "ok"
+    assert integrity["reason"] is None
+    assert integrity["backgroundCheck"] == "running"
+    assert integrity["passSize"] == SIZE
+    assert integrity["lastPassCompletedAt"].endswith("Z")
+    assert integrity["lastPassSeconds"] >= 0
+    assert integrity["errors"] == 0
     await _resubmission_gets_its_leaf(client, base, 20)
     metrics = await (await client.get("/metrics")).text()
     assert "ler_anchor_integrity_index_rebuilds_total 1.0" in metrics
     assert "ler_anchor_integrity_failed 0.0" in metrics
+    assert "ler_anchor_integrity_passes_total" in metrics
+    assert "ler_anchor_integrity_last_pass_timestamp_seconds" in metrics
+    assert client.app[STORE].check_integrity() == SIZE  # no duplicate leaf, index sound
 
 
 async def test_corrupt_digest_index_page_is_rebuilt_at_start(
