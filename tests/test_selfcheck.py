@@ -48,6 +48,9 @@ SIZE = 200
 
 WAIT_SECONDS = 20.0
 
+TILE_RATE = 64
+"""A background check rate of one tile a second."""
+
 
 @dataclass(frozen=True)
 class Base:
@@ -491,3 +494,31 @@ async def test_failure_is_recorded_and_log_check_says_what_to_do(
     status, body = await _health(restored)
     assert status == 200, body
     assert body["integrity"]["state"] == "ok"
+
+
+async def test_background_check_is_throttled(
+    aiohttp_client: Any, base: Base, tmp_path: Path
+) -> None:
+    """At 64 leaves a second a pass over 200 leaves takes about three seconds, its progress
+    shown meanwhile; a damaged index key in tile 2 is found on the way and rebuilt."""
+    db = _copy(base, tmp_path)
+    store = SQLiteStore(db)
+    salt = bytes.fromhex(store.meta("index_salt") or "")
+    store.close()
+    _flip(db, _index_key(salt, base.entries[150].digest).to_bytes(8, "big", signed=True), 7)
+    client = await _start(aiohttp_client, base, db, integrity_rate=TILE_RATE)
+    status, body = await _health(client)
+    assert status == 200
+    assert body["integrity"]["pass"] == 1
+    assert body["integrity"]["position"] < SIZE  # under way, throttled
+    assert body["integrity"]["passesComplete"] == 0
+    body = await _wait_health(
+        client,
+        "the pass to complete",
+        lambda status, b: status == 200 and b["integrity"]["passesComplete"] >= 1,
+    )
+    integrity = body["integrity"]
+    assert integrity["indexRebuilds"] == 1
+    assert integrity["state"] == "ok"
+    assert integrity["lastPassSeconds"] >= (SIZE - TILE_RATE) / TILE_RATE
+    await _resubmission_gets_its_leaf(client, base, 150)
