@@ -159,7 +159,7 @@ class Log:
                     )
                 self._prove_extends(latest, size, self.store.root(size))
             try:
-                self.store.check_index_rows(size, full=False)
+                self.store.check_index_rows(full=False)
             except IndexDamaged as err:
                 LOG.warning("%s; rebuilding the digest index from the entries", err.detail)
                 self.store.rebuild_digest_index()
@@ -262,7 +262,7 @@ class Log:
             ) from exc
         return proof, root1, root2
 
-    def check_checkpoints(self, after: int, limit: int) -> int | None:
+    def check_checkpoints(self, after: int, limit: int) -> tuple[int | None, int]:
         """:func:`check_checkpoints` with this log's verifier."""
         return check_checkpoints(self.store, self.verifier, after, limit)
 
@@ -368,11 +368,11 @@ def open_stored(row: tuple[int, str, int], verifier: NoteVerifier) -> SignedChec
 
 def check_checkpoints(
     store: SQLiteStore, verifier: NoteVerifier, after: int, limit: int
-) -> int | None:
+) -> tuple[int | None, int]:
     """Check up to ``limit`` signed checkpoints above size ``after``: each note's signature
-    verifies and the stored tree reproduces its root. Returns the largest size checked, None
-    when there was none. Raises :class:`IntegrityFailure`. Cost per checkpoint: one signature
-    verification and ``O(log n)`` stored hashes."""
+    verifies and the stored tree reproduces its root. Returns the largest size checked (None
+    when there was none) and how many were checked. Raises :class:`IntegrityFailure`. Cost
+    per checkpoint: one signature verification and ``O(log n)`` stored hashes."""
     rows = (
         store.reader()
         .execute(
@@ -396,7 +396,7 @@ def check_checkpoints(
                 f" signed root {signed.root.hex()}"
             )
         last = signed.size
-    return last
+    return last, len(rows)
 
 
 def _recorded_reason(record: str) -> str:

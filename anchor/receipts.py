@@ -180,7 +180,7 @@ def receipt_for_digest(
     log: Log, digest: bytes, submitter: str, *, final_only: bool = False
 ) -> dict[str, Any]:
     """The receipt of the entry with ``digest`` submitted by ``submitter``."""
-    found = log.store.find(digest, submitter)
+    found = log.find(digest, submitter)  # in the failed state: IntegrityFailure, not 404
     if not found:
         raise NotFound(f"no entry with digest {digest.hex()} from {submitter}")
     return build_receipt(log, found[0].index, final_only=final_only)

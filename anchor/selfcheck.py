@@ -9,9 +9,11 @@ row per leaf, and every signed checkpoint must verify and be reproduced by the s
 After a complete pass the checker pauses ``pause`` seconds and starts again.
 
 Throttled: at most ``rate`` leaves per second (the work runs in a worker thread, in steps of
-a tenth of a second's budget, and the task sleeps off the rest), so a pass over ``n`` leaves
-takes about ``n / rate`` seconds and, in that time, about ``2n`` SHA-256 compressions, ``n``
-index probes and ``n / 64`` tile reads. Memory: one tile and a frontier (``O(log n)``).
+a tenth of a second's budget, and the task sleeps off the rest; a checkpoint counts as
+:data:`CHECKPOINT_LEAVES` leaves), so a pass over ``n`` leaves and ``c`` checkpoints takes
+about ``(n + 8c) / rate`` seconds and, in that time, about ``2n`` SHA-256 compressions, ``n``
+index probes, ``n / 64`` tile reads, one scan of the index and ``c`` signature checks and
+roots. Memory: one tile and a frontier (``O(log n)``).
 
 Findings: damaged primary data (entries, hashes, checkpoints) puts the log in the failed state
 (:meth:`anchor.log.Log.fail`); a damaged digest index is rebuilt from the entries and the pass
@@ -48,6 +50,10 @@ STEP_SECONDS = 0.1
 
 CHECKPOINTS_PER_STEP = 64
 """Signed checkpoints verified per step at the end of a pass."""
+
+CHECKPOINT_LEAVES = 8
+"""What checking one checkpoint (a signature and a root) counts against the budget, in
+leaves (it costs about as much as rehashing eight)."""
 
 MAX_BACKOFF_SECONDS = 60.0
 """Longest wait after consecutive errors."""
@@ -211,12 +217,15 @@ class IntegrityChecker:
                 self._leaves += checked
                 spent = time.monotonic() - step_start
                 await asyncio.sleep(max(0.0, checked / self.rate - spent))
-            await self._call(lambda: store.check_index_rows(store.size()))
+            await self._call(store.check_index_rows)
             after: int | None = 0
             while after is not None:
-                after = await self._call(
+                step_start = time.monotonic()
+                after, count = await self._call(
                     partial(self.log.check_checkpoints, after, CHECKPOINTS_PER_STEP)
                 )
+                budget = count * CHECKPOINT_LEAVES / self.rate
+                await asyncio.sleep(max(0.0, budget - (time.monotonic() - step_start)))
         except _Stop:
             return
         self._passes += 1

@@ -99,10 +99,12 @@ def _check_checkpoints(store: SQLiteStore) -> int:
     if vkey is None or has_table is None:
         return 0
     verifier = NoteVerifier.from_vkey(vkey)
+    total = 0
     after: int | None = 0
     while after is not None:
-        after = check_checkpoints(store, verifier, after, 1_000)
-    return int(conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+        after, count = check_checkpoints(store, verifier, after, 1_000)
+        total += count
+    return total
 
 
 def _export(args: argparse.Namespace) -> int:
