@@ -187,7 +187,8 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "text/plain": {"schema": {"type": "string"}},
                         },
-                    }
+                    },
+                    **errors(503),
                 },
             }
         },
