@@ -269,7 +269,10 @@ class Log:
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
         """:meth:`SQLiteStore.find`; in the failed state a digest not found raises the
         failure instead (the log cannot prove it absent)."""
-        found = self.store.find(digest, submitter)
+        try:
+            found = self.store.find(digest, submitter)
+        except IntegrityFailure as err:  # the index could not be rebuilt from the tiles
+            raise self.fail(err) from None
         if not found:
             self._refuse_if_failed()
         return found
@@ -277,9 +280,13 @@ class Log:
     # -- appending and signing ---------------------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> AppendResult:
-        """Append ``entries`` (see :meth:`SQLiteStore.append`); refused in the failed state."""
+        """Append ``entries`` (see :meth:`SQLiteStore.append`); refused in the failed state,
+        which a corrupt database found on the way enters."""
         self._refuse_if_failed()
-        return self.store.append(entries)
+        try:
+            return self.store.append(entries)
+        except IntegrityFailure as err:
+            raise self.fail(err) from None
 
     def checkpoint(self) -> SignedCheckpoint:
         """Sign the current tree head, or return the checkpoint already signed for it.

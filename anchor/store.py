@@ -511,10 +511,7 @@ class SQLiteStore:
             try:
                 return self._append_encoded(encoded)
             except _Corrupt as again:
-                raise IntegrityFailure(
-                    f"the database is corrupt: {again.__cause__}",
-                    hint="restore the database from a backup",
-                ) from again
+                raise IntegrityFailure(f"the database is corrupt: {again.__cause__}") from again
 
     def _append_encoded(self, encoded: list[bytes]) -> AppendResult:
         """One attempt of :meth:`append`; raises :class:`_Corrupt` when SQLite reports
@@ -965,10 +962,7 @@ class SQLiteStore:
                 self._swap_index(conn)
             except sqlite3.DatabaseError as exc:
                 if is_corruption(exc):
-                    raise IntegrityFailure(
-                        f"the digest index cannot be rebuilt: {exc}",
-                        hint="restore the database from a backup",
-                    ) from exc
+                    raise IntegrityFailure(f"the digest index cannot be rebuilt: {exc}") from exc
                 raise StoreError(f"the digest index cannot be rebuilt: {exc}") from exc
         return indexed
 
