@@ -223,7 +223,8 @@ async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
         StatusService, app[STORE], StatusSettings.from_config(app[CONFIG])
     )
     app[STATUS] = service
-    await asyncio.to_thread(service.log_pending, app[LOG_KEY])
+    if app[LOG_KEY].failure is None:  # a log in the failed state appends nothing
+        await asyncio.to_thread(service.log_pending, app[LOG_KEY])
     yield
 
 
@@ -402,6 +403,7 @@ def make_runner(app: web.Application) -> web.AppRunner:
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
     from anchor.routes import ROUTE_TABLES, page_routes, status_routes, verify_routes
+    from anchor.selfcheck import integrity_ctx
 
     middlewares: list[Middleware] = [problems_and_metrics]
     if config.page_origins:  # outermost: its headers go on problem responses too
@@ -421,6 +423,7 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app[TASKS] = tasks
     app[METRICS].add_gauge_source(lambda: gauges(tasks))
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(integrity_ctx)  # checks the log before anything uses it
     app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_committer_ctx)

@@ -185,8 +185,12 @@ class Batcher:
     async def tick(self) -> None:
         """Advance the state machine, queue an anchor if one is due, and send it.
 
-        Raises what the chain client or the log raise (:meth:`run` catches it)."""
+        Raises what the chain client or the log raise (:meth:`run` catches it); in the log's
+        failed state, its :class:`~anchor.errors.IntegrityFailure`: nothing is anchored."""
         self._rounds += 1
+        failure = self.log.failure
+        if failure is not None:
+            raise failure
         await self.client.step()
         if await self._due():
             checkpoint = await asyncio.to_thread(self.log.checkpoint)

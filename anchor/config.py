@@ -120,6 +120,17 @@ class Config:
             "to call the public API from a browser (CORS; none: same origin only)"
         },
     )
+    integrity_rate: int = field(
+        default=10_000,
+        metadata={
+            "help": "leaves per second the background integrity check reads and rehashes "
+            "(0: no background check)"
+        },
+    )
+    integrity_pause: float = field(
+        default=600.0,
+        metadata={"help": "seconds between two complete background integrity passes"},
+    )
     status_url: str | None = field(
         default=None,
         metadata={
@@ -193,6 +204,10 @@ class Config:
             raise ConfigError("status list ttl cannot be negative")
         if self.status_valid_days is not None and self.status_valid_days <= 0:
             raise ConfigError("status list validity must be a positive number of days")
+        if self.integrity_rate < 0 or self.integrity_pause < 0:
+            raise ConfigError(
+                "integrity rate and pause cannot be negative", hint="rate 0 turns the check off"
+            )
         if self.fetch_rate < 0:
             raise ConfigError("fetch rate cannot be negative", hint="0 turns the limit off")
         if self.outbound_networks not in OUTBOUND_POLICIES:

@@ -265,6 +265,31 @@ class StorageUnavailable(StoreError):
         self.retry_after = retry_after
 
 
+class IntegrityFailure(StoreError):
+    """The log's stored entries or hashes do not reproduce what it signed (or a stored
+    checkpoint does not verify): primary data is damaged. The log stops signing, anchoring
+    and appending, and answers this (503) for whatever it cannot prove; restore the
+    database from a backup."""
+
+    slug = "integrity-failure"
+    title = "Log integrity failure"
+
+    DEFAULT_HINT: ClassVar[str] = (
+        "the log's stored data is damaged; restore the database from a backup and run"
+        " `ler-anchor log check`"
+    )
+
+    def __init__(self, detail: str, *, hint: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, hint=hint or self.DEFAULT_HINT, **extra)
+
+
+class IndexDamaged(StoreError):
+    """The digest index (derived data) does not match the entries; it is rebuilt from them."""
+
+    slug = "index-damaged"
+    title = "Digest index damaged"
+
+
 class ChainError(AnchorError):
     """The chain or its RPC endpoint failed or answered something unexpected."""
 

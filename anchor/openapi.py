@@ -153,7 +153,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         }
                     ),
-                    **errors(400, 404),
+                    **errors(400, 404, 503),
                 },
             }
         },
@@ -180,7 +180,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         }
                     ),
-                    **errors(400, 404),
+                    **errors(400, 404, 503),
                 },
             }
         },
@@ -207,7 +207,8 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "text/plain": {"schema": {"type": "string"}},
                         },
-                    }
+                    },
+                    **errors(503),
                 },
             }
         },
@@ -308,8 +309,14 @@ def openapi_document() -> dict[str, Any]:
         },
         "/healthz": {
             "get": {
-                "summary": "Health: store, chain head and lag, last anchor age",
-                "responses": {"200": json_response({"type": "object", "required": ["status"]})},
+                "summary": "Health: store, log integrity, chain head and lag, last anchor age",
+                "responses": {
+                    "200": json_response({"type": "object", "required": ["status"]}),
+                    "503": json_response(
+                        {"type": "object", "required": ["status"]},
+                        "Failing: a probe is unhealthy (status: failing; its member says why)",
+                    ),
+                },
             }
         },
         "/metrics": {

@@ -129,7 +129,8 @@ def _receipt(log: Log, index: int, anchor: AnchorRecord) -> dict[str, Any]:
     if anchor.block_number is None or anchor.log_index is None or anchor.block_time is None:
         raise StoreError(f"anchor {anchor.id} is {anchor.state} but has no block")
     entry = stored[0].entry
-    proof = log.store.inclusion_proof(index, anchor.size)
+    # verified against the signed root, the leaf hash recomputed from the stored entry
+    proof, _leaf = log.verified_inclusion(index, anchor.size, signed.root)
     return {
         "type": RECEIPT_TYPE,
         "version": RECEIPT_VERSION,
@@ -181,7 +182,7 @@ def receipt_for_digest(
     log: Log, digest: bytes, submitter: str, *, final_only: bool = False
 ) -> dict[str, Any]:
     """The receipt of the entry with ``digest`` submitted by ``submitter``."""
-    found = log.store.find(digest, submitter)
+    found = log.find(digest, submitter)  # in the failed state: IntegrityFailure, not 404
     if not found:
         raise NotFound(f"no entry with digest {digest.hex()} from {submitter}")
     return build_receipt(log, found[0].index, final_only=final_only)

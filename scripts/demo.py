@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -446,7 +447,12 @@ class Demo:
         raise SetupError("the service did not start:\n  " + "\n  ".join(tail))
 
     def health(self) -> dict[str, Any]:
-        body: dict[str, Any] = http_json(f"{self.service}/healthz")
+        try:
+            body: dict[str, Any] = http_json(f"{self.service}/healthz")
+        except urllib.error.HTTPError as err:  # 503 "failing" still carries the document
+            if err.code != 503:
+                raise
+            body = json.loads(err.read())
         return body
 
     def wait_anchored(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ async def receipt(request: web.Request) -> web.Response:
     wait = int_param(request, "wait", 0)
     if wait > MAX_WAIT_SECONDS:
         raise InvalidInput(f"wait is at most {MAX_WAIT_SECONDS} seconds")
-    found = await asyncio.to_thread(log.store.find, digest, submitter)
+    found = await asyncio.to_thread(log.find, digest, submitter)
     if not found:
         raise NotFound(
             f"no entry has digest {digest.hex()}" + (f" from {submitter}" if submitter else "")
@@ -159,7 +159,7 @@ def openapi_paths() -> dict[str, Any]:
                         },
                         "Logged, not anchored yet",
                     ),
-                    **errors(400, 404),
+                    **errors(400, 404, 503),
                 },
             }
         },

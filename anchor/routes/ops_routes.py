@@ -16,7 +16,9 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and the state of the store (and, when anchoring runs, the chain)."""
+    """Liveness and the state of the store, the log's integrity and, when anchoring runs,
+    the chain: ``200`` with ``status: ok``, or ``503`` with ``status: failing`` when any
+    probe reports unhealthy (its member says why)."""
     store = request.app[STORE]
     size = await asyncio.to_thread(store.size)
     body: dict[str, object] = {
@@ -28,8 +30,8 @@ async def healthz(request: web.Request) -> web.Response:
         name, value, ok = await probe(request.app)
         body[name] = value
         if not ok:
-            body["status"] = "degraded"
-    return web.json_response(body, status=200)
+            body["status"] = "failing"
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
 @routes.get("/metrics")
