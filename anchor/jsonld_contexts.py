@@ -30,6 +30,7 @@ CONTEXT_FILES: Final[dict[str, str]] = {
     "https://www.w3.org/ns/credentials/v2": "credentials-v2.jsonld",
     "https://w3id.org/security/data-integrity/v2": "data-integrity-v2.jsonld",
     "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json": "ob-v3p0-3.0.3.jsonld",
+    "https://w3id.org/security/multikey/v1": "multikey-v1.jsonld",
     "https://w3id.org/citizenship/v4rc1": "citizenship-v4rc1.jsonld",
 }
 """Every context URL this service knows, and the packaged file that serves it."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,3 +47,30 @@ async def wait_healthy(url: str, timeout: float = 30) -> dict[str, Any]:
                 pass
             await asyncio.sleep(0.1)
     raise TimeoutError(f"{url} did not become healthy")
+
+
+INTEROP_SCRIPT = Path(__file__).parent / "interop" / "ecdsa_sd.mjs"
+
+
+def run_db_ecdsa_sd(request: dict[str, Any], timeout: float = 120) -> Any:
+    """Run Digital Bazaar's ecdsa-sd-2023 (tests/interop/ecdsa_sd.mjs) on one JSON request.
+
+    The packaged context files are passed along so that both sides load the same bytes.
+    """
+    from anchor import jsonld_contexts
+
+    contexts_dir = Path(jsonld_contexts.__file__).parent / "contexts"
+    contexts = {
+        url: str(contexts_dir / name) for url, name in jsonld_contexts.CONTEXT_FILES.items()
+    }
+    result = subprocess.run(
+        ["node", str(INTEROP_SCRIPT)],
+        input=json.dumps({**request, "contexts": contexts}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"node ecdsa_sd.mjs failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout)
