@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from anchor import jsonld_contexts
 from anchor.errors import InvalidInput, VerificationError
+from anchor.sd_kind import sd_proof_kind
 
 CRYPTOSUITE: Final = "ecdsa-sd-2023"
 BASE_HEADER: Final = b"\xd9\x5d\x00"
@@ -500,15 +501,7 @@ def parse_derived_proof_value(proof_value: Any) -> DerivedProofValue:
 
 def proof_kind(document: Mapping[str, Any]) -> str | None:
     """``"base"`` / ``"derived"`` for a document with an ``ecdsa-sd-2023`` proof, else None."""
-    proof = document.get("proof")
-    if not isinstance(proof, dict) or proof.get("cryptosuite") != CRYPTOSUITE:
-        return None
-    value = proof.get("proofValue")
-    if isinstance(value, str) and value.startswith("u2V0A"):
-        return "base"
-    if isinstance(value, str) and value.startswith("u2V0B"):
-        return "derived"
-    return None
+    return sd_proof_kind(document)
 
 
 # ---------------------------------------------------------------------------------------------

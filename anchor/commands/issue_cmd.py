@@ -9,6 +9,11 @@ anchored and written beside it.
 CSV columns: ``subject`` (a DID) or ``identifier`` (hashed into an OB 3.0 IdentityObject,
 with ``identityType`` defaulting to ``emailAddress``); an optional ``id`` fixes the
 credential id (re-running the same CSV then re-issues nothing twice).
+
+``--selective-disclosure`` signs with ``ecdsa-sd-2023`` instead, by a P-256 key of the issuer
+DID (``--sd-key``, ``--sd-keyid``): the CSV columns of
+:data:`~anchor.credentials.PERSON_FIELDS` go into the subject, and the learner may withhold
+them (``ler-anchor disclose``); the anchored digest is SHA-256 of the base signature.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from tqdm import tqdm
 from anchor import credentials
 from anchor.client import SUBMIT_CHUNK, ServiceClient, Signer
 from anchor.errors import InvalidInput
-from anchor.keys import load_ed25519_key
+from anchor.keys import P256Key, load_ed25519_key, load_p256_key
 
 MAX_LEARNERS = 100_000
 """Most rows one ``--csv`` run issues."""
@@ -58,6 +63,21 @@ def register(sub: Any) -> None:
         choices=STATUS_PURPOSES,
         help="give each credential a status entry of this purpose (repeatable; "
         "default: revocation)",
+    )
+    parser.add_argument(
+        "--selective-disclosure",
+        action="store_true",
+        help="sign with ecdsa-sd-2023 so the learner can withhold personal fields (CSV columns "
+        + ", ".join(credentials.PERSON_FIELDS)
+        + "); needs --sd-key",
+    )
+    parser.add_argument(
+        "--sd-key", type=Path, help="P-256 issuer key (`ler-anchor keygen --type p256`)"
+    )
+    parser.add_argument(
+        "--sd-keyid",
+        help="DID URL of the P-256 key: a key of the issuer DID (the --keyid DID) listed under "
+        "assertionMethod",
     )
     parser.set_defaults(handler=_issue)
 
@@ -96,6 +116,7 @@ def _issue(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InvalidInput(f"{args.achievement} is not JSON: {err}") from None
     learners = _learners(args)
+    sd_key = _sd_key(args, signer.did)
     ids = [row.get("id") or f"urn:uuid:{uuid.uuid4()}" for row in learners]
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -124,7 +145,12 @@ def _issue(args: argparse.Namespace) -> int:
                     status=entries,
                     credential_id=cid,
                 )
-                signed = credentials.sign(doc, seed, signer.keyid)
+                if sd_key is not None:
+                    signed = _sign_sd(
+                        credentials.with_person_fields(doc, row), sd_key, args.sd_keyid
+                    )
+                else:
+                    signed = credentials.sign(doc, seed, signer.keyid)
                 issued.append((cid, credentials.digest(signed).hex(), signed))
             for start in range(0, len(issued), SUBMIT_CHUNK):
                 chunk_docs = issued[start : start + SUBMIT_CHUNK]
@@ -159,6 +185,41 @@ def _issue(args: argparse.Namespace) -> int:
         )
         return 3
     return 0
+
+
+def _sd_key(args: argparse.Namespace, issuer: str) -> P256Key | None:
+    """The P-256 key of ``--selective-disclosure``, checked to be a key of ``issuer``: the
+    anchoring entries and status lists are the issuer DID's, so the proof's key must be too."""
+    if not args.selective_disclosure:
+        if args.sd_key is not None or args.sd_keyid is not None:
+            raise InvalidInput("--sd-key and --sd-keyid are only used with --selective-disclosure")
+        return None
+    if args.sd_key is None:
+        raise InvalidInput(
+            "--selective-disclosure needs --sd-key P256.jwk",
+            hint="make one with `ler-anchor keygen --type p256 --out P256.jwk`",
+        )
+    key = load_p256_key(args.sd_key)
+    keyid = args.sd_keyid or key.verification_method
+    if keyid.split("#", 1)[0] != issuer:
+        raise InvalidInput(
+            f"the P-256 key {keyid} is not a key of the issuer {issuer}",
+            hint="list the P-256 key in the issuer's DID document (did:web or did:ethr) under "
+            "assertionMethod and name it with --sd-keyid DID#FRAGMENT",
+        )
+    return key
+
+
+def _sign_sd(doc: dict[str, Any], key: P256Key, keyid: str | None) -> dict[str, Any]:
+    from anchor import ecdsa_sd  # JSON-LD stack: only for selective disclosure
+
+    return ecdsa_sd.create_base_proof(
+        doc,
+        issuer_key=key.private_key,
+        verification_method=keyid or key.verification_method,
+        mandatory_pointers=credentials.sd_mandatory_pointers(doc),
+        created=str(doc["validFrom"]),
+    )
 
 
 def _file_name(credential_id: str) -> str:
