@@ -77,6 +77,9 @@ def document_loader(url: str, options: Any = None) -> dict[str, Any]:
         "contextUrl": None,
         "documentUrl": url,
         "document": copy.deepcopy(_context_document(url)),
+        # "static": PyLD keeps the processed context in its process-wide cache, so each
+        # context is parsed and processed once per process, not once per operation
+        "tag": "static",
     }
 
 
