@@ -106,7 +106,19 @@ def _call(fn: Any, *args: Any) -> Any:
         inner = _unwrap(exc)
         if isinstance(inner, InvalidInput):
             raise inner from exc
-        raise JsonLdError(f"JSON-LD processing failed: {type(exc).__name__}") from exc
+        innermost: BaseException = exc
+        while True:  # PyLD wraps the error that says what is wrong in generic ones
+            details = getattr(innermost, "details", None)
+            cause = details.get("cause") if isinstance(details, dict) else None
+            cause = cause if isinstance(cause, BaseException) else innermost.__cause__
+            if not isinstance(cause, jsonld.JsonLdError):
+                break
+            innermost = cause
+        message = str(innermost.args[0]) if innermost.args else type(innermost).__name__
+        message = message.splitlines()[0][:200]
+        code = getattr(innermost, "code", None)
+        detail = f"JSON-LD processing failed: {message}" + (f" ({code})" if code else "")
+        raise JsonLdError(detail) from exc
 
 
 def expand(document: dict[str, Any]) -> list[Any]:

@@ -161,3 +161,34 @@ def test_bad_inputs_are_refused_with_typed_errors() -> None:
         broken = {**signed, "proof": {**signed["proof"], "proofValue": bad}}
         with pytest.raises(VerificationError):
             sd.derive_proof(broken, ["/validFrom"])
+
+
+def test_invalid_json_ld_says_what_is_wrong() -> None:
+    with pytest.raises(jsonld_contexts.JsonLdError) as info:
+        jsonld_contexts.canonicalize(
+            {"@context": ["https://www.w3.org/ns/credentials/v2"], "type": 7}
+        )
+    assert '"@type" value must be a string' in info.value.detail
+
+
+def test_p256_key_files(tmp_path: Path) -> None:
+    from anchor.errors import ConfigError
+    from anchor.keys import P256Key, load_p256_key, save_p256_key
+
+    key = P256Key.generate()
+    path = save_p256_key(key, tmp_path / "k.jwk")
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = load_p256_key(path)
+    assert loaded.did == key.did
+    assert loaded.did.startswith("did:key:zDn")
+    assert loaded.verification_method == f"{key.did}#{key.did.removeprefix('did:key:')}"
+    jwk = key.private_jwk()
+    other = P256Key.generate().private_jwk()
+    with pytest.raises(ConfigError):
+        P256Key.from_jwk({**jwk, "x": other["x"]})
+    with pytest.raises(ConfigError):
+        P256Key.from_jwk({**jwk, "crv": "P-384"})
+    # the did:key resolves to the same key through did_methods
+    from did_methods.multikey import decode_multikey
+
+    assert decode_multikey(key.did.removeprefix("did:key:")).raw == key.public_bytes
