@@ -27,6 +27,7 @@ from typing import Any
 
 from anchor import data_integrity
 from anchor.errors import InvalidInput
+from anchor.sd_kind import sd_proof_kind
 
 VC_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 OB_V3_CONTEXT = "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json"
@@ -299,7 +300,13 @@ def sign(document: Mapping[str, Any], seed: bytes, verification_method: str) -> 
 
 
 def digest(document: Mapping[str, Any]) -> bytes:
-    """The anchoring digest: SHA-256 of the RFC 8785 canonical JSON, proof included."""
+    """The anchoring digest: SHA-256 of the RFC 8785 canonical JSON, proof included; for an
+    ``ecdsa-sd-2023`` credential (base or derived proof) SHA-256 of its base signature, which
+    every derived copy carries (raises ``VerificationError`` if that proof is malformed)."""
+    if sd_proof_kind(document) is not None:
+        from anchor import ecdsa_sd  # JSON-LD stack: imported only for such credentials
+
+        return ecdsa_sd.base_signature_digest(document)
     return data_integrity.canonical_digest(document)
 
 
@@ -366,3 +373,42 @@ def clr(
         entries = [dict(s) for s in status]
         doc["credentialStatus"] = entries[0] if len(entries) == 1 else entries
     return doc
+
+
+PERSON_FIELDS = (
+    "name",
+    "givenName",
+    "familyName",
+    "birthDate",
+    "gender",
+    "address",
+    "email",
+    "phone",
+)
+"""CSV columns that ``issue --selective-disclosure`` puts in the credential subject, each a
+field the learner may withhold (ecdsa-sd-2023)."""
+
+
+def with_person_fields(document: Mapping[str, Any], row: Mapping[str, str]) -> dict[str, Any]:
+    """The credential with the non-empty :data:`PERSON_FIELDS` of ``row`` in its subject."""
+    doc = dict(document)
+    subject = dict(doc["credentialSubject"])
+    for name in PERSON_FIELDS:
+        value = row.get(name, "")
+        if value:
+            if len(value) > MAX_TEXT:
+                raise InvalidInput(f"{name!r} is longer than {MAX_TEXT} characters")
+            subject[name] = value
+    doc["credentialSubject"] = subject
+    return doc
+
+
+def sd_mandatory_pointers(document: Mapping[str, Any]) -> list[str]:
+    """What the issuer of a selective disclosure credential always discloses: the issuer, the
+    credential's id, name and validity, the achievement (with its alignments) and status.
+    Everything else about the person is the learner's to reveal or withhold."""
+    pointers = ["/issuer", "/validFrom", "/credentialSubject/achievement"]
+    for name in ("id", "name", "validUntil", "credentialStatus"):
+        if name in document:
+            pointers.append(f"/{name}")
+    return pointers

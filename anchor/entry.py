@@ -17,6 +17,15 @@ Version 1 layout (all integers big-endian)::
     38      L     submitter DID      ASCII, DID Core syntax ``did:<method>:<id>``
 
 Nothing may follow. Total size: ``38 + L`` bytes.
+
+Digest encodings of the ``credential`` kind (the log stores 32 bytes; the issuer and every
+verifier agree on what they are the SHA-256 of):
+
+* an ``eddsa-jcs-2022`` (or unsecured) credential: its RFC 8785 canonical JSON, proof included;
+* an ``ecdsa-sd-2023`` credential: its 64-byte base signature (``r || s``, the first component
+  of the proof value), which the signed credential and every derived disclosure of it carry
+  unchanged, so a verifier recomputes the digest from any disclosed copy and finds the same
+  entry (:func:`anchor.credentials.digest`).
 """
 
 from __future__ import annotations
@@ -57,8 +66,8 @@ class EntryKind(enum.IntEnum):
     """What an entry's digest is the digest of."""
 
     CREDENTIAL = 1
-    """A verifiable credential (SHA-256 of its RFC 8785 canonical JSON, or any 32 bytes the
-    issuer chooses to anchor)."""
+    """A verifiable credential (SHA-256 of its RFC 8785 canonical JSON; for ``ecdsa-sd-2023``
+    SHA-256 of its base signature; or any 32 bytes the issuer chooses to anchor)."""
     STATUS_LIST = 2
     """A published version of a Bitstring Status List credential."""
 

@@ -67,3 +67,25 @@ async def ed25519_key_for(
     except PublicKeyError:
         return None
     return raw if key_type is KeyType.ED25519 else None
+
+
+async def p256_key_for(
+    resolver: Resolver, did_url: str, purpose: str, at: datetime | None = None
+) -> bytes | None:
+    """The 33-byte compressed P-256 key of verification method ``did_url`` if the DID document
+    lists it under ``purpose`` (at ``at``), else ``None`` (ecdsa-sd-2023 issuers). Raises
+    :class:`ResolutionUnavailable` like :func:`ed25519_key_for`."""
+    answer = await resolver.authorize(did_url, purpose, at=at)
+    if not answer.authorized or answer.verification_method is None:
+        resolution = answer.resolution
+        if resolution is not None and resolution.error == "internalError":
+            raise ResolutionUnavailable(
+                f"resolving {did_url} failed: {resolution.error_message}",
+                hint="the issuer's DID host or chain did not answer; retry later",
+            )
+        return None
+    try:
+        key_type, raw = public_key_bytes(answer.verification_method)
+    except PublicKeyError:
+        return None
+    return raw if key_type is KeyType.P256 else None

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 import base58
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -557,3 +558,97 @@ def generate_if_missing(path: str | os.PathLike[str], kind: KeyKind) -> tuple[Ke
         public_identifier(key),
     )
     return key, True
+
+
+# -- P-256 issuer keys (ecdsa-sd-2023) ---------------------------------------------------------
+
+P256_JWK_KTY: Final = "EC"
+P256_JWK_CRV: Final = "P-256"
+MULTICODEC_P256_PUB: Final = b"\x80\x24"
+"""Multicodec ``p256-pub`` (0x1200) as an unsigned varint: did:key ``zDn...``."""
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class P256Key:
+    """A P-256 private key for ``ecdsa-sd-2023`` proofs, stored as an RFC 7518 EC JWK
+    ``{"kty": "EC", "crv": "P-256", "x", "y", "d"}``. ``repr()`` shows only its did:key."""
+
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> P256Key:
+        return cls(ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_jwk(cls, jwk: Any, *, source: str = "the JWK") -> P256Key:
+        if not isinstance(jwk, dict):
+            raise ConfigError(f"{source} is not a JSON object")
+        if jwk.get("kty") != P256_JWK_KTY or jwk.get("crv") != P256_JWK_CRV:
+            raise ConfigError(f'{source} is not a P-256 EC JWK (kty "EC", crv "P-256")')
+        members = {}
+        for name in ("d", "x", "y"):
+            value = jwk.get(name)
+            if not isinstance(value, str):
+                hint = "it holds only a public key" if name == "d" else None
+                raise ConfigError(f'{source} has no "{name}" string member', hint=hint)
+            members[name] = b64url_decode(value, what=f'"{name}" of {source}')
+            if len(members[name]) != 32:
+                raise ConfigError(f'"{name}" of {source} is not 32 bytes')
+        try:
+            key = ec.derive_private_key(int.from_bytes(members["d"], "big"), ec.SECP256R1())
+        except ValueError as exc:
+            raise ConfigError(f'"d" of {source} is not a P-256 private key') from exc
+        numbers = key.public_key().public_numbers()
+        if (numbers.x, numbers.y) != (
+            int.from_bytes(members["x"], "big"),
+            int.from_bytes(members["y"], "big"),
+        ):
+            raise ConfigError(f'"x", "y" of {source} are not the public key of its "d"')
+        return cls(key)
+
+    def private_jwk(self) -> dict[str, str]:
+        numbers = self.private_key.private_numbers()
+        return {
+            "kty": P256_JWK_KTY,
+            "crv": P256_JWK_CRV,
+            "x": b64url_encode(numbers.public_numbers.x.to_bytes(32, "big")),
+            "y": b64url_encode(numbers.public_numbers.y.to_bytes(32, "big")),
+            "d": b64url_encode(numbers.private_value.to_bytes(32, "big")),
+        }
+
+    @property
+    def public_bytes(self) -> bytes:
+        """The 33-byte SEC1 compressed public key."""
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+        )
+
+    @property
+    def did(self) -> str:
+        """This key's did:key DID (``did:key:zDn...``)."""
+        return "did:key:z" + base58.b58encode(MULTICODEC_P256_PUB + self.public_bytes).decode()
+
+    @property
+    def verification_method(self) -> str:
+        """Its did:key verification method ``did:key:zDn...#zDn...``."""
+        return f"{self.did}#{self.did.removeprefix('did:key:')}"
+
+    def __repr__(self) -> str:
+        return f"P256Key({self.did})"
+
+
+def save_p256_key(key: P256Key, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a P-256 key as its JWK (mode 0600, atomic, no overwrite unless asked)."""
+    text = json.dumps(key.private_jwk(), separators=(",", ":")) + "\n"
+    return write_key_file(path, text, overwrite=overwrite)
+
+
+def load_p256_key(path: str | os.PathLike[str]) -> P256Key:
+    """The P-256 key in the JWK file at ``path`` (mode must be 0600 or stricter)."""
+    source = f"key file {Path(path)}"
+    text = _check_text(read_key_file(path), source)
+    try:
+        jwk = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{source} is not JSON", hint="expected a P-256 EC JWK") from exc
+    return P256Key.from_jwk(jwk, source=source)

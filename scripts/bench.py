@@ -27,6 +27,9 @@ Sections:
   audit  the auditor's replay rate (entries per second) over an exported log.
   verify credentials verified per second with warm caches (DID, status list), each check
          done, including the receipt's proof and its anchor on the (embedded) chain.
+  sd     ecdsa-sd-2023 sign (base proof), derive and verify per second on the W3C test
+         vector credential, beside Digital Bazaar's implementation (Node.js, from
+         ``npm ci --prefix contracts``) run on the same credential in the same run.
 """
 
 from __future__ import annotations
@@ -875,6 +878,77 @@ def bench_verify(workdir: Path, rounds: int = 300) -> list[Row]:
     ]
 
 
+def bench_sd(iterations: int = 30) -> list[Row]:
+    """ecdsa-sd-2023 here beside Digital Bazaar's cryptosuite on the same credential."""
+    import subprocess
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from anchor import ecdsa_sd, jsonld_contexts
+    from did_methods.multikey import b58encode
+
+    repo = Path(__file__).resolve().parent.parent
+    vectors = repo / "tests" / "vectors" / "ecdsa-sd-2023"
+    document = json.loads((vectors / "employmentAuth.json").read_text())
+    mandatory = ["/issuer", "/validFrom", "/validUntil"]
+    selective = ["/credentialSubject/birthCountry"]
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = "z" + b58encode(ecdsa_sd.p256_multikey(key.public_key()))
+    secret = "z" + b58encode(b"\x86\x26" + key.private_numbers().private_value.to_bytes(32, "big"))
+    method = f"did:key:{public}#{public}"
+    created = "2026-01-01T00:00:00Z"
+
+    def sign() -> dict[str, Any]:
+        return ecdsa_sd.create_base_proof(
+            document,
+            issuer_key=key,
+            verification_method=method,
+            mandatory_pointers=mandatory,
+            created=created,
+        )
+
+    signed = sign()
+    derived = ecdsa_sd.derive_proof(signed, selective)
+    ecdsa_sd.verify_derived_proof(derived, key.public_key())
+
+    def rate(fn: Callable[[], Any]) -> float:
+        return iterations / best_of(3, lambda: [fn() for _ in range(iterations)])
+
+    ours = {
+        "sign": rate(sign),
+        "derive": rate(lambda: ecdsa_sd.derive_proof(signed, selective)),
+        "verify": rate(lambda: ecdsa_sd.verify_derived_proof(derived, key.public_key())),
+    }
+    contexts_dir = Path(jsonld_contexts.__file__).parent / "contexts"
+    request = {
+        "op": "bench",
+        "document": document,
+        "publicKeyMultibase": public,
+        "secretKeyMultibase": secret,
+        "mandatoryPointers": mandatory,
+        "selectivePointers": selective,
+        "created": created,
+        "iterations": iterations * 3,
+        "contexts": {
+            url: str(contexts_dir / name) for url, name in jsonld_contexts.CONTEXT_FILES.items()
+        },
+    }
+    answer = subprocess.run(
+        ["node", str(repo / "tests" / "interop" / "ecdsa_sd.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    theirs = json.loads(answer.stdout)
+    peer = "Digital Bazaar (Node.js)"
+    return [
+        Row("sd", f"ecdsa-sd-2023 {op} (one credential)", ours[op], peer, theirs[op], "/s", "")
+        for op in ("sign", "derive", "verify")
+    ]
+
+
 def render(rows: list[Row]) -> str:
     header = ("section", "measure", "ours", "peer", "peer value", "ratio", "target", "")
     body = []
@@ -903,7 +977,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--workdir", type=Path, default=None, help="where databases go")
     args = parser.parse_args()
-    known = {"log", "serve", "chain", "status", "audit", "verify"}
+    known = {"log", "serve", "chain", "status", "audit", "verify", "sd"}
     sections = args.sections or sorted(known)
     if unknown := set(sections) - known:
         parser.error(f"unknown sections: {sorted(unknown)}; choose from {sorted(known)}")
@@ -924,6 +998,8 @@ def main() -> int:
             rows += bench_audit(workdir)
         if "verify" in sections:
             rows += bench_verify(workdir)
+        if "sd" in sections:
+            rows += bench_sd()
     if args.json:
         print(
             json.dumps(

@@ -15,9 +15,13 @@ and the command's real output, trimmed when long::
  5. three credentials revoked, one suspended (``status set``)
  6. an employer trusts the service's log (``trust add``), verifies a receipt alone
     (``receipt verify``), then a good, a revoked and a tampered credential (``verify``)
- 7. the log exported and replayed by an auditor from the chain (``log export``, ``audit``)
- 8. an altered entry in a copy of the export, caught by the audit
- 9. the service and the chain shut down; nothing left running
+ 7. selective disclosure: a did:web college (its DID document served over HTTPS on
+    127.0.0.1) issues an ``ecdsa-sd-2023`` credential with the learner's name and birth date
+    (``keygen --type p256``, ``issue --selective-disclosure``); the learner hides both
+    (``disclose``) and an employer verifies the derived copy (``verify``)
+ 8. the log exported and replayed by an auditor from the chain (``log export``, ``audit``)
+ 9. an altered entry in a copy of the export, caught by the audit
+10. the service and the chain shut down; nothing left running
 
 The demo exits 0 when every step came out as the story says, 1 as soon as one did not (the
 reason is printed), 2 when it cannot start (anvil missing, a non-empty ``--workdir``). It only
@@ -31,6 +35,7 @@ import argparse
 import base64
 import contextlib
 import csv
+import http.server
 import json
 import os
 import platform
@@ -40,18 +45,25 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+import base58
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from eth_account import Account
 
 from anchor import credentials
@@ -89,6 +101,7 @@ EXIT_SETUP = 2
 
 COLLEGE = "County Community College"
 PROVIDER = "Northside Training Center"
+WEB_COLLEGE = "Riverside Polytechnic"
 REVOCATIONS = ("issued in error", "academic misconduct", "duplicate record")
 SUSPENSION_REASON = "safety review pending"
 
@@ -251,6 +264,78 @@ def stop_process(process: subprocess.Popen[bytes], sig: int) -> int | None:
         return None
 
 
+class WebDidHost:
+    """A did:web DID document served over HTTPS on 127.0.0.1 (self-signed ``localhost``
+    certificate in the working directory, handed to the service and the verifier)."""
+
+    def __init__(self, workdir: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.now(UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256())
+        )
+        self.ca_file = workdir / "localhost.crt"
+        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file = workdir / "localhost.key"
+        write_secret(
+            key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        )
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(self.ca_file, key_file)
+        self.document: dict[str, Any] = {}
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.port = 0
+
+    @property
+    def did(self) -> str:
+        return f"did:web:localhost%3A{self.port}"
+
+    def start(self) -> None:
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/.well-known/did.json":
+                    self.send_error(404)
+                    return
+                body = json.dumps(host.document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/did+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        server.socket = self.tls.wrap_socket(server.socket, server_side=True)
+        self.port = server.server_address[1]
+        self.server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
 class Demo:
     def __init__(self, workdir: Path, learners: int, quiet: bool, deadline: float) -> None:
         self.workdir = workdir
@@ -269,6 +354,7 @@ class Demo:
         self.rpc_url = ""
         self.service = ""
         self.contract = ""
+        self.web_host = WebDidHost(workdir)
         self.started = time.monotonic()
         self.step_number = 0
         self.checks = 0
@@ -411,6 +497,11 @@ class Demo:
                 "1",
                 "--operator-token",
                 token,
+                # the did:web college of step 7 is served on this machine, self-signed
+                "--ca-file",
+                self.web_host.ca_file.name,
+                "--outbound-networks",
+                "any",
             ]
             self.out(command_text(["ler-anchor", *args]) + " > serve.log 2>&1 &")
             log = (self.workdir / "serve.log").open("ab")
@@ -478,6 +569,7 @@ class Demo:
 
     def stop(self) -> tuple[int | None, int | None]:
         """Stop the service (Ctrl-C, as its user would) and anvil; their exit statuses."""
+        self.web_host.stop()
         served = stop_process(self.server, signal.SIGINT) if self.server else 0
         chain = stop_process(self.anvil, signal.SIGTERM) if self.anvil else 0
         return served, chain
@@ -491,6 +583,7 @@ class Demo:
         issued = self.step_issue(college, provider)
         self.step_status(issued)
         tampered = self.step_verify(issued)
+        self.step_selective_disclosure()
         export, verifier_key = self.step_audit()
         self.step_altered_log(export, verifier_key, issued["good"], tampered)
         self.step_shutdown()
@@ -787,6 +880,94 @@ class Demo:
             f"the tampered credential was not refused (exit {forged.code})",
         )
         return tampered
+
+    def step_selective_disclosure(self) -> None:
+        self.heading("Selective disclosure: the learner hides her name and birth date")
+        host = self.web_host
+        host.start()
+        did = host.did
+        keyid, sd_keyid = f"{did}#key-1", f"{did}#sd-1"
+        self.note(f"a college publishing its DID document at https://localhost:{host.port}")
+        self.run("keygen", "--out", "web-college.jwk")
+        p256 = self.run("keygen", "--type", "p256", "--out", "web-college-p256.jwk")
+        request_key = load_ed25519_key(self.workdir / "web-college.jwk")
+        host.document = {
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": did,
+            "verificationMethod": [
+                {
+                    "id": keyid,
+                    "type": "Multikey",
+                    "controller": did,
+                    "publicKeyMultibase": "z"
+                    + base58.b58encode(b"\xed\x01" + request_key.public_bytes).decode(),
+                },
+                {
+                    "id": sd_keyid,
+                    "type": "Multikey",
+                    "controller": did,
+                    "publicKeyMultibase": p256.stdout.strip().removeprefix("did:key:"),
+                },
+            ],
+            "authentication": [keyid],
+            "assertionMethod": [sd_keyid],
+        }
+        self.note("its DID document: the Ed25519 key signs requests (authentication), the")
+        self.note("P-256 key signs selective disclosure credentials (assertionMethod)")
+        self.run("issuer", "--data-dir", "data", "add", did, "--name", WEB_COLLEGE)
+        signed = ("--service", self.service, "--key", "web-college.jwk", "--keyid", keyid)
+        key = self.run("status", "key", *signed, head=3, expect=None)
+        addition = json.loads(key.stdout)["didDocumentAddition"]
+        host.document["verificationMethod"] += addition["verificationMethod"]
+        host.document["assertionMethod"] += addition["assertionMethod"]
+        self.note("the college adds the service's status list key to its DID document; the")
+        self.note("service caches DID documents for 5 minutes, so the operator restarts it")
+        self.out("$ kill -INT %ler-anchor")
+        self.check(
+            stop_process(self.server, signal.SIGINT) == 0 if self.server else False,
+            "the service stopped cleanly (exit 0)",
+        )
+        self.start_service(secrets.token_hex(16))
+        signed = ("--service", self.service, "--key", "web-college.jwk", "--keyid", keyid)
+        key = self.run("status", "key", *signed, head=3)
+        self.check(
+            json.loads(key.stdout).get("authorized") is True,
+            "the status list key is now authorised by the college's DID document",
+        )
+        with (self.workdir / "graduates.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["identifier", "name", "birthDate"])
+            writer.writerow(["ada@students.example.edu", "Ada Lovelace", "1815-12-10"])
+        self.out("$ cat graduates.csv")
+        for line in (self.workdir / "graduates.csv").read_text().splitlines():
+            self.out(f"  {line}")
+        result = self.run(
+            *("issue", *signed, "--issuer-name", WEB_COLLEGE, "--achievement", "welding.json"),
+            *("--csv", "graduates.csv", "--out", "credentials/sd", "--wait", "60"),
+            *("--selective-disclosure", "--sd-key", "web-college-p256.jwk"),
+            *("--sd-keyid", sd_keyid),
+        )
+        ((credential, _digest),) = self.issued_files(result)
+        full = json.loads(credential.read_text())["credentialSubject"]
+        self.check(
+            full.get("name") == "Ada Lovelace" and full.get("birthDate") == "1815-12-10",
+            "an ecdsa-sd-2023 credential with her name and birth date, anchored",
+        )
+        self.note("the learner, offline: she reveals nothing but what the college made mandatory")
+        self.run("disclose", self.rel(credential), "--out", "ada-shown.json")
+        shown = json.loads((self.workdir / "ada-shown.json").read_text())["credentialSubject"]
+        self.check(
+            "name" not in shown and "birthDate" not in shown and "achievement" in shown,
+            "the derived copy shows the achievement, not her name or birth date",
+        )
+        chain = ("--rpc-url", self.rpc_url, "--ca-file", host.ca_file.name)
+        ok = self.run("verify", "ada-shown.json", "--service", self.service, *chain, expect=None)
+        self.check(
+            ok.code == 0 and "not disclosed: name" in ok.stdout and "birthDate" in ok.stdout,
+            "the employer verifies the derived copy: anchored (receipt found from the copy), "
+            "issuer's key, proof, status; name and birth date withheld (exit 0)",
+            f"the derived copy did not verify (exit {ok.code})",
+        )
 
     def step_audit(self) -> tuple[Path, str]:
         self.heading("An auditor replays the log against the chain")

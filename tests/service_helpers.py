@@ -200,6 +200,35 @@ def assert_clr_valid(credential: dict[str, Any]) -> None:
         assert_ob3_valid(vc)
 
 
+# --- Digital Bazaar's ecdsa-sd-2023 (tests/interop/) ---------------------------------------
+
+INTEROP_SCRIPT = Path(__file__).parent / "interop" / "ecdsa_sd.mjs"
+
+
+def run_db_ecdsa_sd(request: dict[str, Any], timeout: float = 120) -> Any:
+    """Run Digital Bazaar's ecdsa-sd-2023 (tests/interop/ecdsa_sd.mjs) on one JSON request.
+
+    The packaged context files are passed along so that both sides load the same bytes.
+    """
+    from anchor import jsonld_contexts
+
+    contexts_dir = Path(jsonld_contexts.__file__).parent / "contexts"
+    contexts = {
+        url: str(contexts_dir / name) for url, name in jsonld_contexts.CONTEXT_FILES.items()
+    }
+    result = subprocess.run(
+        ["node", str(INTEROP_SCRIPT)],
+        input=json.dumps({**request, "contexts": contexts}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"node ecdsa_sd.mjs failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
 # --- a did:web host over HTTPS -----------------------------------------------------------------
 
 

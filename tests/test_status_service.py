@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import socket
-import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,11 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from service_helpers import service_config
+from service_helpers import WebDidHost, service_config
 
 from anchor.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
 from anchor.data_integrity import (
@@ -580,49 +575,6 @@ async def test_every_version_is_logged_and_can_be_looked_up(small_client: TestCl
 
 
 # --- did:web issuers and validity ----------------------------------------------------------------
-
-
-class WebDidHost:
-    """did:web:localhost%3APORT served over HTTPS with a throw-away self-signed certificate;
-    ``document`` can be changed while it runs."""
-
-    def __init__(self, directory: Path) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256())
-        )
-        self.ca_file = directory / "localhost.crt"
-        self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file = directory / "localhost.key"
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.tls.load_cert_chain(self.ca_file, key_file)
-        self.document: dict[str, Any] = {}
-        self.port = 0
-
-    @property
-    def did(self) -> str:
-        return f"did:web:localhost%3A{self.port}"
-
-    async def serve(self, request: web.Request) -> web.Response:
-        return web.json_response(self.document, content_type="application/did+json")
 
 
 @pytest.fixture

@@ -20,16 +20,26 @@ from anchor.client import ServiceClient, Signer
 from anchor.commands.trust_cmd import add_receipt_verify_args, receipt_verify
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
-from anchor.keys import Ed25519Key, load_ed25519_key, save_key
+from anchor.keys import Ed25519Key, P256Key, load_ed25519_key, save_key, save_p256_key
+from anchor.sd_kind import sd_proof_kind
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
 """Largest credential file ``submit --file`` reads."""
 
 
 def register(sub: Any) -> None:
-    keygen = sub.add_parser("keygen", help="make an Ed25519 issuer key and print its did:key")
+    keygen = sub.add_parser(
+        "keygen", help="make an issuer key (Ed25519 or P-256) and print its did:key"
+    )
     keygen.add_argument("--out", required=True, type=Path, help="JWK file to write (mode 0600)")
     keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    keygen.add_argument(
+        "--type",
+        choices=("ed25519", "p256"),
+        default="ed25519",
+        help="ed25519 (eddsa-jcs-2022, service requests) or p256 (ecdsa-sd-2023 selective "
+        "disclosure issuing); default ed25519",
+    )
     keygen.set_defaults(handler=_keygen)
 
     submit = sub.add_parser("submit", help="submit credential digests for anchoring")
@@ -87,15 +97,25 @@ def _client_args(parser: argparse.ArgumentParser, *, signed: bool) -> None:
 
 
 def credential_digest(path: Path) -> str:
-    """SHA-256 of the RFC 8785 canonical JSON of a credential file, hex."""
+    """SHA-256 of the RFC 8785 canonical JSON of a credential file, hex (for an
+    ``ecdsa-sd-2023`` credential, base or derived: SHA-256 of its base signature)."""
     raw = path.read_bytes()
     if len(raw) > MAX_JSON_FILE_BYTES:
         raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
     doc = jsonlimits.loads(raw, max_bytes=MAX_JSON_FILE_BYTES, what=str(path))
+    if isinstance(doc, dict) and sd_proof_kind(doc) is not None:
+        from anchor.credentials import digest
+
+        return digest(doc).hex()
     return hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    if args.type == "p256":
+        p256 = P256Key.generate()
+        save_p256_key(p256, args.out, overwrite=args.force)
+        print(p256.did)
+        return 0
     key = Ed25519Key.generate()
     save_key(key, args.out, overwrite=args.force)
     print(key.did)

@@ -8,6 +8,11 @@ signed with ``eddsa-jcs-2022`` by the issuer's key, its digest is submitted for 
 the signed credential is written to ``--out``; with ``--wait`` each receipt is fetched once
 anchored and written beside it. The inputs are described in :data:`INPUT_HELP` (what
 ``issue --help`` prints).
+
+``--selective-disclosure`` signs with ``ecdsa-sd-2023`` instead, by a P-256 key of the issuer
+DID (``--sd-key``, ``--sd-keyid``): the CSV columns of
+:data:`~anchor.credentials.PERSON_FIELDS` go into the subject, and the learner may withhold
+them (``ler-anchor disclose``); the anchored digest is SHA-256 of the base signature.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from tqdm import tqdm
 from anchor import credentials, jsonlimits
 from anchor.client import SUBMIT_CHUNK, ServiceClient, Signer
 from anchor.errors import InvalidInput
-from anchor.keys import load_ed25519_key
+from anchor.keys import P256Key, load_ed25519_key, load_p256_key
 
 MAX_LEARNERS = 100_000
 """Most rows one ``--csv`` run issues."""
@@ -137,6 +142,21 @@ def register(sub: Any) -> None:
         choices=STATUS_PURPOSES,
         help="give each credential a status entry of this purpose (default: revocation; "
         "both purposes depart from OB 3.0, see below)",
+    )
+    parser.add_argument(
+        "--selective-disclosure",
+        action="store_true",
+        help="sign with ecdsa-sd-2023 so the learner can withhold personal fields (CSV columns "
+        + ", ".join(credentials.PERSON_FIELDS)
+        + "); needs --sd-key",
+    )
+    parser.add_argument(
+        "--sd-key", type=Path, help="P-256 issuer key (`ler-anchor keygen --type p256`)"
+    )
+    parser.add_argument(
+        "--sd-keyid",
+        help="DID URL of the P-256 key: a key of the issuer DID (the --keyid DID) listed under "
+        "assertionMethod",
     )
     parser.set_defaults(handler=_issue)
 
@@ -256,6 +276,9 @@ def _issue(args: argparse.Namespace) -> int:
         raise InvalidInput(f"at most {credentials.MAX_CLR_ACHIEVEMENTS} achievements per CLR")
     achievements = [_achievement(p) for p in args.achievement]
     learners = _learners(args, signer.did)
+    sd_key = _sd_key(args, signer.did)
+    if sd_key is not None and args.clr:
+        raise InvalidInput("--selective-disclosure issues Open Badges, not CLR transcripts")
     args.out.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     for learner in learners:
@@ -320,7 +343,12 @@ def _issue(args: argparse.Namespace) -> int:
                 if old is not None:
                     issued.append(Issued(learner, credentials.digest(old).hex(), old, new=False))
             for learner, entries in zip(fresh, status, strict=True):
-                signed = credentials.sign(build(learner, entries), seed, signer.keyid)
+                doc = build(learner, entries)
+                if sd_key is not None:
+                    doc = credentials.with_person_fields(doc, learner.row)
+                    signed = _sign_sd(doc, sd_key, args.sd_keyid)
+                else:
+                    signed = credentials.sign(doc, seed, signer.keyid)
                 issued.append(Issued(learner, credentials.digest(signed).hex(), signed, True))
             bar = tqdm(
                 total=len(issued), unit="credential", file=sys.stderr, disable=len(issued) < 50
@@ -417,6 +445,41 @@ def _write_manifest(out: Path, issued: list[Issued]) -> None:
                     item.digest,
                 ]
             )
+
+
+def _sd_key(args: argparse.Namespace, issuer: str) -> P256Key | None:
+    """The P-256 key of ``--selective-disclosure``, checked to be a key of ``issuer``: the
+    anchoring entries and status lists are the issuer DID's, so the proof's key must be too."""
+    if not args.selective_disclosure:
+        if args.sd_key is not None or args.sd_keyid is not None:
+            raise InvalidInput("--sd-key and --sd-keyid are only used with --selective-disclosure")
+        return None
+    if args.sd_key is None:
+        raise InvalidInput(
+            "--selective-disclosure needs --sd-key P256.jwk",
+            hint="make one with `ler-anchor keygen --type p256 --out P256.jwk`",
+        )
+    key = load_p256_key(args.sd_key)
+    keyid = args.sd_keyid or key.verification_method
+    if keyid.split("#", 1)[0] != issuer:
+        raise InvalidInput(
+            f"the P-256 key {keyid} is not a key of the issuer {issuer}",
+            hint="list the P-256 key in the issuer's DID document (did:web or did:ethr) under "
+            "assertionMethod and name it with --sd-keyid DID#FRAGMENT",
+        )
+    return key
+
+
+def _sign_sd(doc: dict[str, Any], key: P256Key, keyid: str | None) -> dict[str, Any]:
+    from anchor import ecdsa_sd  # JSON-LD stack: only for selective disclosure
+
+    return ecdsa_sd.create_base_proof(
+        doc,
+        issuer_key=key.private_key,
+        verification_method=keyid or key.verification_method,
+        mandatory_pointers=credentials.sd_mandatory_pointers(doc),
+        created=str(doc["validFrom"]),
+    )
 
 
 def _file_name(credential_id: str) -> str:
