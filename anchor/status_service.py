@@ -612,6 +612,11 @@ def check_list_kind(
         status_size=status_size,
         status_message=tuple(status_message),
     )
+    if [m.status for m in probe.status_message] != list(range(1 << status_size)):
+        raise InvalidInput(
+            "statusMessage must list the statuses in order: 0x0, 0x1, 0x2, ...",
+            hint="one object per status value, sorted by status",
+        )
     return purpose, status_size, probe.status_message
 
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from anchor.client import ServiceClient, Signer
 from anchor.entry import parse_digest
-from anchor.errors import InvalidInput
+from anchor.errors import ConfigError, InvalidInput, NotFound
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
 
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
@@ -62,9 +62,24 @@ def _client_args(parser: argparse.ArgumentParser, *, signed: bool) -> None:
         )
 
 
+def issuer_key(path: Path) -> Ed25519Key:
+    """The issuer's key from ``--key``; a missing file says how to make one."""
+    if not path.exists():
+        raise ConfigError(
+            f"--key {path} does not exist",
+            hint=f"make an issuer key with `ler-anchor keygen --out {path}`",
+        )
+    return load_ed25519_key(path)
+
+
 def credential_digest(path: Path) -> str:
     """SHA-256 of the RFC 8785 canonical JSON of a credential file, hex."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"--file {path} does not exist", hint="check the path") from None
+    except OSError as err:
+        raise InvalidInput(f"--file {path} cannot be read: {err.strerror}") from None
     if len(raw) > MAX_JSON_FILE_BYTES:
         raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
     try:
@@ -75,6 +90,11 @@ def credential_digest(path: Path) -> str:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        raise ConfigError(
+            f"{args.out} exists already",
+            hint="pass --force to overwrite it and lose its key, or choose another --out",
+        )
     key = Ed25519Key.generate()
     save_key(key, args.out, overwrite=args.force)
     print(key.did)
@@ -86,7 +106,7 @@ def _submit(args: argparse.Namespace) -> int:
     digests += [credential_digest(p) for p in args.files]
     if not digests:
         raise InvalidInput("nothing to submit: give digests or --file")
-    signer = Signer.for_key(load_ed25519_key(args.key), args.keyid)
+    signer = Signer.for_key(issuer_key(args.key), args.keyid)
 
     async def run() -> list[dict[str, Any]]:
         async with ServiceClient(args.service, signer) as client:

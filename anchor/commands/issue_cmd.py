@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from anchor import credentials
 from anchor.client import SUBMIT_CHUNK, ServiceClient, Signer
+from anchor.commands.client_cmd import issuer_key
 from anchor.errors import InvalidInput
-from anchor.keys import load_ed25519_key
 
 MAX_LEARNERS = 100_000
 """Most rows one ``--csv`` run issues."""
@@ -88,7 +88,7 @@ def _subject(row: dict[str, str]) -> str | dict[str, Any]:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    key = load_ed25519_key(args.key)
+    key = issuer_key(args.key)
     signer = Signer.for_key(key, args.keyid)
     seed = key.seed()
     try:
@@ -110,7 +110,7 @@ def _issue(args: argparse.Namespace) -> int:
                     chunk = ids[start : start + ALLOCATE_CHUNK]
                     answer = await client.post_signed(
                         "/v1/status-lists/allocate",
-                        {"purpose": purpose, "count": len(chunk), "credentialIds": chunk},
+                        {"purpose": purpose, "credentialIds": chunk},
                     )
                     for n, entry in enumerate(answer["entries"]):
                         status[start + n].append(entry)

@@ -32,8 +32,9 @@ import aiohttp
 
 from anchor import config as config_module
 from anchor.client import ServiceClient, Signer
+from anchor.commands.client_cmd import issuer_key
 from anchor.errors import InvalidInput
-from anchor.keys import DID_KEY_PREFIX, load_ed25519_key
+from anchor.keys import DID_KEY_PREFIX
 from anchor.status_check import Outcome, StatusChecker, summarize
 from anchor.status_list import MIN_ENTRIES, find_status_entries
 from anchor.status_service import (
@@ -151,7 +152,7 @@ def _kind(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _signer(args: argparse.Namespace) -> Signer:
-    return Signer.for_key(load_ed25519_key(args.key), args.keyid)
+    return Signer.for_key(issuer_key(args.key), args.keyid)
 
 
 def _print(doc: Any) -> None:
