@@ -19,7 +19,7 @@ from http import HTTPStatus
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -361,7 +361,9 @@ class ProblemRequestHandler(RequestHandler):
             if request.writer.output_size > 0:
                 raise ConnectionError("the response is sent already; closing the connection")
             reason = " ".join(exc.message.split())[:300] or type(exc).__name__  # one line
-            LOG.warning("refused a malformed HTTP request from %s: %s", request.remote, reason)
+            # not HTTP at all (TLS to this port, a scanner): noise at DEBUG, as aiohttp has it
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+            LOG.log(level, "refused a malformed HTTP request from %s: %s", request.remote, reason)
             detail = f"malformed HTTP request: {reason}"
         else:
             super().handle_error(request, status, exc, message)  # logs; raises if sent

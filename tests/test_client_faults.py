@@ -155,6 +155,10 @@ async def test_a_did_in_the_path_keeps_its_own_escapes(
         async with session.get(aiohttp.client.URL(url, encoded=True)) as resp:
             message = (await resp.json(content_type=None))["didResolutionMetadata"]
         assert "port 443" in message["errorMessage"], message  # host localhost, path 8443
+        for path in ("did:nomethod:a~b%20c", "did%3Anomethod%3Aa~b%20c"):  # '~' is '%7E'
+            url = f"{base}/1.0/identifiers/{path}"
+            async with session.get(aiohttp.client.URL(url, encoded=True)) as resp:
+                assert resp.status == 501  # a valid DID, 'did:nomethod:a%7Eb%20c'
 
 
 async def test_checkpoints_are_paged_and_the_audit_source_follows_the_pages(
@@ -250,3 +254,30 @@ def test_serve_on_a_busy_port(tmp_path: Path) -> None:
     assert f"Configuration error: cannot listen on 127.0.0.1:{port}" in errors[0]
     assert "address already in use" in errors[0]
     assert "choose another --port" in errors[0]
+
+
+async def test_an_exception_escaping_a_handler_is_a_problem_without_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service's own fault: 500, a problem document, the traceback in the log only."""
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app = create_app(service_config(tmp_path))
+    app.router.add_get("/broken", broken)
+    runner = make_runner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with caplog.at_level(logging.INFO):
+            answer = await _raw(
+                port, b"GET /broken HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+    finally:
+        await runner.cleanup()
+    body = _problem(answer, 500)
+    assert "Traceback" not in body
+    assert "a bug" not in body
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)

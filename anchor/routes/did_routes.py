@@ -15,7 +15,7 @@ from did_methods.result import ErrorCode, ResolutionResult
 routes = web.RouteTableDef()
 
 
-@routes.get("/1.0/identifiers/{did:.+}")
+@routes.get(r"/1.0/identifiers/{did:[\s\S]+}")  # any character: the resolver judges
 async def resolve(request: web.Request) -> web.Response:
     negotiation = http_binding.negotiate(request.headers.get("Accept"))
     if negotiation is None:

@@ -1,4 +1,5 @@
-"""Query-parameter parsing shared by the routes: every bad value is an InvalidInput.
+"""Query-parameter (and JSON number) parsing shared by the routes: every bad value is an
+InvalidInput.
 
 Pure (reads only the request's query); constant cost per parameter. The bounds given here
 are the ones the OpenAPI document states (:func:`anchor.openapi.int_query`), so a value the
@@ -90,7 +91,9 @@ def did_from_path(request: web.Request, prefix: str) -> str:
     raw = request.rel_url.raw_path
     if not raw.startswith(prefix):  # the route matched: only a differently escaped prefix
         raise InvalidInput(f"the path must start with {prefix}")
-    text = raw[len(prefix) :]
+    # '~' and '%7E' are the same URI (RFC 3986 §6.2.2.2; clients normalise one to the
+    # other), and a DID holds no '~': it is the DID's escape %7E
+    text = raw[len(prefix) :].replace("~", "%7E")
     if text.startswith("did:"):
         return text
     return _ESCAPE_RE.sub(_decode_did_char, text)
@@ -103,3 +106,11 @@ _DID_CHARS = frozenset(string.ascii_letters + string.digits + "._-:%")
 def _decode_did_char(match: re.Match[str]) -> str:
     char = chr(int(match[1], 16))
     return char if char in _DID_CHARS else match[0]
+
+
+def json_integer(value: object) -> object:
+    """``value``, with a JSON number of integral value written as a float (``2.0``) made the
+    int it is (JSON and JSON Schema make no difference between them)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_INT64:
+        return int(value)
+    return value

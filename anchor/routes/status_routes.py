@@ -34,6 +34,7 @@ from anchor.entry import check_did, parse_digest
 from anchor.errors import (
     AnchorError,
     ConfigError,
+    Conflict,
     EncodingError,
     Forbidden,
     InvalidInput,
@@ -41,7 +42,7 @@ from anchor.errors import (
     NotFound,
 )
 from anchor.identity import ResolutionUnavailable
-from anchor.keys import Ed25519Key
+from anchor.keys import DID_KEY_PREFIX, Ed25519Key, b64url_decode, did_key_for
 from anchor.openapi import (
     DID_SCHEMA,
     HEX_DIGEST,
@@ -53,7 +54,7 @@ from anchor.openapi import (
 )
 from anchor.routes.bodies import json_object
 from anchor.routes.entry_routes import receipt_location
-from anchor.routes.params import int_param, optional_int_param
+from anchor.routes.params import int_param, json_integer, optional_int_param
 from anchor.status_list import MAX_INDEX_DIGITS, MAX_STATUS_SIZE
 from anchor.status_service import (
     LIST_ID_BYTES,
@@ -169,6 +170,7 @@ def parse_timestamp(raw: str) -> int:
 def _parse_index(value: object, where: str) -> int:
     if isinstance(value, str) and len(value) <= MAX_INDEX_DIGITS and _INDEX_RE.fullmatch(value):
         return int(value)
+    value = json_integer(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise InvalidInput(f'{where}.index must be a base-10 index string such as "123"')
@@ -192,9 +194,9 @@ def parse_changes(body: Any) -> list[StatusChange]:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where} must be an object with index and value")
         index = _parse_index(item.get("index"), where)
-        value = item.get("value")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidInput(f"{where}.value must be a non-negative integer")
+        value = json_integer(item.get("value"))
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+            raise InvalidInput(f"{where}.value must be an integer of 0..255")
         reason = item.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
             raise InvalidInput(f"{where}.reason must be a string of at most {MAX_REASON_CHARS}")
@@ -253,7 +255,7 @@ async def allocate(request: web.Request) -> web.Response:
         )
     if ids is not None and (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ALLOCATION):
         raise InvalidInput(f"credentialIds must be an array of 1..{MAX_ALLOCATION} strings")
-    count = body.get("count", len(ids) if ids else 1)
+    count = json_integer(body.get("count", len(ids) if ids else 1))
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_ALLOCATION:
         raise InvalidInput(f"count must be an integer of 1..{MAX_ALLOCATION}")
     service = _service(request)
@@ -312,8 +314,15 @@ async def status_key(request: web.Request) -> web.Response:
     body = json_object(await request.read())
     service = _service(request)
     if body:
+        if not principal.did.startswith(DID_KEY_PREFIX):  # its DID method decides: 409
+            raise Conflict(
+                f"only a did:key issuer uploads its key; {principal.did} uses a key the "
+                "service generates",
+                hint="send an empty JSON object {} to get the key to add to your DID document",
+            )
         if "kty" not in body:
             raise InvalidInput("body must be {} or the issuer's private Ed25519 JWK")
+        _require_own_public_key(body, principal.did)
         try:
             key = Ed25519Key.from_jwk(body, source="the uploaded JWK")
         except ConfigError as err:
@@ -321,14 +330,29 @@ async def status_key(request: web.Request) -> web.Response:
         info = await asyncio.to_thread(service.upload_key, principal.did, key)
     else:
         found = await asyncio.to_thread(service.key_info, principal.did, generate=True)
-        if found is None:
-            raise InvalidInput(
+        if found is None:  # the issuer's DID method decides: a conflict with its custody
+            raise Conflict(
                 f"{principal.did} signs its status lists with its own did:key key",
                 hint="upload the private JWK of your did:key as the body",
             )
         info = found
     vm = await find_assertion_method(request.app[RESOLVER], principal.did, info.public_key)
     return web.json_response(info.to_json(authorized=vm is not None))
+
+
+def _require_own_public_key(jwk: dict[str, Any], did: str) -> None:
+    """403 unless the JWK's public key ``x`` is the one of ``did`` (checked before the
+    private part: whose key it is matters first)."""
+    x = jwk.get("x")
+    try:
+        claimed = did_key_for(b64url_decode(x, what='"x"')) if isinstance(x, str) else None
+    except ConfigError:
+        claimed = None
+    if claimed != did:
+        raise Forbidden(
+            f"the uploaded key is not the key of {did}",
+            hint="upload the private JWK of the did:key that signs your requests",
+        )
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -609,12 +633,22 @@ def openapi_paths() -> dict[str, Any]:
         "type": "object",
         "required": ["index", "value"],
         "properties": {
-            "index": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
+            "index": {
+                "type": ["string", "integer"],
+                "description": "base-10 string (or a JSON integer)",
+                "pattern": "^(0|[1-9][0-9]*)$",
+                "maxLength": MAX_INDEX_DIGITS,
+                "minimum": 0,
+            },
             "value": {"type": "integer", "minimum": 0, "maximum": 255},
             "reason": {"type": "string", "maxLength": MAX_REASON_CHARS},
         },
     }
     entry = {"type": "object", "description": "a BitstringStatusListEntry for credentialStatus"}
+    ed25519_b64url = {  # 32 bytes, canonical base64url
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+    }
     return {
         "/v1/status-lists": {
             "post": {
@@ -837,10 +871,27 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "Body {} for a service-generated key, or a did:key issuer's "
                 "private Ed25519 JWK.",
                 "security": SIGNED,
-                "requestBody": json_request({"type": "object"}),
+                "requestBody": json_request(
+                    {
+                        "oneOf": [
+                            {"type": "object", "maxProperties": 0},
+                            {
+                                "type": "object",
+                                "description": "a did:key issuer's private key (RFC 8037)",
+                                "required": ["kty", "crv", "x", "d"],
+                                "properties": {
+                                    "kty": {"const": "OKP"},
+                                    "crv": {"const": "Ed25519"},
+                                    "x": ed25519_b64url,
+                                    "d": ed25519_b64url,
+                                },
+                            },
+                        ]
+                    }
+                ),
                 "responses": {
                     "200": json_response(key_info),
-                    **errors(400, 401, 403, 503),
+                    **errors(400, 401, 403, 409, 503),
                 },
             },
             "get": {
