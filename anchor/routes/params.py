@@ -85,9 +85,9 @@ def did_from_path(request: web.Request, prefix: str) -> str:
     aiohttp's decoded ``match_info`` would turn the first into ``did:web:host:8443``.
 
     In the encoded form an escape is decoded only when it gives a character a DID can
-    hold (letters, digits, ``. - _ : %``): any other one (``%20``, ``%C3``) could only
-    make the DID invalid, so it is the DID's own escape, sent by a client that encoded the
-    colons alone, and is kept."""
+    hold (letters, digits, ``. - _ :``, and ``%`` when two hex digits follow): any other one
+    (``%20``, ``%C3``) could only make the DID invalid, so it is the DID's own escape, sent
+    by a client that encoded the colons alone, and is kept."""
     raw = request.rel_url.raw_path
     if not raw.startswith(prefix):  # the route matched: only a differently escaped prefix
         raise InvalidInput(f"the path must start with {prefix}")
@@ -100,11 +100,15 @@ def did_from_path(request: web.Request, prefix: str) -> str:
 
 
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_HEX2_RE = re.compile(r"[0-9A-Fa-f]{2}")
 _DID_CHARS = frozenset(string.ascii_letters + string.digits + "._-:%")
 
 
 def _decode_did_char(match: re.Match[str]) -> str:
     char = chr(int(match[1], 16))
+    if char == "%":  # the start of one of the DID's escapes only when two hex digits follow
+        following = match.string[match.end() : match.end() + 2]
+        return char if _HEX2_RE.fullmatch(following) else match[0]
     return char if char in _DID_CHARS else match[0]
 
 
