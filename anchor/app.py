@@ -453,7 +453,7 @@ async def serve(config: Config) -> None:
         except OSError as err:  # the port is taken, or the address is not this host's
             raise ConfigError(
                 f"cannot listen on {config.host}:{config.port}: {err.strerror or err}",
-                hint="choose another --port (or --host), or stop what is using it",
+                hint="choose another --port or --host, or stop what is using it",
             ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
         print(
