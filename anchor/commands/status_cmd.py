@@ -101,7 +101,7 @@ def register(sub: Any) -> None:
 
     get = verbs.add_parser("get", help="print a status list credential")
     get.add_argument("url", help="the list's URL")
-    get.add_argument("--timestamp", help="the version current then (ISO 8601 or unix seconds)")
+    get.add_argument("--timestamp", help="the version current then (RFC 3339 or unix seconds)")
     get.set_defaults(handler=_get)
 
     export = verbs.add_parser("export", help="write every current list as a static file")

@@ -10,7 +10,7 @@ to the log as a ``status-list`` entry.
 
 ``GET /v1/status-lists/{id}`` serves the signed credential's canonical JSON with a strong
 ``ETag`` (its SHA-256, the digest in the log), ``Cache-Control: public, max-age=<ttl>``,
-``304`` on a matching ``If-None-Match`` and ``?timestamp=`` (ISO 8601 or unix seconds) for
+``304`` on a matching ``If-None-Match`` and ``?timestamp=`` (RFC 3339 or unix seconds) for
 the version that was current then.
 """
 
