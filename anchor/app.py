@@ -14,11 +14,15 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anchor import auth, keys, outbound, ratelimit
@@ -27,7 +31,13 @@ from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
-from anchor.errors import AnchorError, RateLimited, StorageUnavailable, Unauthorized
+from anchor.errors import (
+    AnchorError,
+    ConfigError,
+    RateLimited,
+    StorageUnavailable,
+    Unauthorized,
+)
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
@@ -395,9 +405,69 @@ class AccessLog(AbstractAccessLogger):
         return bool(self.logger.isEnabledFor(logging.INFO))
 
 
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what happens outside the application (a
+    request its HTTP parser refuses: a NUL in a header, a request line over 8 KiB; an
+    exception escaping a handler) with a problem document instead of plain text.
+
+    A refused request is the client's fault: one WARNING line naming the client and the
+    parser's reason, no traceback (aiohttp logs it at ERROR with the parser's traceback).
+    Anything else is logged as aiohttp does, and the client sees no traceback."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status < 500 and isinstance(exc, HttpProcessingError):
+            if request.writer.output_size > 0:
+                raise ConnectionError("the response is sent already; closing the connection")
+            reason = " ".join(exc.message.split())[:300] or type(exc).__name__  # one line
+            # not HTTP at all (TLS to this port, a scanner): noise at DEBUG, as aiohttp has it
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+            LOG.log(level, "refused a malformed HTTP request from %s: %s", request.remote, reason)
+            detail = f"malformed HTTP request: {reason}"
+        else:
+            super().handle_error(request, status, exc, message)  # logs; raises if sent
+            detail = HTTPStatus(status).description
+        body = {
+            "type": "about:blank",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail,
+        }
+        response = web.json_response(body, status=status, content_type=PROBLEM_JSON)
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    """A :class:`aiohttp.web.Server` whose connections use :class:`ProblemRequestHandler`."""
+
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` serving through :class:`ProblemServer`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return ProblemServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
 def make_runner(app: web.Application) -> web.AppRunner:
-    """The runner :func:`serve` uses: signals are the caller's, access lines :class:`AccessLog`."""
-    return web.AppRunner(app, handle_signals=False, access_log_class=AccessLog)
+    """The runner :func:`serve` uses: signals are the caller's, access lines :class:`AccessLog`,
+    errors outside the application problem documents (:class:`ProblemRequestHandler`)."""
+    return ProblemAppRunner(app, handle_signals=False, access_log_class=AccessLog)
 
 
 def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
@@ -452,7 +522,13 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:  # the port is taken, or the address is not this host's
+            raise ConfigError(
+                f"cannot listen on {config.host}:{config.port}: {err.strerror or err}",
+                hint="choose another --port or --host, or stop what is using it",
+            ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
         print(
             f"LER Anchor listening on http://{config.host}:{config.port} "

@@ -264,8 +264,24 @@ class HttpSource:
         return versions
 
     async def checkpoints(self) -> list[str]:
-        body = await self._get("/v1/checkpoints")
-        return [str(n) for n in _member(body, "checkpoints", list, f"{self.base}/v1/checkpoints")]
+        """Every checkpoint note, following the service's pages (``next``)."""
+        notes: list[str] = []
+        path: str | None = "/v1/checkpoints"
+        while path is not None:
+            body = await self._get(path)
+            page = body.get("checkpoints") if isinstance(body, dict) else None
+            if not isinstance(page, list):
+                raise EncodingError(f"{self.base}{path}: 'checkpoints' is not a list")
+            notes += [str(n) for n in page]
+            following = body.get("next")
+            if following is not None and not (
+                isinstance(following, str) and following.startswith("/v1/checkpoints?")
+            ):
+                raise EncodingError(f"{self.base}{path}: 'next' is not a checkpoints page")
+            if following is not None and not page:
+                raise EncodingError(f"{self.base}{path}: an empty page with a 'next'")
+            path = following
+        return notes
 
     async def entries(self, start: int, end: int) -> AsyncIterator[list[Any]]:
         for page_start in range(start, end, PAGE_SIZE):

@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from anchor import __version__
+from anchor.entry import MAX_DID_LENGTH
 
 HEX_DIGEST = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "SHA-256, hex"}
 B64 = {"type": "string", "contentEncoding": "base64"}
-ANCHORED_QUERY = {
-    "name": "anchored",
-    "in": "query",
+ANCHORED_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": ["latest"],
     "description": "'latest': prove against the latest included or final anchor's tree size "
     "(what LogAnchor v2's latest() holds); the response names that anchor",
-    "schema": {"type": "string", "enum": ["latest"]},
 }
 ANCHOR_OBJECT = {
     "type": "object",
@@ -59,15 +59,47 @@ def json_response(schema: dict[str, Any], description: str = "OK") -> dict[str, 
 
 
 def int_query(
-    name: str, description: str, *, required: bool = False, minimum: int = 0
+    name: str,
+    description: str,
+    *,
+    required: bool = False,
+    minimum: int = 0,
+    maximum: int = 2**63 - 1,
 ) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1},
+        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum},
     }
+
+
+def _int_schema(description: str, minimum: int, maximum: int = 2**63 - 1) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": minimum,
+        "maximum": maximum,
+        "description": description,
+    }
+
+
+def flag_query(name: str, description: str) -> dict[str, Any]:
+    """A boolean query parameter (``anchor.routes.params.flag_param`` enforces the enum)."""
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+    }
+
+
+_IDCHAR = r"(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})"
+DID_PATTERN = rf"^did:[a-z0-9]+:(?:{_IDCHAR}*:)*{_IDCHAR}+$"
+"""A DID (W3C DID Core §3.1), the syntax :func:`anchor.entry.check_did` accepts."""
+
+DID_SCHEMA = {"type": "string", "pattern": DID_PATTERN, "maxLength": MAX_DID_LENGTH}
+"""An issuer's DID (submitters, the registry)."""
 
 
 SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
@@ -97,7 +129,12 @@ def openapi_document() -> dict[str, Any]:
                 "summary": "Log entries by index range (paged, for auditors replaying the log)",
                 "parameters": [
                     int_query("start", "first index (default 0)"),
-                    int_query("end", "index after the last (default start+1000, max +10000)"),
+                    int_query(
+                        "end",
+                        "index after the last (default start+1000); a page holds at most "
+                        "10,000 entries and stops at the tree size: a longer range is cut "
+                        "short and `next` names the following page",
+                    ),
                 ],
                 "responses": {
                     "200": json_response(
@@ -120,22 +157,46 @@ def openapi_document() -> dict[str, Any]:
         "/v1/proofs/inclusion": {
             "get": {
                 "summary": "RFC 9162 inclusion proof of a leaf by index or digest",
+                "description": "Give exactly one of `index` and `digest` (with `digest`, "
+                "optionally `submitter`); no other parameter. A leaf or a size the log does "
+                "not have is a 404.",
                 "parameters": [
-                    int_query("index", "leaf index (or give digest)"),
                     {
-                        "name": "digest",
+                        "name": "leaf",
                         "in": "query",
-                        "description": "entry digest (or give index)",
-                        "schema": HEX_DIGEST,
-                    },
-                    {
-                        "name": "submitter",
-                        "in": "query",
-                        "description": "with digest: the submitting issuer's DID",
-                        "schema": {"type": "string"},
-                    },
-                    int_query("size", "tree size (default: latest checkpoint)", minimum=1),
-                    ANCHORED_QUERY,
+                        "required": True,
+                        "style": "form",
+                        "explode": True,
+                        "description": "the leaf and tree size (each member is a query "
+                        "parameter of its own)",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "index": _int_schema("leaf index", 0),
+                                "digest": {**HEX_DIGEST, "description": "entry digest"},
+                                "submitter": {
+                                    "type": "string",
+                                    "description": "with digest: the submitting issuer's DID",
+                                },
+                                "size": _int_schema("tree size (default: latest checkpoint)", 1),
+                                "anchored": ANCHORED_SCHEMA,
+                            },
+                            "not": {"required": ["size", "anchored"]},
+                            "oneOf": [
+                                {
+                                    "required": ["index"],
+                                    "not": {
+                                        "anyOf": [
+                                            {"required": ["digest"]},
+                                            {"required": ["submitter"]},
+                                        ]
+                                    },
+                                },
+                                {"required": ["digest"], "not": {"required": ["index"]}},
+                            ],
+                        },
+                    }
                 ],
                 "responses": {
                     "200": json_response(
@@ -160,10 +221,31 @@ def openapi_document() -> dict[str, Any]:
         "/v1/proofs/consistency": {
             "get": {
                 "summary": "RFC 9162 consistency proof between two tree sizes",
+                "description": "size1 <= size2 <= the tree size; other sizes name no proof (404).",
                 "parameters": [
-                    int_query("size1", "older size", required=True, minimum=1),
-                    int_query("size2", "newer size (or give anchored)", minimum=1),
-                    ANCHORED_QUERY,
+                    {
+                        "name": "sizes",
+                        "in": "query",
+                        "required": True,
+                        "style": "form",
+                        "explode": True,
+                        "description": "the two tree sizes, or the older one and anchored=latest"
+                        " (each member is a query parameter of its own)",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["size1"],
+                            "properties": {
+                                "size1": _int_schema("older size", 1),
+                                "size2": _int_schema("newer size (or give anchored)", 1),
+                                "anchored": ANCHORED_SCHEMA,
+                            },
+                            "oneOf": [
+                                {"required": ["size2"], "not": {"required": ["anchored"]}},
+                                {"required": ["anchored"], "not": {"required": ["size2"]}},
+                            ],
+                        },
+                    }
                 ],
                 "responses": {
                     "200": json_response(
@@ -214,17 +296,25 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/checkpoints": {
             "get": {
-                "summary": "Every signed checkpoint note, oldest first",
+                "summary": "Signed checkpoint notes, oldest first (paged)",
+                "parameters": [
+                    int_query("start", "notes of tree size >= start (default 0)"),
+                    int_query(
+                        "limit", "at most this many (default and max 1000)", minimum=1, maximum=1000
+                    ),
+                ],
                 "responses": {
                     "200": json_response(
                         {
                             "type": "object",
                             "required": ["checkpoints"],
                             "properties": {
-                                "checkpoints": {"type": "array", "items": {"type": "string"}}
+                                "checkpoints": {"type": "array", "items": {"type": "string"}},
+                                "next": {"type": "string", "description": "the next page"},
                             },
                         }
-                    )
+                    ),
+                    **errors(400),
                 },
             }
         },
@@ -268,8 +358,17 @@ def openapi_document() -> dict[str, Any]:
         "/1.0/identifiers/{did}": {
             "get": {
                 "summary": "Resolve a DID (Universal Resolver API, DID Resolution HTTP binding)",
+                "description": "The DID goes in the path as written "
+                "(`/1.0/identifiers/did:web:host%3A8443`, its own escapes kept) or "
+                "URL-encoded as a whole (`did%3Aweb%3Ahost%253A8443`, decoded once). A DID "
+                "its method rejects (a did:key whose key does not decode) is `invalidDid`.",
                 "parameters": [
-                    {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "did",
+                        "in": "path",
+                        "required": True,
+                        "schema": DID_SCHEMA,
+                    }
                 ],
                 "responses": {
                     "200": {
@@ -280,8 +379,12 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "400": {
-                        "description": "invalidDid or invalidOptions",
-                        "content": {"application/did-resolution": {"schema": {"type": "object"}}},
+                        "description": "invalidDid or invalidOptions (a request the HTTP "
+                        "parser refuses: a problem document)",
+                        "content": {
+                            "application/did-resolution": {"schema": {"type": "object"}},
+                            **_problem_ref(),
+                        },
                     },
                     "404": {
                         "description": "notFound",

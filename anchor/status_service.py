@@ -580,6 +580,8 @@ def check_list_kind(
     purpose: object, status_size: object, status_message: object
 ) -> tuple[str, int, tuple[StatusMessage, ...]]:
     """Validate a requested list kind; returns ``(purpose, statusSize, statusMessage)``."""
+    if isinstance(status_size, float) and status_size.is_integer():  # JSON's 2.0 is 2
+        status_size = int(status_size)
     if not isinstance(purpose, str) or purpose not in MANAGED_PURPOSES:
         raise InvalidInput(
             f"statusPurpose must be one of {', '.join(MANAGED_PURPOSES)}, got {purpose!r}"
@@ -612,6 +614,11 @@ def check_list_kind(
         status_size=status_size,
         status_message=tuple(status_message),
     )
+    if [m.status for m in probe.status_message] != list(range(1 << status_size)):
+        raise InvalidInput(
+            "statusMessage must list the statuses in order: 0x0, 0x1, 0x2, ...",
+            hint="one object per status value, sorted by status",
+        )
     return purpose, status_size, probe.status_message
 
 
@@ -696,8 +703,8 @@ class StatusService:
 
     def upload_key(self, did: str, key: Ed25519Key) -> StatusKeyInfo:
         """Store a did:key issuer's own key (its public half must be the did:key)."""
-        if not did.startswith(DID_KEY_PREFIX):
-            raise InvalidInput(
+        if not did.startswith(DID_KEY_PREFIX):  # the issuer's DID method decides: 409
+            raise Conflict(
                 f"only a did:key issuer uploads its key; {did} uses a key the service generates",
                 hint="send an empty JSON object {} to get the key to add to your DID document",
             )
@@ -1208,8 +1215,8 @@ def _plan(
     records: list[tuple[int, int, int, str | None]] = []
     for number, change in enumerate(changes):
         index, value = change.index, change.value
-        if not 0 <= index < entries:
-            raise InvalidInput(
+        if not 0 <= index < entries:  # like an index never allocated: no such entry
+            raise NotFound(
                 f"change {number}: index {index} is outside the list of {entries} entries"
             )
         if not _is_allocated(allocation, index):
@@ -1217,9 +1224,10 @@ def _plan(
                 f"change {number}: index {index} of status list {lst.id} was never allocated",
                 hint="set only entries you allocated; nothing of this batch was applied",
             )
-        if not 0 <= value < limit:
-            raise InvalidInput(
-                f"change {number}: value {value} does not fit in {lst.status_size} bit(s)"
+        if not 0 <= value < limit:  # well formed, but not for this list's statusSize
+            raise Conflict(
+                f"change {number}: value {value} does not fit in {lst.status_size} bit(s)",
+                hint=f"this {lst.purpose} list takes values 0..{limit - 1}",
             )
         old = final[index] if index in final else builder.get(index)
         if irreversible and old and value != old:

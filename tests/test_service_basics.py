@@ -95,6 +95,11 @@ async def test_entries_paging(client: TestClient) -> None:
     tail = await (await client.get(body["next"])).json()
     assert [e["index"] for e in tail["entries"]] == list(range(20, 25))
     assert "next" not in tail
+    # a range past the tree, or longer than a page, is cut short (never refused)
+    past = await (await client.get("/v1/entries", params={"start": "20", "end": "99999"})).json()
+    assert (past["start"], past["end"], len(past["entries"])) == (20, 25, 5)
+    backwards = await (await client.get("/v1/entries", params={"start": "5", "end": "1"})).json()
+    assert (backwards["end"], backwards["entries"]) == (5, [])
 
 
 @pytest.mark.parametrize(
@@ -105,9 +110,11 @@ async def test_entries_paging(client: TestClient) -> None:
         ("/v1/proofs/inclusion", 400, "exactly one of"),
         ("/v1/proofs/inclusion?digest=abc", 400, "hex digits"),
         ("/v1/proofs/inclusion?digest=" + "0" * 64, 404, "no entry has digest"),
-        ("/v1/proofs/consistency?size1=2&size2=1", 400, "larger than"),
-        ("/v1/entries?start=5&end=1", 400, "before start"),
-        ("/v1/entries?start=0&end=20000", 400, "at most 10000"),
+        ("/v1/proofs/inclusion?index=0&digest=" + "0" * 64, 400, "exactly one of"),
+        ("/v1/proofs/inclusion?index=0&submitter=did:web:a", 400, "goes with 'digest'"),
+        ("/v1/proofs/inclusion?index=0&sise=1", 400, "unknown query parameter"),
+        ("/v1/proofs/consistency?size1=2&size2=1", 404, "smaller size"),
+        ("/v1/entries?start=0&end=" + "9" * 30, 400, "between 0 and"),
         ("/v1/nothing-here", 404, "Not Found"),
     ],
 )

@@ -302,9 +302,12 @@ async def test_undoing_a_revocation_refuses_the_whole_batch(
     assert again["changed"] == 0
     assert again["version"] == before["version"]
     # Malformed batches and entries never allocated are refused too.
-    for bad in ([], [{"index": "01", "value": 1}], [{"index": str(b), "value": 2}]):
+    for bad in ([], [{"index": "01", "value": 1}]):
         response = await set_statuses(client, issuer, list_id, bad)
         assert response.status == 400, bad
+    # a well-formed value the list cannot hold (1-bit entries): a conflict with the list
+    response = await set_statuses(client, issuer, list_id, [{"index": str(b), "value": 2}])
+    assert response.status == 409
     free = next(i for i in range(131_072) if i not in (a, b, c))
     unallocated = await set_statuses(client, issuer, list_id, [{"index": str(free), "value": 1}])
     assert unallocated.status == 404
@@ -344,7 +347,7 @@ async def test_message_list(client: TestClient, issuer: Ed25519Key) -> None:
     result = validate_status(entry, doc, proofs_verified=True)
     assert (result.status, result.message) == (2, "rejected")
     too_big = await set_statuses(client, issuer, created["id"], [{"index": index, "value": 4}])
-    assert too_big.status == 400
+    assert too_big.status == 409  # well formed; this list's statusSize is 2
     for bad in (
         {"purpose": "message", "statusSize": 2},
         {"purpose": "revocation", "statusSize": 2},
@@ -468,7 +471,7 @@ async def test_status_key_upload_rules(client: TestClient) -> None:
     public_only = await signed_post(client, issuer, "/v1/status-keys", issuer.public_jwk())
     assert public_only.status == 400
     empty = await signed_post(client, issuer, "/v1/status-keys", {})
-    assert empty.status == 400
+    assert empty.status == 409  # a did:key issuer's key is its own: a conflict, not a typo
     assert "upload" in (await empty.json())["hint"]
     missing = await client.get("/v1/status-keys", params={"did": issuer.did})
     assert missing.status == 404

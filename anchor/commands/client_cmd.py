@@ -19,7 +19,7 @@ from anchor import jsonlimits
 from anchor.client import ServiceClient, Signer
 from anchor.commands.trust_cmd import add_receipt_verify_args, receipt_verify
 from anchor.entry import parse_digest
-from anchor.errors import InvalidInput, NotFound
+from anchor.errors import ConfigError, InvalidInput, NotFound
 from anchor.keys import Ed25519Key, P256Key, load_ed25519_key, save_key, save_p256_key
 from anchor.sd_kind import sd_proof_kind
 
@@ -96,10 +96,25 @@ def _client_args(parser: argparse.ArgumentParser, *, signed: bool) -> None:
         )
 
 
+def issuer_key(path: Path) -> Ed25519Key:
+    """The issuer's key from ``--key``; a missing file says how to make one."""
+    if not path.exists():
+        raise ConfigError(
+            f"--key {path} does not exist",
+            hint=f"make an issuer key with `ler-anchor keygen --out {path}`",
+        )
+    return load_ed25519_key(path)
+
+
 def credential_digest(path: Path) -> str:
     """SHA-256 of the RFC 8785 canonical JSON of a credential file, hex (for an
     ``ecdsa-sd-2023`` credential, base or derived: SHA-256 of its base signature)."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"--file {path} does not exist", hint="check the path") from None
+    except OSError as err:
+        raise InvalidInput(f"--file {path} cannot be read: {err.strerror}") from None
     if len(raw) > MAX_JSON_FILE_BYTES:
         raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
     doc = jsonlimits.loads(raw, max_bytes=MAX_JSON_FILE_BYTES, what=str(path))
@@ -111,6 +126,11 @@ def credential_digest(path: Path) -> str:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        raise ConfigError(
+            f"{args.out} exists already",
+            hint="pass --force to overwrite it and lose its key, or choose another --out",
+        )
     if args.type == "p256":
         p256 = P256Key.generate()
         save_p256_key(p256, args.out, overwrite=args.force)
@@ -127,7 +147,7 @@ def _submit(args: argparse.Namespace) -> int:
     digests += [credential_digest(p) for p in args.files]
     if not digests:
         raise InvalidInput("nothing to submit: give digests or --file")
-    signer = Signer.for_key(load_ed25519_key(args.key), args.keyid)
+    signer = Signer.for_key(issuer_key(args.key), args.keyid)
 
     async def run() -> list[dict[str, Any]]:
         async with ServiceClient(args.service, signer) as client:

@@ -32,8 +32,9 @@ from tqdm import tqdm
 
 from anchor import credentials, jsonlimits
 from anchor.client import SUBMIT_CHUNK, ServiceClient, Signer
+from anchor.commands.client_cmd import issuer_key
 from anchor.errors import InvalidInput
-from anchor.keys import P256Key, load_ed25519_key, load_p256_key
+from anchor.keys import P256Key, load_p256_key
 
 MAX_LEARNERS = 100_000
 """Most rows one ``--csv`` run issues."""
@@ -265,7 +266,7 @@ class Issued:
 
 
 def _issue(args: argparse.Namespace) -> int:
-    key = load_ed25519_key(args.key)
+    key = issuer_key(args.key)
     signer = Signer.for_key(key, args.keyid)
     seed = key.seed()
     if len(args.achievement) > 1 and not args.clr:
@@ -333,7 +334,7 @@ def _issue(args: argparse.Namespace) -> int:
                     chunk = ids[start : start + ALLOCATE_CHUNK]
                     answer = await client.post_signed(
                         "/v1/status-lists/allocate",
-                        {"purpose": purpose, "count": len(chunk), "credentialIds": chunk},
+                        {"purpose": purpose, "credentialIds": chunk},
                     )
                     for n, entry in enumerate(answer["entries"]):
                         status[start + n].append(entry)

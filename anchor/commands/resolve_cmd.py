@@ -43,6 +43,11 @@ def _resolve(args: argparse.Namespace) -> int:
     if args.no_cache:
         options["noCache"] = True
     networks: tuple[EthrNetwork, ...] = ()
+    if args.did.startswith("did:ethr:") and not (args.ethr_rpc_url or args.ethr_registry):
+        raise InvalidInput(
+            "resolving did:ethr needs the network: --ethr-rpc-url and --ethr-registry",
+            hint="with --ethr-network and --ethr-chain-id for a network other than mainnet",
+        )
     if args.ethr_rpc_url or args.ethr_registry:
         if not (args.ethr_rpc_url and args.ethr_registry):
             raise InvalidInput("did:ethr needs both --ethr-rpc-url and --ethr-registry")

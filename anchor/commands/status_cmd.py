@@ -33,8 +33,9 @@ import aiohttp
 from anchor import config as config_module
 from anchor import dbfiles, jsonlimits
 from anchor.client import ServiceClient, Signer
+from anchor.commands.client_cmd import issuer_key
 from anchor.errors import InvalidInput
-from anchor.keys import DID_KEY_PREFIX, load_ed25519_key
+from anchor.keys import DID_KEY_PREFIX
 from anchor.status_check import Outcome, StatusChecker, summarize
 from anchor.status_list import MIN_ENTRIES, find_status_entries
 from anchor.status_service import (
@@ -107,7 +108,7 @@ def register(sub: Any) -> None:
 
     get = verbs.add_parser("get", help="print a status list credential")
     get.add_argument("url", help="the list's URL")
-    get.add_argument("--timestamp", help="the version current then (ISO 8601 or unix seconds)")
+    get.add_argument("--timestamp", help="the version current then (RFC 3339 or unix seconds)")
     get.set_defaults(handler=_get)
 
     export = verbs.add_parser("export", help="write every current list as a static file")
@@ -157,7 +158,7 @@ def _kind(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _signer(args: argparse.Namespace) -> Signer:
-    return Signer.for_key(load_ed25519_key(args.key), args.keyid)
+    return Signer.for_key(issuer_key(args.key), args.keyid)
 
 
 def _print(doc: Any) -> None:

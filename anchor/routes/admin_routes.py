@@ -13,8 +13,10 @@ from aiohttp import web
 
 from anchor.app import CONFIG, ISSUERS
 from anchor.errors import Forbidden, InvalidInput, Unauthorized
-from anchor.openapi import errors, json_request, json_response
+from anchor.issuers import MAX_NAME_LENGTH
+from anchor.openapi import DID_SCHEMA, errors, flag_query, json_request, json_response
 from anchor.routes.bodies import json_object
+from anchor.routes.params import did_from_path, flag_param
 
 routes = web.RouteTableDef()
 
@@ -29,14 +31,14 @@ def require_operator(request: web.Request) -> None:
         raise Unauthorized(
             "the admin API needs 'Authorization: Bearer <operator token>'", scheme="Bearer"
         )
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not given.isascii() or not hmac.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("wrong operator token", scheme="Bearer")
 
 
 @routes.get("/v1/admin/issuers")
 async def list_issuers(request: web.Request) -> web.Response:
     require_operator(request)
-    include = request.query.get("all") in ("1", "true")
+    include = flag_param(request, "all")
     issuers = await asyncio.to_thread(request.app[ISSUERS].list, include_removed=include)
     return web.json_response({"issuers": [i.to_json() for i in issuers]})
 
@@ -45,6 +47,9 @@ async def list_issuers(request: web.Request) -> web.Response:
 async def add_issuer(request: web.Request) -> web.Response:
     require_operator(request)
     body = json_object(await request.read())
+    extra = sorted(set(body) - {"did", "name"})
+    if extra:
+        raise InvalidInput(f"unknown member(s) {', '.join(extra)}", hint='send {"did", "name"?}')
     did = body.get("did")
     name = body.get("name", "")
     if not isinstance(did, str) or not isinstance(name, str):
@@ -56,7 +61,8 @@ async def add_issuer(request: web.Request) -> web.Response:
 @routes.delete("/v1/admin/issuers/{did}")
 async def remove_issuer(request: web.Request) -> web.Response:
     require_operator(request)
-    issuer = await asyncio.to_thread(request.app[ISSUERS].remove, request.match_info["did"])
+    did = did_from_path(request, "/v1/admin/issuers/")
+    issuer = await asyncio.to_thread(request.app[ISSUERS].remove, did)
     return web.json_response(issuer.to_json())
 
 
@@ -78,13 +84,7 @@ def openapi_paths() -> dict[str, Any]:
             "get": {
                 "summary": "List registered issuers (operator)",
                 "security": security,
-                "parameters": [
-                    {
-                        "name": "all",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
-                    }
-                ],
+                "parameters": [flag_query("all", "include removed issuers")],
                 "responses": {
                     "200": json_response(
                         {
@@ -92,7 +92,7 @@ def openapi_paths() -> dict[str, Any]:
                             "properties": {"issuers": {"type": "array", "items": issuer}},
                         }
                     ),
-                    **errors(401, 403),
+                    **errors(400, 401, 403),
                 },
             },
             "post": {
@@ -102,9 +102,14 @@ def openapi_paths() -> dict[str, Any]:
                     {
                         "type": "object",
                         "required": ["did"],
+                        "additionalProperties": False,
                         "properties": {
-                            "did": {"type": "string"},
-                            "name": {"type": "string"},
+                            "did": DID_SCHEMA,
+                            "name": {
+                                "type": "string",
+                                "maxLength": MAX_NAME_LENGTH,
+                                "pattern": "^[^\\x00-\\x1f]*$",
+                            },
                         },
                     }
                 ),
@@ -119,9 +124,9 @@ def openapi_paths() -> dict[str, Any]:
                 "summary": "Remove an issuer (operator)",
                 "security": security,
                 "parameters": [
-                    {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": "did", "in": "path", "required": True, "schema": DID_SCHEMA}
                 ],
-                "responses": {"200": json_response(issuer), **errors(401, 403, 404)},
+                "responses": {"200": json_response(issuer), **errors(400, 401, 403, 404)},
             }
         },
     }

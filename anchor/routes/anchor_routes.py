@@ -12,9 +12,9 @@ from anchor.app import CHAIN, LOG_KEY, STORE
 from anchor.chain import AnchorState, anchor_covering, list_anchors
 from anchor.entry import parse_digest
 from anchor.errors import AnchorError, EncodingError, InvalidInput, NotFound
-from anchor.openapi import HEX_DIGEST, errors, int_query, json_response
+from anchor.openapi import HEX_DIGEST, errors, flag_query, int_query, json_response
 from anchor.receipts import build_receipt, receipt_schema
-from anchor.routes.params import int_param
+from anchor.routes.params import flag_param, int_param
 
 routes = web.RouteTableDef()
 
@@ -22,6 +22,9 @@ MAX_WAIT_SECONDS = 60
 """Longest ``wait`` a receipt request may ask for."""
 
 WAIT_POLL_SECONDS = 0.25
+
+MAX_ANCHORS_PAGE = 1000
+"""Most anchors one ``GET /v1/anchors`` returns."""
 
 
 @routes.get("/v1/receipts/{digest}")
@@ -35,9 +38,7 @@ async def receipt(request: web.Request) -> web.Response:
     except EncodingError as err:
         raise InvalidInput(err.detail) from None
     submitter = request.query.get("submitter") or None
-    wait = int_param(request, "wait", 0)
-    if wait > MAX_WAIT_SECONDS:
-        raise InvalidInput(f"wait is at most {MAX_WAIT_SECONDS} seconds")
+    wait = int_param(request, "wait", 0, maximum=MAX_WAIT_SECONDS)
     found = await asyncio.to_thread(log.find, digest, submitter)
     if not found:
         raise NotFound(
@@ -92,17 +93,15 @@ async def anchors(request: web.Request) -> web.Response:
     store = request.app[STORE]
     state = request.query.get("state")
     states = None
-    if state:
+    if state is not None:
         try:
             states = [AnchorState(state)]
         except ValueError:
             raise InvalidInput(
                 f"unknown state {state!r}", hint="one of " + ", ".join(s.value for s in AnchorState)
             ) from None
-    limit = int_param(request, "limit", 100, minimum=1)
-    if limit > 1000:
-        raise InvalidInput("limit is at most 1000")
-    every = request.query.get("allChains") in ("1", "true")
+    limit = int_param(request, "limit", 100, minimum=1, maximum=MAX_ANCHORS_PAGE)
+    every = flag_param(request, "allChains")
     records = await asyncio.to_thread(
         list_anchors, store, all_chains=every, states=states, limit=limit
     )
@@ -124,7 +123,9 @@ def openapi_paths() -> dict[str, Any]:
                     {"name": "digest", "in": "path", "required": True, "schema": HEX_DIGEST},
                     {"name": "submitter", "in": "query", "schema": {"type": "string"}},
                     int_query(
-                        "wait", f"seconds to wait for the receipt (at most {MAX_WAIT_SECONDS})"
+                        "wait",
+                        f"seconds to wait for the receipt (at most {MAX_WAIT_SECONDS})",
+                        maximum=MAX_WAIT_SECONDS,
                     ),
                 ],
                 "responses": {
@@ -172,12 +173,13 @@ def openapi_paths() -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "string", "enum": [s.value for s in AnchorState]},
                     },
-                    int_query("limit", "at most 1000 (default 100)", minimum=1),
-                    {
-                        "name": "allChains",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
-                    },
+                    int_query(
+                        "limit",
+                        f"at most {MAX_ANCHORS_PAGE} (default 100)",
+                        minimum=1,
+                        maximum=MAX_ANCHORS_PAGE,
+                    ),
+                    flag_query("allChains", "anchors of every chain, not only the current"),
                 ],
                 "responses": {
                     "200": json_response(

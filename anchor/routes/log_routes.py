@@ -13,7 +13,7 @@ from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
 from anchor.logfiles import entry_json, iso_ms
 from anchor.routes.chain_routes import rpc_url
-from anchor.routes.params import int_param, optional_int_param
+from anchor.routes.params import int_param, optional_int_param, reject_unknown
 from anchor.store import MAX_ENTRIES_PAGE
 
 routes = web.RouteTableDef()
@@ -32,22 +32,19 @@ def b64(data: bytes) -> str:
 
 @routes.get("/v1/entries")
 async def list_entries(request: web.Request) -> web.Response:
-    """Entries ``[start, end)`` in index order, at most MAX_ENTRIES_PAGE per page."""
+    """Entries ``[start, end)`` in index order, at most MAX_ENTRIES_PAGE per page: a longer
+    range (or one past the tree) is cut short, and ``next`` names the following page."""
     store = request.app[STORE]
     start = int_param(request, "start", 0)
     size = await asyncio.to_thread(store.size)
     end = optional_int_param(request, "end")
     if end is None:
-        end = min(start + DEFAULT_PAGE, size)
-    if end < start:
-        raise InvalidInput(f"end {end} is before start {start}")
-    if end - start > MAX_ENTRIES_PAGE:
-        raise InvalidInput(f"at most {MAX_ENTRIES_PAGE} entries per page")
-    end = min(end, size)
-    page = await asyncio.to_thread(store.entries, start, max(start, end))
+        end = start + DEFAULT_PAGE
+    end = max(start, min(end, start + MAX_ENTRIES_PAGE, size))
+    page = await asyncio.to_thread(store.entries, start, end)
     body: dict[str, object] = {
         "start": start,
-        "end": max(start, end),
+        "end": end,
         "treeSize": size,
         "entries": [entry_json(e) for e in page],
     }
@@ -58,23 +55,29 @@ async def list_entries(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+INCLUSION_PARAMETERS = ("index", "digest", "submitter", "size", "anchored")
+CONSISTENCY_PARAMETERS = ("size1", "size2", "anchored")
+
+
 @routes.get("/v1/proofs/inclusion")
 async def inclusion(request: web.Request) -> web.Response:
     """Inclusion proof of a leaf (by ``index`` or ``digest``) in the tree of ``size`` leaves
-    (default: the latest signed checkpoint that covers it)."""
+    (default: the latest signed checkpoint that covers it). A leaf or size the log does not
+    have is a 404."""
     log = request.app[LOG_KEY]
+    reject_unknown(request, INCLUSION_PARAMETERS)
     index = optional_int_param(request, "index")
     digest_hex = request.query.get("digest")
     if (index is None) == (digest_hex is None):
         raise InvalidInput("give exactly one of 'index' or 'digest'")
     if digest_hex is not None:
-        found = await asyncio.to_thread(log.find, parse_digest(digest_hex))
         submitter = request.query.get("submitter")
-        if submitter:
-            found = [f for f in found if f.entry.submitter == submitter]
+        found = await asyncio.to_thread(log.find, parse_digest(digest_hex), submitter or None)
         if not found:
             raise NotFound(f"no entry has digest {digest_hex}")
         index = found[0].index
+    elif "submitter" in request.query:
+        raise InvalidInput("'submitter' goes with 'digest'")
     assert index is not None
     size = optional_int_param(request, "size", minimum=1)
     checkpoint = None
@@ -94,7 +97,7 @@ async def inclusion(request: web.Request) -> web.Response:
             checkpoint = await asyncio.to_thread(log.checkpoint)
         size = checkpoint.size
     if index >= size:
-        raise InvalidInput(f"leaf {index} is not in a tree of {size} leaves")
+        raise NotFound(f"leaf {index} is not in a tree of {size} leaves")
     # Served only once verified against the signed root (503 when it does not verify).
     root = (
         checkpoint.root
@@ -118,8 +121,11 @@ async def inclusion(request: web.Request) -> web.Response:
 
 @routes.get("/v1/proofs/consistency")
 async def consistency(request: web.Request) -> web.Response:
-    """Consistency proof from ``size1`` to ``size2``, or with ``anchored=latest`` to the size
-    of the latest anchor (e.g. from the size of a receipt's anchor)."""
+    """RFC 9162 consistency proof from ``size1`` to ``size2``, or with ``anchored=latest`` to
+    the size of the latest anchor (e.g. from the size of a receipt's anchor). Sizes that name
+    no proof of this log (``size1 > size2``: no tree is consistent with a smaller later one;
+    or beyond the tree) are a 404, like any URL that names no resource."""
+    reject_unknown(request, CONSISTENCY_PARAMETERS)
     size1 = int_param(request, "size1", minimum=1)
     anchor = await _latest_anchor(request)
     if anchor is None:
@@ -129,7 +135,10 @@ async def consistency(request: web.Request) -> web.Response:
     else:
         size2 = anchor.size
     if size1 > size2:
-        raise InvalidInput(f"size1 {size1} is larger than size2 {size2}")
+        raise NotFound(
+            f"no consistency proof from size {size1} to the smaller size {size2}",
+            hint="size1 must not exceed size2",
+        )
     # Both roots proven against signed checkpoints and the proof verified before serving.
     proof, root1, root2 = await asyncio.to_thread(
         request.app[LOG_KEY].verified_consistency, size1, size2
@@ -183,17 +192,30 @@ async def checkpoint(request: web.Request) -> web.Response:
     )
 
 
+CHECKPOINTS_PAGE = 1_000
+"""Most checkpoint notes per page of ``GET /v1/checkpoints``."""
+
+
 @routes.get("/v1/checkpoints")
 async def all_checkpoints(request: web.Request) -> web.Response:
-    """Every signed checkpoint note, oldest first (auditors check each one)."""
+    """Signed checkpoint notes, oldest first, paged (auditors check each one): those of
+    tree size ``>= start``, at most ``limit``; ``next`` names the following page."""
     store = request.app[STORE]
+    start = int_param(request, "start", 0)
+    limit = int_param(request, "limit", CHECKPOINTS_PAGE, minimum=1, maximum=CHECKPOINTS_PAGE)
 
-    def read() -> list[str]:
-        return [
-            str(r[0]) for r in store.reader().execute("SELECT note FROM checkpoints ORDER BY size")
-        ]
+    def read() -> list[tuple[int, str]]:
+        rows = store.reader().execute(
+            "SELECT size, note FROM checkpoints WHERE size >= ? ORDER BY size LIMIT ?",
+            (start, limit + 1),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
 
-    return web.json_response({"checkpoints": await asyncio.to_thread(read)})
+    found = await asyncio.to_thread(read)
+    body: dict[str, object] = {"checkpoints": [note for _size, note in found[:limit]]}
+    if len(found) > limit:
+        body["next"] = f"/v1/checkpoints?start={found[limit][0]}&limit={limit}"
+    return web.json_response(body)
 
 
 @routes.get("/v1/log")

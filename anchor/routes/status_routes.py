@@ -10,7 +10,7 @@ to the log as a ``status-list`` entry.
 
 ``GET /v1/status-lists/{id}`` serves the signed credential's canonical JSON with a strong
 ``ETag`` (its SHA-256, the digest in the log), ``Cache-Control: public, max-age=<ttl>``,
-``304`` on a matching ``If-None-Match`` and ``?timestamp=`` (ISO 8601 or unix seconds) for
+``304`` on a matching ``If-None-Match`` and ``?timestamp=`` (RFC 3339 or unix seconds) for
 the version that was current then.
 """
 
@@ -21,18 +21,19 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Final
 
 from aiohttp import web
 
 from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
 from anchor.auth import principal_of, require_signature
-from anchor.entry import parse_digest
+from anchor.entry import check_did, parse_digest
 from anchor.errors import (
     AnchorError,
     ConfigError,
+    Conflict,
     EncodingError,
     Forbidden,
     InvalidInput,
@@ -40,15 +41,25 @@ from anchor.errors import (
     NotFound,
 )
 from anchor.identity import ResolutionUnavailable
-from anchor.keys import Ed25519Key
-from anchor.openapi import HEX_DIGEST, SIGNED, errors, int_query, json_request, json_response
+from anchor.keys import DID_KEY_PREFIX, Ed25519Key, b64url_decode, did_key_for
+from anchor.openapi import (
+    DID_SCHEMA,
+    HEX_DIGEST,
+    SIGNED,
+    errors,
+    int_query,
+    json_request,
+    json_response,
+)
 from anchor.routes.bodies import json_object, json_value
 from anchor.routes.entry_routes import receipt_location
-from anchor.routes.params import int_param, optional_int_param
-from anchor.status_list import MAX_INDEX_DIGITS
+from anchor.routes.params import int_param, json_integer, optional_int_param
+from anchor.status_list import MAX_INDEX_DIGITS, MAX_STATUS_SIZE
 from anchor.status_service import (
+    LIST_ID_BYTES,
     MANAGED_PURPOSES,
     MAX_ALLOCATION,
+    MAX_CREDENTIAL_ID_CHARS,
     MAX_HISTORY_PAGE,
     MAX_REASON_CHARS,
     MAX_UPDATES,
@@ -76,7 +87,15 @@ IMMUTABLE_CACHE: Final = "public, max-age=31536000, immutable"
 """Cache-Control of a superseded version asked for by ``?timestamp=``: it never changes."""
 
 _INDEX_RE: Final = re.compile(r"0|[1-9][0-9]*")
+LIST_ID_RE: Final = f"[0-9a-f]{{{2 * LIST_ID_BYTES}}}"
+"""A status list id (:data:`~anchor.status_service.LIST_ID_BYTES` random bytes, hex): the
+routes match only these, so ``/v1/status-lists/allocate`` is no list."""
 _UNIX_SECONDS_RE: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+_DATE_TIME_RE: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?P<fraction>\.[0-9]{1,9})?(?P<zone>[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _service(request: web.Request) -> StatusService:
@@ -109,29 +128,44 @@ def _json_body(raw: bytes) -> Any:
 
 
 def parse_timestamp(raw: str) -> int:
-    """``?timestamp=``: unix seconds (fractions allowed) or an ISO 8601 date-time with a
-    time zone; milliseconds since the epoch."""
+    """``?timestamp=``: unix seconds (fractions allowed) or an RFC 3339 date-time (the ISO
+    8601 profile, with a time zone); milliseconds since the epoch (negative before 1970)."""
     if _UNIX_SECONDS_RE.fullmatch(raw):
         return int(Decimal(raw) * 1000)
     head, sep, tail = raw.partition("T")
     text = head + sep + tail.replace(" ", "+")  # a '+' of the offset sent unencoded
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, InvalidOperation):
+    match = _DATE_TIME_RE.fullmatch(text)
+    if match is None:
+        if _DATE_TIME_RE.fullmatch(text + "Z") is not None:
+            raise InvalidInput(
+                f"timestamp {raw!r} has no time zone", hint="add Z or an offset such as +02:00"
+            )
         raise InvalidInput(
-            f"timestamp {raw!r} is neither unix seconds nor an ISO 8601 date-time",
+            f"timestamp {raw!r} is neither unix seconds nor an RFC 3339 date-time",
             hint="for example 2025-06-01T12:00:00Z or 1748779200",
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidInput(
-            f"timestamp {raw!r} has no time zone", hint="add Z or an offset such as +02:00"
         )
-    return int(moment.timestamp() * 1000)
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    fraction = Decimal("0" + (match["fraction"] or ""))
+    if second == 60:  # a leap second: the last instant of its minute
+        second, fraction = 59, Decimal("0.999")
+    zone = match["zone"].upper()
+    offset = timedelta(0)
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError as err:  # a day, hour or offset out of range
+        raise InvalidInput(f"timestamp {raw!r} is not a date-time: {err}") from None
+    # aware subtraction never leaves datetime's range (year 1 at +01:00 is year 0 in UTC)
+    since_epoch = moment - _EPOCH
+    return since_epoch // timedelta(milliseconds=1) + int(fraction * 1000)
 
 
 def _parse_index(value: object, where: str) -> int:
     if isinstance(value, str) and len(value) <= MAX_INDEX_DIGITS and _INDEX_RE.fullmatch(value):
         return int(value)
+    value = json_integer(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise InvalidInput(f'{where}.index must be a base-10 index string such as "123"')
@@ -155,9 +189,9 @@ def parse_changes(body: Any) -> list[StatusChange]:
         if not isinstance(item, dict):
             raise InvalidInput(f"{where} must be an object with index and value")
         index = _parse_index(item.get("index"), where)
-        value = item.get("value")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidInput(f"{where}.value must be a non-negative integer")
+        value = json_integer(item.get("value"))
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+            raise InvalidInput(f"{where}.value must be an integer of 0..255")
         reason = item.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
             raise InvalidInput(f"{where}.reason must be a string of at most {MAX_REASON_CHARS}")
@@ -209,13 +243,16 @@ async def allocate(request: web.Request) -> web.Response:
         body.get("purpose"), body.get("statusSize"), body.get("statusMessage")
     )
     ids = body.get("credentialIds")
-    if ids is not None and not isinstance(ids, list):
-        raise InvalidInput("credentialIds must be an array of strings")
-    count = body.get("count", len(ids) if ids else 1)
+    if ids is not None and "count" in body:
+        raise InvalidInput(
+            "give either count or credentialIds",
+            hint="with credentialIds, the count is their number",
+        )
+    if ids is not None and (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ALLOCATION):
+        raise InvalidInput(f"credentialIds must be an array of 1..{MAX_ALLOCATION} strings")
+    count = json_integer(body.get("count", len(ids) if ids else 1))
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_ALLOCATION:
         raise InvalidInput(f"count must be an integer of 1..{MAX_ALLOCATION}")
-    if ids is not None and len(ids) != count:
-        raise InvalidInput(f"{len(ids)} credentialIds for a count of {count}")
     service = _service(request)
     signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
     allocation = await asyncio.to_thread(
@@ -237,7 +274,7 @@ async def allocate(request: web.Request) -> web.Response:
     return web.json_response(answer, status=201 if any(allocation.new) else 200)
 
 
-@routes.post("/v1/status-lists/{id}/statuses")
+@routes.post(f"/v1/status-lists/{{id:{LIST_ID_RE}}}/statuses")
 @require_signature
 async def set_statuses(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -272,8 +309,15 @@ async def status_key(request: web.Request) -> web.Response:
     body = json_object(await request.read())
     service = _service(request)
     if body:
+        if not principal.did.startswith(DID_KEY_PREFIX):  # its DID method decides: 409
+            raise Conflict(
+                f"only a did:key issuer uploads its key; {principal.did} uses a key the "
+                "service generates",
+                hint="send an empty JSON object {} to get the key to add to your DID document",
+            )
         if "kty" not in body:
             raise InvalidInput("body must be {} or the issuer's private Ed25519 JWK")
+        _require_own_public_key(body, principal.did)
         try:
             key = Ed25519Key.from_jwk(body, source="the uploaded JWK")
         except ConfigError as err:
@@ -281,14 +325,29 @@ async def status_key(request: web.Request) -> web.Response:
         info = await asyncio.to_thread(service.upload_key, principal.did, key)
     else:
         found = await asyncio.to_thread(service.key_info, principal.did, generate=True)
-        if found is None:
-            raise InvalidInput(
+        if found is None:  # the issuer's DID method decides: a conflict with its custody
+            raise Conflict(
                 f"{principal.did} signs its status lists with its own did:key key",
                 hint="upload the private JWK of your did:key as the body",
             )
         info = found
     vm = await find_assertion_method(request.app[RESOLVER], principal.did, info.public_key)
     return web.json_response(info.to_json(authorized=vm is not None))
+
+
+def _require_own_public_key(jwk: dict[str, Any], did: str) -> None:
+    """403 unless the JWK's public key ``x`` is the one of ``did`` (checked before the
+    private part: whose key it is matters first)."""
+    x = jwk.get("x")
+    try:
+        claimed = did_key_for(b64url_decode(x, what='"x"')) if isinstance(x, str) else None
+    except ConfigError:
+        claimed = None
+    if claimed != did:
+        raise Forbidden(
+            f"the uploaded key is not the key of {did}",
+            hint="upload the private JWK of the did:key that signs your requests",
+        )
 
 
 # --- reads ----------------------------------------------------------------------------------
@@ -376,12 +435,12 @@ async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-@routes.get("/v1/status-lists/{id}")
+@routes.get(f"/v1/status-lists/{{id:{LIST_ID_RE}}}")
 async def get_list(request: web.Request) -> web.Response:
     list_id = request.match_info["id"]
     service = _service(request)
     raw = request.query.get("timestamp")
-    if raw:
+    if raw is not None:
         version = await asyncio.to_thread(service.version_at, list_id, parse_timestamp(raw))
     else:
         version = await _renewed(
@@ -397,7 +456,7 @@ async def get_list(request: web.Request) -> web.Response:
     return web.Response(body=version.document, content_type=STATUS_LIST_MEDIA_TYPE, headers=headers)
 
 
-@routes.get("/v1/status-lists/{id}/history")
+@routes.get(f"/v1/status-lists/{{id:{LIST_ID_RE}}}/history")
 async def get_history(request: web.Request) -> web.Response:
     list_id = request.match_info["id"]
     after = int_param(request, "after", 0)
@@ -413,7 +472,7 @@ async def get_history(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-@routes.get("/v1/status-lists/{id}/versions/{digest}")
+@routes.get(f"/v1/status-lists/{{id:{LIST_ID_RE}}}/versions/{{digest}}")
 async def get_version(request: web.Request) -> web.Response:
     list_id = request.match_info["id"]
     try:
@@ -468,6 +527,10 @@ async def get_status_key(request: web.Request) -> web.Response:
     did = request.query.get("did")
     if not did:
         raise InvalidInput("query parameter 'did' is required")
+    try:
+        check_did(did)
+    except EncodingError as err:
+        raise InvalidInput(err.detail, hint=err.hint) from None
     info = await asyncio.to_thread(_service(request).key_info, did)
     if info is None:
         raise NotFound(f"{did} has no status list key yet")
@@ -478,8 +541,52 @@ async def get_status_key(request: web.Request) -> web.Response:
 # --- OpenAPI --------------------------------------------------------------------------------
 
 
+def _list_kinds() -> list[dict[str, Any]]:
+    """The list kinds :func:`check_list_kind` accepts, one schema each: a revocation or
+    suspension list has 1-bit entries and no messages; a message list of statusSize k has
+    the 2^k messages of its status values, in order."""
+    one_bit = [p for p in MANAGED_PURPOSES if p != "message"]
+    kinds: list[dict[str, Any]] = [
+        {
+            "properties": {"purpose": {"enum": one_bit}, "statusSize": {"const": 1}},
+            "not": {"required": ["statusMessage"]},
+        }
+    ]
+    for size in range(2, MAX_STATUS_SIZE + 1):
+        count = 1 << size
+        messages = [
+            {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {"status": {"const": f"0x{n:x}"}, "message": {"type": "string"}},
+            }
+            for n in range(count)
+        ]
+        kinds.append(
+            {
+                "required": ["statusSize", "statusMessage"],
+                "properties": {
+                    "purpose": {"const": "message"},
+                    "statusSize": {"const": size},
+                    "statusMessage": {
+                        "minItems": count,
+                        "maxItems": count,
+                        "prefixItems": messages,
+                        "items": False,
+                    },
+                },
+            }
+        )
+    return kinds
+
+
 def openapi_paths() -> dict[str, Any]:
-    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    id_param = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": f"^{LIST_ID_RE}$"},
+    }
     message = {
         "type": "object",
         "required": ["status", "message"],
@@ -490,9 +597,15 @@ def openapi_paths() -> dict[str, Any]:
     }
     kind = {
         "purpose": {"type": "string", "enum": list(MANAGED_PURPOSES)},
-        "statusSize": {"type": "integer", "minimum": 1, "maximum": 8},
-        "statusMessage": {"type": "array", "items": message},
+        "statusSize": {"type": "integer", "minimum": 1, "maximum": MAX_STATUS_SIZE},
+        "statusMessage": {
+            "type": "array",
+            "items": message,
+            "description": "for the message purpose only: one object per status value, "
+            "in order (0x0, 0x1, ...)",
+        },
     }
+    kinds = _list_kinds()
     published = {
         "type": "object",
         "properties": {
@@ -539,12 +652,22 @@ def openapi_paths() -> dict[str, Any]:
         "type": "object",
         "required": ["index", "value"],
         "properties": {
-            "index": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
+            "index": {
+                "type": ["string", "integer"],
+                "description": "base-10 string (or a JSON integer)",
+                "pattern": "^(0|[1-9][0-9]*)$",
+                "maxLength": MAX_INDEX_DIGITS,
+                "minimum": 0,
+            },
             "value": {"type": "integer", "minimum": 0, "maximum": 255},
             "reason": {"type": "string", "maxLength": MAX_REASON_CHARS},
         },
     }
     entry = {"type": "object", "description": "a BitstringStatusListEntry for credentialStatus"}
+    ed25519_b64url = {  # 32 bytes, canonical base64url
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$",
+    }
     return {
         "/v1/status-lists": {
             "post": {
@@ -555,6 +678,7 @@ def openapi_paths() -> dict[str, Any]:
                         "type": "object",
                         "required": ["purpose"],
                         "properties": kind,
+                        "oneOf": kinds,
                     }
                 ),
                 "responses": {
@@ -572,6 +696,8 @@ def openapi_paths() -> dict[str, Any]:
                     {
                         "type": "object",
                         "required": ["purpose"],
+                        "oneOf": kinds,
+                        "not": {"required": ["count", "credentialIds"]},
                         "properties": {
                             **kind,
                             "count": {
@@ -581,8 +707,14 @@ def openapi_paths() -> dict[str, Any]:
                             },
                             "credentialIds": {
                                 "type": "array",
-                                "items": {"type": "string"},
+                                "items": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": MAX_CREDENTIAL_ID_CHARS,
+                                },
+                                "minItems": 1,
                                 "maxItems": MAX_ALLOCATION,
+                                "description": "instead of count: allocate one entry per id",
                             },
                         },
                     }
@@ -633,8 +765,14 @@ def openapi_paths() -> dict[str, Any]:
                     {
                         "name": "timestamp",
                         "in": "query",
-                        "description": "the version current at this time (ISO 8601 or unix s)",
-                        "schema": {"type": "string"},
+                        "description": "the version current at this time: unix seconds "
+                        "(up to 12 digits, up to 9 decimals) or an RFC 3339 date-time",
+                        "schema": {
+                            "anyOf": [
+                                {"type": "string", "pattern": f"^{_UNIX_SECONDS_RE.pattern}$"},
+                                {"type": "string", "format": "date-time"},
+                            ]
+                        },
                     },
                 ],
                 "responses": {
@@ -752,10 +890,27 @@ def openapi_paths() -> dict[str, Any]:
                 "description": "Body {} for a service-generated key, or a did:key issuer's "
                 "private Ed25519 JWK.",
                 "security": SIGNED,
-                "requestBody": json_request({"type": "object"}),
+                "requestBody": json_request(
+                    {
+                        "oneOf": [
+                            {"type": "object", "maxProperties": 0},
+                            {
+                                "type": "object",
+                                "description": "a did:key issuer's private key (RFC 8037)",
+                                "required": ["kty", "crv", "x", "d"],
+                                "properties": {
+                                    "kty": {"const": "OKP"},
+                                    "crv": {"const": "Ed25519"},
+                                    "x": ed25519_b64url,
+                                    "d": ed25519_b64url,
+                                },
+                            },
+                        ]
+                    }
+                ),
                 "responses": {
                     "200": json_response(key_info),
-                    **errors(400, 401, 403, 503),
+                    **errors(400, 401, 403, 409, 503),
                 },
             },
             "get": {
@@ -765,7 +920,7 @@ def openapi_paths() -> dict[str, Any]:
                         "name": "did",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": DID_SCHEMA,
                     }
                 ],
                 "responses": {"200": json_response(key_info), **errors(400, 404, 503)},

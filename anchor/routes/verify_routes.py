@@ -93,8 +93,11 @@ async def verify(request: web.Request) -> web.Response:
     if not isinstance(credential, dict):
         raise InvalidInput("'credential' must be a JSON object (the credential to verify)")
     receipt = body.get("receipt")
-    if receipt is not None and not isinstance(receipt, dict):
-        raise InvalidInput("'receipt' must be a JSON object (a LER Anchor receipt) when given")
+    if "receipt" in body and not isinstance(receipt, dict):
+        raise InvalidInput(
+            "'receipt' must be a JSON object (a LER Anchor receipt) when given",
+            hint="leave it out to have the receipt looked up in this service's log",
+        )
     verifier = request.app[VERIFIER]
     # one token per status list this makes the service fetch (the request paid one already)
     ratelimit.charge(request, verifier.status.fetches_needed(credential), "verifying this")
