@@ -598,7 +598,7 @@ class Demo:
         result = self.run(
             "deploy", "--rpc-url", self.rpc_url, "--chain-key-file", "data/chain-key.hex"
         )
-        found = [line.split()[1] for line in result.lines if line.startswith("LogAnchor ")]
+        found = [line.split()[1] for line in result.lines if line.startswith("LogAnchor")]
         self.check(
             len(found) == 1 and found[0].startswith("0x"),
             f"LogAnchor deployed at {found[0] if found else '?'}",

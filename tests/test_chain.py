@@ -355,7 +355,7 @@ async def test_a_dropped_transaction_refused_again_is_sent_again_with_current_fe
     final = await step_until(client, record.id, AnchorState.FINAL)
     assert final.tx_hash == new.hash
     await chain.set_automine(True)
-    await assert_receipt_sound(build_receipt(log, 2), chain.backend)
+    await assert_receipt_sound(build_receipt(log, 2), chain)
     await client.close()
     await chain.close()
     log.store.close()

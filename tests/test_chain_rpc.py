@@ -18,7 +18,7 @@ from service_helpers import service_config
 from anchor import keys
 from anchor.app import CHAIN, create_app
 from anchor.chain import rpc
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
 
 PATH = "/v1/chain/rpc"
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()
@@ -95,7 +95,7 @@ async def test_reads_answer_like_anvil(client: TestClient, anvil: AnvilNode) -> 
     snapshot = anvil.snapshot()
     try:
         deployment = await asyncio.to_thread(
-            deploy, anvil.web3(), load_artifact(LOG_ANCHOR), anvil.accounts[0]
+            deploy, anvil.web3(), load_artifact(LOG_ANCHOR_V2), anvil.accounts[0]
         )
         theirs_contract = deployment.address
         ours_contract = client.app[CHAIN].contract_address
