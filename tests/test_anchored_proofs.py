@@ -111,5 +111,6 @@ async def test_contract_checks_proofs_the_service_serves(served: Any, tmp_path: 
         "/v1/proofs/consistency", params={"size1": 1, "size2": 2, "anchored": "latest"}
     )
     assert response.status == 400
+    # size1 beyond the anchored size names no proof (404, as for size1 > size2)
     response = await client.get("/v1/proofs/consistency", params={"size1": 9, "anchored": "latest"})
-    assert response.status == 400
+    assert response.status == 404

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 from service_helpers import WebDidHost, serve_web_did, service_config
+from yarl import URL
 
 from anchor.app import create_app
 from anchor.keys import Ed25519Key
@@ -39,9 +40,17 @@ async def client(aiohttp_client: Any, tmp_path: Path, web_did: WebDidHost) -> Te
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 
 
+def _url(client: TestClient, did: str, query: str = "") -> URL:
+    """The resolver URL of ``did`` as written (its %3A port separator kept): an encoded URL,
+    which the client sends as it is."""
+    base = str(client.make_url("/")).rstrip("/")
+    return URL(f"{base}/1.0/identifiers/{quote(did, safe=':%')}{query}", encoded=True)
+
+
 async def get(client: TestClient, did: str, accept: str | None) -> tuple[int, str, Any]:
     headers = {} if accept is None else {"Accept": accept}
-    resp = await client.get(f"/1.0/identifiers/{quote(did, safe=':')}", headers=headers)
+    # the DID as written (its %3A port separator kept: an encoded URL, not requoted)
+    resp = await client.session.get(_url(client, did), headers=headers)
     return resp.status, resp.headers["Content-Type"], json.loads(await resp.read())
 
 
@@ -85,8 +94,8 @@ async def test_each_media_type_for_each_method(client: TestClient, web_did: WebD
         status, content_type, _ = await get(client, did, f"{DID_JSON};q=0.5, {DID_LD_JSON}")
         assert (status, content_type) == (200, DID_LD_JSON)
         # a representation asked for in the query is what the metadata says
-        resp = await client.get(
-            f"/1.0/identifiers/{quote(did, safe=':')}", params={"accept": DID_JSON}
+        resp = await client.session.get(
+            _url(client, did, f"?accept={quote(DID_JSON)}"), headers={}
         )
         body = json.loads(await resp.read())
         assert body["didResolutionMetadata"]["contentType"] == DID_JSON

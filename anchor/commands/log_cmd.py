@@ -12,6 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from anchor import config as config_module
+from anchor import dbfiles
 from anchor.checkpoint import NoteVerifier
 from anchor.log import FAILURE_META, check_checkpoints
 from anchor.logfiles import export_log
@@ -72,11 +73,17 @@ def _check(args: argparse.Namespace) -> int:
             size = store.check_integrity(bar.update)
         checkpoints = _check_checkpoints(store)
         recorded = store.meta(FAILURE_META)
-        if recorded is not None:  # everything checks now (a restored backup): clear it
-            with store.transaction() as conn:
-                conn.execute("DELETE FROM meta WHERE key = ?", (FAILURE_META,))
     finally:
         store.close()
+    if recorded is not None:  # everything checks now (a restored backup): clear it
+        database = config_module.from_environment(args).db_path
+        with dbfiles.operator_writer(database):  # the one write of this command
+            writable = SQLiteStore(database, create=False)
+            try:
+                with writable.transaction() as conn:
+                    conn.execute("DELETE FROM meta WHERE key = ?", (FAILURE_META,))
+            finally:
+                writable.close()
     print(
         f"log of {size} entries checks: every stored hash matches its entries, the digest"
         f" index finds every entry, and {checkpoints} signed checkpoints verify"

@@ -74,8 +74,12 @@ async def chain_rpc(request: web.Request) -> web.Response:
 
 
 def openapi_paths() -> dict[str, Any]:
-    message = {"type": "object", "description": "a JSON-RPC 2.0 request or response"}
-    either = {"oneOf": [message, {"type": "array", "items": message}]}
+    # JSON-RPC 2.0 answers any JSON body (a malformed request, a batch holding one) with
+    # error objects (HTTP 200), so the body is any JSON value
+    either = {
+        "description": "a JSON-RPC 2.0 request object, or a batch (array) of them; anything "
+        "else is answered with a JSON-RPC error object (-32600 invalid request)"
+    }
     return {
         RPC_PATH: {
             "post": {

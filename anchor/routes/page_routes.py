@@ -119,6 +119,13 @@ def openapi_paths() -> dict[str, Any]:
         }
 
     named = html("The page's stylesheet and script (page.css, page.js)")
+    named["get"]["responses"]["200"] = {
+        "description": "the stylesheet (text/css) or the script (text/javascript)",
+        "content": {
+            "text/css": {"schema": {"type": "string"}},
+            "text/javascript": {"schema": {"type": "string"}},
+        },
+    }
     named["get"]["parameters"] = [
         {"name": "name", "in": "path", "required": True, "schema": {"enum": sorted(ASSETS)}}
     ]
