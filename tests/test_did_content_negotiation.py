@@ -94,9 +94,7 @@ async def test_each_media_type_for_each_method(client: TestClient, web_did: WebD
         status, content_type, _ = await get(client, did, f"{DID_JSON};q=0.5, {DID_LD_JSON}")
         assert (status, content_type) == (200, DID_LD_JSON)
         # a representation asked for in the query is what the metadata says
-        resp = await client.session.get(
-            _url(client, did, f"?accept={quote(DID_JSON)}"), headers={}
-        )
+        resp = await client.session.get(_url(client, did, f"?accept={quote(DID_JSON)}"), headers={})
         body = json.loads(await resp.read())
         assert body["didResolutionMetadata"]["contentType"] == DID_JSON
 
