@@ -318,10 +318,14 @@ async def test_ten_thousand_did_keys_resolve_in_well_under_a_second() -> None:
         "did:key:" + encode_multikey(KeyType.ED25519, crypto_sign_seed_keypair(seed)[0])
         for seed in (i.to_bytes(32, "big") for i in range(10_000))
     ]
-    resolver = build_resolver()
-    start = time.process_time()
-    results = [await resolver.resolve(did) for did in dids]
-    elapsed = time.process_time() - start
+    # The best of three runs (a fresh resolver each, so nothing is cached): other processes
+    # on a shared machine inflate even CPU time (caches, shared cores), never deflate it.
+    elapsed = float("inf")
+    for _ in range(3):
+        resolver = build_resolver()
+        start = time.process_time()
+        results = [await resolver.resolve(did) for did in dids]
+        elapsed = min(elapsed, time.process_time() - start)
     assert all(result.ok for result in results)
     assert (
         len({result.did_document["keyAgreement"][0] for result in results if result.did_document})
