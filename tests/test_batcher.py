@@ -370,7 +370,11 @@ async def test_the_rpc_endpoint_goes_away_and_comes_back(
                 what="failed rounds while the endpoint is away",
             )
             assert running.status().running
-            assert [a.state for a in anchors()] == [AnchorState.INCLUDED]  # state kept
+            # state kept: the first anchor still included; the second at most queued (a round
+            # that began before the endpoint went away may have queued it)
+            states = [a.state for a in sorted(anchors(), key=lambda a: a.size)]
+            assert states[0] is AnchorState.INCLUDED
+            assert all(s is AnchorState.PENDING for s in states[1:]), states
             assert isinstance(seen[-1], ChainUnavailable)
 
             await proxy.open_port()
