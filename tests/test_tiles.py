@@ -18,9 +18,11 @@ from service_helpers import service_config
 
 from anchor import merkle
 from anchor.app import LOG_KEY, STORE, create_app
-from anchor.checkpoint import NoteVerifier, open_checkpoint
+from anchor.checkpoint import NoteSigner, NoteVerifier, open_checkpoint
 from anchor.entry import Entry, EntryKind
-from anchor.errors import NotFound
+from anchor.errors import IntegrityFailure, NotFound
+from anchor.log import Log
+from anchor.store import SQLiteStore
 from anchor.tiles import (
     Tile,
     encode_index,
@@ -123,15 +125,22 @@ SIZE = 3000
 
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    """The service over a socket with a checkpoint signed at 300 and at 3000 leaves (the
-    batcher waits an hour, so no other checkpoint is signed during a test)."""
-    app = create_app(service_config(tmp_path, anchor_interval=3600))
+    """The service over a socket with checkpoints signed at 300 and at 3000 leaves. The
+    batcher anchors (and signs) at once while nothing is anchored; once its first anchor is
+    queued it waits an hour and for a billion entries, so it signs nothing during a test."""
+    app = create_app(service_config(tmp_path, anchor_interval=3600, anchor_size=10**9))
     client: TestClient = await aiohttp_client(app)
     log = app[LOG_KEY]
     await asyncio.to_thread(log.append, _entries(0, OLD_SIZE))
     await asyncio.to_thread(log.checkpoint)
     await asyncio.to_thread(log.append, _entries(OLD_SIZE, SIZE))
     await asyncio.to_thread(log.checkpoint)
+    for _ in range(300):
+        if (await (await client.get("/v1/anchors")).json())["anchors"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the batcher queued no anchor within 15 s")
     return client
 
 
@@ -187,6 +196,14 @@ async def test_only_what_is_signed_is_served(client: TestClient) -> None:
         assert resp.content_type == "application/problem+json"
     await asyncio.to_thread(client.app[LOG_KEY].checkpoint)
     assert (await client.get("/tile/0/011")).status == 200  # signed now
+
+
+async def test_nothing_is_served_from_a_failed_log(client: TestClient) -> None:
+    client.app[LOG_KEY].fail(IntegrityFailure("leaf 5: its stored hash is not its entry's"))
+    for path in ("/checkpoint", "/tile/0/000", "/tile/entries/000", "/tile/1/000.p/11"):
+        resp = await client.get(path)
+        assert resp.status == 503, path
+        assert (await resp.json())["type"].endswith("/integrity-failure")
 
 
 async def test_static_export_writes_the_served_tiles(client: TestClient, tmp_path: Path) -> None:
@@ -256,3 +273,24 @@ async def test_go_tlog_client_verifies_the_tiles(client: TestClient, tmp_path: P
     assert run.returncode == 0, stderr.decode()
     assert stdout.decode().startswith(f"ok: tree {SIZE}, "), stdout.decode()
     assert "1 older trees" in stdout.decode()
+
+
+def test_export_without_a_signed_checkpoint_says_what_to_do(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "ler-anchor.db")
+    Log(store, NoteSigner("tiles.example/log", hashlib.sha256(b"k").digest()))
+    store.close()
+    out = tmp_path / "out"
+    command = ["log", "export", "--tiles", "--data-dir", str(tmp_path), "--out", str(out)]
+    run = subprocess.run(
+        [sys.executable, "-m", "anchor", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 3
+    assert run.stderr.strip().splitlines() == [
+        "ler-anchor log: Not found: this database has no signed checkpoint yet"
+        " (start the service once)"
+    ]
+    assert not out.exists()

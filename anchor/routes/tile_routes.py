@@ -2,7 +2,8 @@
 ``/tile/entries/<N>[.p/<W>]`` (coordinates in :mod:`anchor.tiles`).
 
 Only what the latest signed checkpoint covers is served (a tile beyond its tree size is a
-404), so a tile client never sees hashes no signed root commits to. Tiles are built on the
+404), so a tile client never sees hashes no signed root commits to; while the log is in its
+failed state (damage found in the store) every route here answers 503. Tiles are built on the
 fly from the store's hashes: a level-0 tile and an entry bundle are one range read of four
 store rows, a higher tile one batched read of 256 stored subtree hashes (the README's
 "Tiles" section has the measured rates). Full tiles never change and are cacheable forever;
@@ -35,8 +36,12 @@ SHORT = f"public, max-age={SHORT_MAX_AGE}"
 
 
 async def _signed(request: web.Request) -> SignedCheckpoint:
-    """The latest signed checkpoint (signing the current tree head when none is yet)."""
+    """The latest signed checkpoint (signing the current tree head when none is yet). In the
+    log's failed state (:attr:`~anchor.log.Log.failure`) nothing is served: tiles are not
+    proved one by one against the signed root, so a damaged store must not be published."""
     log = request.app[LOG_KEY]
+    if log.failure is not None:
+        raise log.failure
     signed = await asyncio.to_thread(log.latest_checkpoint)
     if signed is None:
         signed = await asyncio.to_thread(log.checkpoint)
