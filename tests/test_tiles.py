@@ -99,6 +99,11 @@ def test_tiles_of_a_tree() -> None:
     # 3000 leaves: 11 full level-0 tiles and one of 184; level 1 has 11 subtrees of 256.
     tiles = list(tiles_for_size(3000))
     assert tiles == [*(Tile(0, i) for i in range(11)), Tile(0, 11, 184), Tile(1, 0, 11)]
+    # the spec's example: 70,000 leaves are 273 full level-0 tiles and one of 112, one full
+    # level-1 tile and one of 17, and a level-2 tile of 1
+    big = list(tiles_for_size(70_000))
+    assert big[273:] == [Tile(0, 273, 112), Tile(1, 0), Tile(1, 1, 17), Tile(2, 0, 1)]
+    assert big[:273] == [Tile(0, i) for i in range(273)]
     assert list(tiles_for_size(0)) == []
     assert list(tiles_for_size(256)) == [Tile(0, 0), Tile(1, 0, 1)]
     assert list(tiles_for_size(65536))[-2:] == [Tile(1, 0), Tile(2, 0, 1)]
@@ -167,7 +172,9 @@ async def test_served_tiles_hold_the_tree(client: TestClient) -> None:
     level1 = await (await client.get("/tile/1/000.p/11")).read()
     assert level1 == b"".join(merkle.root(leaves[256 * i : 256 * i + 256]) for i in range(11))
 
-    bundle = await (await client.get("/tile/entries/011.p/184")).read()
+    gzipped = await client.get("/tile/entries/011.p/184", headers={"Accept-Encoding": "gzip"})
+    assert gzipped.headers["Content-Encoding"] == "gzip"
+    bundle = await gzipped.read()  # decompressed by the client
     found = []
     while bundle:
         n = int.from_bytes(bundle[:2], "big")

@@ -61,11 +61,14 @@ async def _serve(request: web.Request, tile: Tile) -> web.Response:
     signed = await _signed(request)
     check_covered(tile, signed.size)
     body = await asyncio.to_thread(read_tile, request.app[STORE], tile)
-    return web.Response(
+    response = web.Response(
         body=body,
         content_type="application/octet-stream",
         headers={"Cache-Control": IMMUTABLE if tile.full else SHORT},
     )
+    if tile.entries:  # the spec asks for compressed bundles (as Accept-Encoding allows)
+        response.enable_compression()
+    return response
 
 
 @routes.get("/checkpoint")
