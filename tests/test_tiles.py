@@ -22,6 +22,8 @@ from anchor.checkpoint import NoteSigner, NoteVerifier, open_checkpoint
 from anchor.entry import Entry, EntryKind
 from anchor.errors import IntegrityFailure, NotFound
 from anchor.log import Log
+from anchor.logfiles import export_tiles
+from anchor.routes.tile_routes import read_tile
 from anchor.store import SQLiteStore
 from anchor.tiles import (
     Tile,
@@ -301,3 +303,50 @@ def test_export_without_a_signed_checkpoint_says_what_to_do(tmp_path: Path) -> N
         " (start the service once)"
     ]
     assert not out.exists()
+
+
+def test_every_tile_of_the_specs_70000_leaf_tree(tmp_path: Path) -> None:
+    """Full tiles at levels 0 and 1 and partial ones at levels 0, 1 and 2, read from a real
+    store and written by the static export, against hashes computed here from the leaves."""
+    store = SQLiteStore(tmp_path / "log.db")
+    log = Log(store, NoteSigner("tiles.example/log", hashlib.sha256(b"k").digest()))
+    entries = _entries(0, 70_000)
+    log.append(entries)
+    log.checkpoint()
+    leaves = [merkle.leaf_hash(e.encode()) for e in entries]
+    level1 = [merkle.root(leaves[i : i + 256]) for i in range(0, 69_888, 256)]  # 273 subtrees
+    level2 = [merkle.root(leaves[:65_536])]
+    expected = {
+        Tile(0, 0): b"".join(leaves[:256]),
+        Tile(0, 273, 112): b"".join(leaves[69_888:]),
+        Tile(1, 0): b"".join(level1[:256]),
+        Tile(1, 1, 17): b"".join(level1[256:]),
+        Tile(2, 0, 1): level2[0],
+        Tile(0, 273, 112, entries=True): b"".join(
+            len(e.encode()).to_bytes(2, "big") + e.encode() for e in entries[69_888:]
+        ),
+    }
+    for tile, data in expected.items():
+        assert read_tile(store, tile) == data, tile
+    size, files = export_tiles(store, tmp_path / "static")
+    store.close()
+    assert (size, files) == (70_000, 2 * 274 + 3 + 1)  # tiles and bundles, checkpoint
+    for tile, data in expected.items():
+        assert (tmp_path / "static" / tile.path()).read_bytes() == data, tile
+
+
+def test_export_refuses_entries_that_do_not_match_their_hashes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "log.db")
+    log = Log(store, NoteSigner("tiles.example/log", hashlib.sha256(b"k").digest()))
+    log.append(_entries(0, 1000))
+    log.checkpoint()
+    with store.transaction() as conn:  # an insider edits leaf 70's DID in the database file
+        blob = bytearray(conn.execute("SELECT entries FROM tiles WHERE tile = 1").fetchone()[0])
+        pos = 0
+        for _ in range(70 - 64):
+            pos += 2 + int.from_bytes(blob[pos : pos + 2], "big")
+        blob[pos + 2 + 40] ^= 0x01
+        conn.execute("UPDATE tiles SET entries = ? WHERE tile = 1", (bytes(blob),))
+    with pytest.raises(IntegrityFailure, match="leaf 70"):
+        export_tiles(store, tmp_path / "static")
+    store.close()
