@@ -350,3 +350,18 @@ def test_export_refuses_entries_that_do_not_match_their_hashes(tmp_path: Path) -
     with pytest.raises(IntegrityFailure, match="leaf 70"):
         export_tiles(store, tmp_path / "static")
     store.close()
+
+
+def test_store_reads_leaf_ranges_across_rows(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "log.db")
+    entries = _entries(0, 1000)
+    store.append(entries)
+    leaves = [merkle.leaf_hash(e.encode()) for e in entries]
+    for start, end in ((0, 1), (70, 200), (63, 65), (960, 1000), (0, 1000)):
+        hashes, bundle = store.tile_rows(start, end)
+        assert hashes == b"".join(leaves[start:end]), (start, end)
+        framed = [len(e.encode()).to_bytes(2, "big") + e.encode() for e in entries[start:end]]
+        assert bundle == b"".join(framed), (start, end)
+    with pytest.raises(NotFound):
+        store.tile_rows(990, 1001)
+    store.close()
