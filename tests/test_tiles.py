@@ -365,3 +365,42 @@ def test_store_reads_leaf_ranges_across_rows(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         store.tile_rows(990, 1001)
     store.close()
+
+
+@pytest.mark.parametrize(("leaf", "found"), [(70, "does not hash"), (990, "signed root")])
+def test_export_refuses_a_leaf_rewritten_with_its_hash(
+    tmp_path: Path, leaf: int, found: str
+) -> None:
+    """An entry edited together with its stored leaf hash: the leaf checks, but its full tile
+    no longer hashes to the level above (leaf 70), or the partial tiles no longer hash to the
+    signed root (leaf 990)."""
+    store = SQLiteStore(tmp_path / "log.db")
+    log = Log(store, NoteSigner("tiles.example/log", hashlib.sha256(b"k").digest()))
+    entries = _entries(0, 1000)
+    log.append(entries)
+    log.checkpoint()
+    row, first = leaf // 64, leaf // 64 * 64
+    forged = Entry(
+        EntryKind.CREDENTIAL, hashlib.sha256(b"forged").digest(), entries[leaf].submitter
+    )
+    with store.transaction() as conn:
+        hashes, blob = conn.execute(
+            "SELECT hashes, entries FROM tiles WHERE tile = ?", (row,)
+        ).fetchone()
+        hashes = bytearray(hashes)
+        off = 32 * (merkle.stored_index(0, leaf) - merkle.stored_index(0, first))
+        hashes[off : off + 32] = merkle.leaf_hash(forged.encode())
+        framed = [
+            len(e.encode()).to_bytes(2, "big") + e.encode() for e in entries[first : first + 64]
+        ]
+        framed[leaf - first] = len(forged.encode()).to_bytes(2, "big") + forged.encode()
+        assert b"".join(
+            len(e.encode()).to_bytes(2, "big") + e.encode() for e in entries[first : first + 64]
+        ) == bytes(blob)
+        conn.execute(
+            "UPDATE tiles SET hashes = ?, entries = ? WHERE tile = ?",
+            (bytes(hashes), b"".join(framed), row),
+        )
+    with pytest.raises(IntegrityFailure, match=found):
+        export_tiles(store, tmp_path / "static")
+    store.close()
