@@ -9,6 +9,11 @@ An export directory holds::
     status-versions.json      every published status list version: list id, version,
                               digest, log index and the signed credential (canonical JSON)
 
+With ``--tiles`` (:func:`export_tiles`) it holds the log as C2SP tlog-tiles instead, files any
+web host or CDN serves as they are: ``checkpoint`` (the latest signed note), ``tile/<L>/<N>``
+and ``tile/entries/<N>`` (with ``.p/<W>`` for the partial ones), exactly what the service
+serves at those paths (:mod:`anchor.routes.tile_routes`).
+
 Readers never trust what they read: each entry's canonical bytes are decoded and its leaf
 hash recomputed by the auditor (:mod:`anchor.audit`).
 """
@@ -25,10 +30,13 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
-from anchor import jsonlimits
+from anchor import jsonlimits, merkle
+from anchor.checkpoint import NoteVerifier
 from anchor.entry import Entry, decode
-from anchor.errors import EncodingError, InvalidInput, NotFound
+from anchor.errors import EncodingError, IntegrityFailure, InvalidInput, NotFound
+from anchor.log import open_stored
 from anchor.store import SQLiteStore, StoredEntry
+from anchor.tiles import HASH_SIZE, TILE_HEIGHT, Tile, tile_nodes, tiles_for_size
 
 PAGE_SIZE = 10_000
 """Entries per exported page and per HTTP page read by auditors."""
@@ -111,6 +119,116 @@ def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
     }
     _write(out / "log.json", meta)
     return meta
+
+
+def export_tiles(store: SQLiteStore, out: Path) -> tuple[int, int]:
+    """Write the log as C2SP tlog-tiles under ``out``, up to its latest signed checkpoint
+    (never beyond it); returns the tree size and the number of files written.
+
+    Nothing is written that the signed root does not commit to. Levels are written top down:
+    first the root is recomputed from the rightmost (partial) tile of every level and
+    compared with the signed root; then every full tile must hash to its hash in the level
+    above (already checked), and every leaf hash is recomputed from its entry. Any mismatch
+    is an :class:`~anchor.errors.IntegrityFailure`, raised before the tile is written. Cost:
+    one read of every leaf and of every stored hash at heights ``8·L``, about two SHA-256
+    per leaf, one file per tile, and memory for one level of hashes above level 0 (128 KiB
+    per million leaves)."""
+    vkey = store.meta("log_verifier_key")
+    row = None
+    if vkey is not None:
+        row = (
+            store.reader()
+            .execute("SELECT size, note, created FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetchone()
+        )
+    if vkey is None or row is None:
+        raise NotFound("this database has no signed checkpoint yet", hint="start the service once")
+    signed = open_stored((int(row[0]), str(row[1]), int(row[2])), NoteVerifier.from_vkey(vkey))
+    size = signed.size
+    levels: dict[int, list[Tile]] = {}
+    for tile in tiles_for_size(size):
+        levels.setdefault(tile.level, []).append(tile)
+    partial = {t.level: _tile_bytes(store, t) for ts in levels.values() for t in ts if not t.full}
+    _check_root(size, signed.root, levels, partial)
+    written = 0
+    above = b""  # the hashes of the level above, checked
+    for level in sorted(levels, reverse=True):
+        hashes_here = bytearray()
+        for tile in levels[level]:
+            entries = b""
+            if level == 0:
+                hashes, entries = store.tile_rows(tile.first, tile.first + tile.width)
+            else:
+                hashes = _tile_bytes(store, tile) if tile.full else partial[level]
+            if tile.full:
+                chunks = [hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
+                parent = above[HASH_SIZE * tile.index : HASH_SIZE * (tile.index + 1)]
+                if merkle.root(chunks) != parent:
+                    raise IntegrityFailure(
+                        f"{tile.path()} does not hash to its hash in the level above",
+                        hint="run 'ler-anchor log check'",
+                    )
+            elif hashes != partial[level]:
+                raise IntegrityFailure(f"{tile.path()} changed while it was exported")
+            if level == 0:
+                bundle = Tile(0, tile.index, tile.width, entries=True)
+                _check_leaves(tile, hashes, entries)
+                _write_bytes(out / bundle.path(), entries)
+                written += 1
+            else:
+                hashes_here += hashes
+            _write_bytes(out / tile.path(), hashes)
+            written += 1
+        above = bytes(hashes_here)
+    _write_bytes(out / "checkpoint", signed.note.encode())
+    return size, written + 1
+
+
+def _tile_bytes(store: SQLiteStore, tile: Tile) -> bytes:
+    if tile.level == 0:
+        return store.tile_rows(tile.first, tile.first + tile.width)[0]
+    return b"".join(store.read_hashes(tile_nodes(tile)))
+
+
+def _check_root(
+    size: int, root: bytes, levels: dict[int, list[Tile]], partial: dict[int, bytes]
+) -> None:
+    """The root of the tree of ``size`` leaves, from the complete subtrees that make it up,
+    each hashed from the rightmost (partial) tile of its level, must be ``root``."""
+    if size == 0:
+        return
+    frontier = []
+    for height, index in merkle.subtrees(0, size):
+        level, k = divmod(height, TILE_HEIGHT)
+        tile = levels[level][-1]
+        first = (index << k) - tile.first
+        data = partial[level]
+        chunks = [data[HASH_SIZE * i : HASH_SIZE * (i + 1)] for i in range(first, first + (1 << k))]
+        frontier.append(merkle.root(chunks))
+    if merkle.fold(frontier) != root:
+        raise IntegrityFailure(
+            f"the tiles of the tree of {size} leaves do not hash to the signed root",
+            hint="run 'ler-anchor log check'",
+        )
+
+
+def _check_leaves(tile: Tile, hashes: bytes, entries: bytes) -> None:
+    pos = 0
+    for i in range(tile.width):
+        n = int.from_bytes(entries[pos : pos + 2], "big")
+        if merkle.leaf_hash(entries[pos + 2 : pos + 2 + n]) != hashes[32 * i : 32 * i + 32]:
+            raise IntegrityFailure(
+                f"leaf {tile.first + i}: its stored hash is not its entry's",
+                hint="run 'ler-anchor log check'",
+            )
+        pos += 2 + n
+
+
+def _write_bytes(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
 
 
 def _status_versions(store: SQLiteStore) -> list[dict[str, Any]]:

@@ -104,6 +104,12 @@ NODE_CACHE_MIN_LEVEL = 6
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
+_LEAF_OFFSETS: Final = tuple(
+    32 * (merkle.stored_index(0, k) - merkle.stored_index(0, 0)) for k in range(TILE_SIZE)
+)
+"""Byte offset of each leaf's hash in its row's ``hashes`` blob (rows start at multiples of
+:data:`TILE_SIZE`, a power of two, so the offsets are the same in every row)."""
+
 LOG = logging.getLogger("ler_anchor")
 
 TRANSIENT_SQLITE_CODES: Final = frozenset(
@@ -1237,3 +1243,44 @@ class SQLiteStore:
                 pass
         merkle.verify_inclusion(index, size, leaf, proof, root)  # raises, saying what differs
         return proof, leaf
+
+    def tile_rows(self, start: int, end: int) -> tuple[bytes, bytes]:
+        """Leaves ``[start, end)`` as stored, for C2SP tiles (:mod:`anchor.tiles`): their leaf
+        hashes concatenated (32 bytes each) and their entries as stored (each a 2-byte
+        big-endian length and the entry bytes). At most :data:`MAX_ENTRIES_PAGE` leaves; one
+        primary-key range read of ``(end - start) / TILE_SIZE + 1`` rows."""
+        if start < 0 or end <= start or end - start > MAX_ENTRIES_PAGE:
+            raise InvalidInput(f"bad leaf range [{start}, {end})")
+        first, last = start // TILE_SIZE, (end - 1) // TILE_SIZE
+        rows = (
+            self.reader()
+            .execute(
+                "SELECT tile, count, hashes, entries FROM tiles WHERE tile BETWEEN ? AND ?"
+                " ORDER BY tile",
+                (first, last),
+            )
+            .fetchall()
+        )
+        if len(rows) != last - first + 1 or int(rows[-1][0]) * TILE_SIZE + int(rows[-1][1]) < end:
+            raise NotFound(f"the log has no leaves [{start}, {end})")
+        hashes = bytearray()
+        entries = bytearray()
+        for tile, count, blob, entry_blob in rows:
+            lo = max(start, int(tile) * TILE_SIZE) - int(tile) * TILE_SIZE
+            hi = min(end, (int(tile) + 1) * TILE_SIZE) - int(tile) * TILE_SIZE
+            hashes += b"".join([blob[off : off + 32] for off in _LEAF_OFFSETS[lo:hi]])
+            data = bytes(entry_blob)
+            if lo == 0 and hi == int(count):  # the whole row: its blob is already the bundle
+                entries += data
+                continue
+            pos = 0
+            for k in range(hi):
+                n = 2 + int.from_bytes(data[pos : pos + 2], "big")
+                if k >= lo:
+                    entries += data[pos : pos + n]
+                pos += n
+            if pos > len(data):
+                raise IntegrityFailure(f"the entries of tile {tile} are truncated")
+        if len(hashes) != 32 * (end - start):
+            raise StoreError(f"stored leaf hashes of [{start}, {end}) are missing")
+        return bytes(hashes), bytes(entries)

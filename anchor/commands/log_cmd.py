@@ -15,7 +15,7 @@ from anchor import config as config_module
 from anchor import dbfiles
 from anchor.checkpoint import NoteVerifier
 from anchor.log import FAILURE_META, check_checkpoints
-from anchor.logfiles import export_log
+from anchor.logfiles import export_log, export_tiles
 from anchor.store import SQLiteStore
 
 
@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
         "export", help="write the public log (entries, checkpoints) to files for auditors"
     )
     export.add_argument("--out", required=True, type=Path, help="directory to write")
+    export.add_argument(
+        "--tiles",
+        action="store_true",
+        help="write the log as C2SP tlog-tiles (checkpoint, tile/...) for a web host or CDN",
+    )
     export.set_defaults(handler=_export)
     for verb in (info, check, export):
         config_module.add_arguments(verb, only=("data_dir", "db"), default=argparse.SUPPRESS)
@@ -113,6 +118,13 @@ def _check_checkpoints(store: SQLiteStore) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     store = _open(args)
+    if args.tiles:
+        try:
+            size, files = export_tiles(store, args.out)
+        finally:
+            store.close()
+        print(f"exported {size} entries as {files} tiles and checkpoint files to {args.out}")
+        return 0
     try:
         meta = export_log(store, args.out)
     finally:

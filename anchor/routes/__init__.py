@@ -21,6 +21,7 @@ from anchor.routes import (
     ops_routes,
     page_routes,
     status_routes,
+    tile_routes,
     verify_routes,
 )
 
@@ -35,6 +36,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     verify_routes,
     chain_routes,
     page_routes,
+    tile_routes,
 )
 
 ROUTE_TABLES: tuple[web.RouteTableDef, ...] = tuple(m.routes for m in ROUTE_MODULES)
