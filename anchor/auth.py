@@ -77,6 +77,7 @@ from http_message_signatures import (
 from multidict import CIMultiDict
 from yarl import URL
 
+from anchor.appkeys import AUTHENTICATOR_KEY
 from anchor.errors import AnchorError, ConfigError, Forbidden, Unauthorized
 from anchor.grouping import GroupCall
 from anchor.store import SQLiteStore
@@ -831,9 +832,6 @@ def _check_base_url(base: str) -> str:
 
 
 # -- aiohttp wiring -----------------------------------------------------------------------
-
-AUTHENTICATOR_KEY: Final = web.AppKey("anchor.auth.authenticator", Authenticator)
-"""Where the application keeps its :class:`Authenticator`."""
 
 PRINCIPAL_KEY: Final = web.RequestKey("anchor.auth.principal", Principal)
 """Where a verified request carries its :class:`Principal`."""
