@@ -499,7 +499,7 @@ def make_runner(app: web.Application) -> web.AppRunner:
     return ProblemAppRunner(app, handle_signals=False, access_log_class=AccessLog)
 
 
-def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
+def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
     middlewares: list[Middleware] = [problems_and_metrics]
     if config.page_origins:  # outermost: its headers go on problem responses too
@@ -527,8 +527,6 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app.cleanup_ctx.append(status_routes.renewal_ctx)
     app.cleanup_ctx.append(_batcher_ctx)
     app.cleanup_ctx.append(verify_routes.verifier_ctx)
-    for ctx in extra_contexts:
-        app.cleanup_ctx.append(ctx)  # type: ignore[arg-type]
     app[ROUTE_MODULES] = ROUTE_MODULES_SERVED
     for module in ROUTE_MODULES_SERVED:
         app.router.add_routes(module.routes)
