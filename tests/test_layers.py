@@ -234,3 +234,23 @@ def test_modules_stay_small() -> None:
     assert not problems, "\n".join(problems)
     for relative in BIG_MODULES:  # a listed module that went away is dropped from the list
         assert (ROOT / relative).is_file(), f"{relative} is gone: drop it from BIG_MODULES"
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    offending = []
+    for path in sorted(TESTS.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in _import_nodes(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:  # ``from tests import test_x`` and ``from . import test_x`` name it too
+                names = [node.module or "", *(alias.name for alias in node.names)]
+                if node.module not in (None, "tests"):
+                    names = names[:1]
+            for imported in names:
+                parts = imported.split(".")  # test_x, tests.test_x, tests.did_methods.test_y
+                if parts[0].startswith("test_") or (
+                    parts[0] == "tests" and any(p.startswith("test_") for p in parts)
+                ):
+                    offending.append(f"{path.relative_to(ROOT).as_posix()} imports {imported}")
+    assert not offending, "put shared helpers in a helper module:\n" + "\n".join(offending)

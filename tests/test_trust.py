@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from anvil import AnvilNode
 from chain_helpers import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
+from pytest_aiohttp import AiohttpClient
 from service_helpers import service_config
 
 from anchor import credentials
@@ -406,8 +407,8 @@ async def test_receipt_verify_usage_errors_are_one_line(
 
 
 @pytest.fixture
-async def service(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(  # type: ignore[no-any-return]
+async def service(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(
         create_app(service_config(tmp_path, anchor_interval=0.2, confirmations=1))
     )
 
