@@ -28,13 +28,12 @@ from aiohttp.test_utils import TestClient
 from anvil import AnvilNode
 from chain_helpers import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
 from pytest_aiohttp import AiohttpClient
-from service_helpers import service_config
+from service_helpers import run_cli, service_config
 
 from anchor import credentials
 from anchor.app import CHAIN, LOG_KEY, create_app
 from anchor.chain import AnchorState, ChainClient, Web3Backend, list_anchors
 from anchor.checkpoint import NoteSigner
-from anchor.cli import main
 from anchor.commands.trust_cmd import MAX_LOG_INFO_BYTES
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
@@ -62,13 +61,6 @@ ACHIEVEMENT = credentials.Achievement(
 )
 KEY = "ler-anchor.test/log+01234567+" + "A" * 44
 ADDRESS = "0x" + "ab" * 20
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``ler-anchor ARGV`` in a worker thread (it runs its own event loop)."""
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def a_root(**changes: str) -> TrustRoot:
