@@ -200,6 +200,15 @@ def test_function_level_imports_count_and_type_checking_ones_do_not(tmp_path: Pa
     assert find_cycles(graph) == [["anchor.one", "anchor.two", "anchor.one"]]
 
 
+def test_layers_cover_packages_by_prefix_only_below_the_top() -> None:
+    assert layer_of("anchor") == 0
+    assert layer_of("anchor.chain.rpc") == 1
+    assert layer_of("did_methods.web") == 1
+    assert layer_of("anchor.routes.log_routes") == 2
+    assert layer_of("anchor.commands.verify_cmd") == 3
+    assert layer_of("anchor.something_new") is None
+
+
 def test_did_methods_never_imports_anchor(graph: dict[str, set[str]]) -> None:
     offending = sorted(
         f"{name} imports {target}"
@@ -221,6 +230,117 @@ def test_only_the_app_imports_the_route_modules(graph: dict[str, set[str]]) -> N
         if target.startswith("anchor.routes.") and target not in shared
     )
     assert not offending, offending
+
+
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    (
+        "pure core",
+        frozenset(
+            {
+                "anchor",
+                "anchor.checkpoint",
+                "anchor.credential_summary",
+                "anchor.credentials",
+                "anchor.data_integrity",
+                "anchor.ecdsa_sd",
+                "anchor.entry",
+                "anchor.errors",
+                "anchor.jsonld_contexts",
+                "anchor.jsonlimits",
+                "anchor.merkle",
+                "anchor.sd_kind",
+                "anchor.status_list",
+            }
+        ),
+    ),
+    (
+        "I/O",
+        frozenset(
+            {
+                "anchor.audit",
+                "anchor.backup",
+                "anchor.chain.*",
+                "anchor.client",
+                "anchor.config",
+                "anchor.contracts",
+                "anchor.dbfiles",
+                "anchor.grouping",
+                "anchor.identity",
+                "anchor.issuers",
+                "anchor.keys",
+                "anchor.log",
+                "anchor.logfiles",
+                "anchor.metrics",
+                "anchor.outbound",
+                "anchor.receipts",
+                "anchor.signing_client",
+                "anchor.status_check",
+                "anchor.status_service",
+                "anchor.store",
+                "anchor.taskhealth",
+                "anchor.trust",
+                "anchor.verify",
+                "did_methods.*",
+            }
+        ),
+    ),
+    (
+        "service",
+        frozenset(
+            {
+                "anchor.app",
+                "anchor.appkeys",
+                "anchor.auth",
+                "anchor.batcher",
+                "anchor.openapi",
+                "anchor.page",
+                "anchor.ratelimit",
+                "anchor.routes.*",
+                "anchor.selfcheck",
+            }
+        ),
+    ),
+    ("CLI", frozenset({"anchor.__main__", "anchor.cli", "anchor.commands.*"})),
+)
+"""The layers of ARCHITECTURE.md, top first: a module belongs to the layer listing it, or
+``pkg.*`` for its package (``anchor.chain.*`` covers ``anchor.chain`` and ``anchor.chain.rpc``)."""
+
+
+def layer_of(module: str) -> int | None:
+    """The rank in :data:`LAYERS` of the entry naming ``module``, or ``pkg.*`` for the
+    package ``pkg`` it is in or is."""
+    parts = module.split(".")
+    names = {module} | {".".join(parts[:n]) + ".*" for n in range(1, len(parts) + 1)}
+    for rank, (_, members) in enumerate(LAYERS):
+        if names & members:
+            return rank
+    return None
+
+
+def test_every_module_has_a_layer(graph: dict[str, set[str]]) -> None:
+    missing = sorted(name for name in graph if layer_of(name) is None)
+    assert not missing, f"add these modules to LAYERS here and to ARCHITECTURE.md: {missing}"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module of a lower layer (further down :data:`LAYERS`), named."""
+    return sorted(
+        f"{name} ({LAYERS[here][0]}) imports {target} ({LAYERS[there][0]})"
+        for name, targets in graph.items()
+        if (here := layer_of(name)) is not None
+        for target in targets
+        if (there := layer_of(target)) is not None and there > here
+    )
+
+
+def test_imports_go_to_the_same_layer_or_the_ones_above(graph: dict[str, set[str]]) -> None:
+    upward = upward_imports(graph)
+    assert not upward, "\n".join(upward)
+
+
+def test_an_upward_import_is_named() -> None:
+    graph = {"anchor.merkle": {"anchor.store", "anchor.entry"}, "anchor.app": {"anchor.log"}}
+    assert upward_imports(graph) == ["anchor.merkle (pure core) imports anchor.store (I/O)"]
 
 
 def test_modules_stay_small() -> None:
