@@ -13,10 +13,10 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from http import HTTPStatus
+from types import ModuleType
 
-import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
@@ -26,6 +26,27 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anchor import auth, keys, outbound, ratelimit
+from anchor.appkeys import (
+    AUTHENTICATOR_KEY,
+    BATCHER,
+    CHAIN,
+    COMMITTER,
+    CONFIG,
+    HEALTH_PROBES,
+    HTTP,
+    ISSUERS,
+    LIMITER,
+    LOG_KEY,
+    METRICS,
+    RESOLVER,
+    ROUTE_MODULES,
+    STARTED,
+    STATUS,
+    STORE,
+    TASKS,
+    Handler,
+    HealthProbe,
+)
 from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
@@ -43,10 +64,24 @@ from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics, gauge
+from anchor.routes import (
+    admin_routes,
+    anchor_routes,
+    chain_routes,
+    did_routes,
+    entry_routes,
+    log_routes,
+    ops_routes,
+    page_routes,
+    status_routes,
+    tile_routes,
+    verify_routes,
+)
+from anchor.selfcheck import integrity_ctx
 from anchor.status_service import StatusService, StatusSettings
 from anchor.store import SQLiteStore
 from anchor.taskhealth import TaskHealth, gauges, probe_value
-from did_methods import Resolver, build_resolver
+from did_methods import build_resolver
 from did_methods.ethr import EthrNetwork, ThreadedWeb3ChainReader
 
 LOG = logging.getLogger("ler_anchor")
@@ -56,29 +91,25 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 PROBLEM_JSON = "application/problem+json"
 
+ROUTE_MODULES_SERVED: tuple[ModuleType, ...] = (
+    log_routes,
+    entry_routes,
+    anchor_routes,
+    did_routes,
+    ops_routes,
+    admin_routes,
+    status_routes,
+    verify_routes,
+    chain_routes,
+    page_routes,
+    tile_routes,
+)
+"""The route modules, one ``RouteTableDef`` (``routes``) each, in the order they are added;
+a module may also define ``openapi_paths() -> dict`` for the OpenAPI document."""
+
 FETCHING_ROUTES = frozenset({"/v1/verify", "/1.0/identifiers/{did}"})
 """Public routes that make the service fetch on the caller's behalf: rate-limited per client
 (``--fetch-rate``)."""
-
-CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", SQLiteStore)
-LOG_KEY = web.AppKey("log", Log)
-ISSUERS = web.AppKey("issuers", IssuerRegistry)
-COMMITTER = web.AppKey("committer", GroupCommitter)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-RESOLVER = web.AppKey("resolver", Resolver)
-METRICS = web.AppKey("metrics", Metrics)
-CHAIN = web.AppKey("chain", ChainClient)
-BATCHER = web.AppKey("batcher", Batcher)
-STARTED = web.AppKey("started", float)
-STATUS = web.AppKey("status", StatusService)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
-"""A named health check: returns (name, JSON value, healthy)."""
-HEALTH_PROBES = web.AppKey("health_probes", list[HealthProbe])
-TASKS = web.AppKey("tasks", list[TaskHealth])
-"""Health records of the background tasks (``/healthz`` member ``tasks``, ``/metrics``)."""
 
 
 def problem_response(error: AnchorError, instance: str | None = None) -> web.Response:
@@ -215,7 +246,7 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
     # concurrent requests share one registry read (one thread hop) per batch
     is_registered: GroupCall[str, bool] = GroupCall(registry.active_among)
-    app[auth.AUTHENTICATOR_KEY] = auth.Authenticator(
+    app[AUTHENTICATOR_KEY] = auth.Authenticator(
         resolve_key=resolve_key,
         is_registered=is_registered,
         nonces=auth.NonceStore(app[STORE]),
@@ -470,11 +501,8 @@ def make_runner(app: web.Application) -> web.AppRunner:
     return ProblemAppRunner(app, handle_signals=False, access_log_class=AccessLog)
 
 
-def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> web.Application:
+def create_app(config: Config) -> web.Application:
     """Build the application for ``config`` (nothing is opened until it starts)."""
-    from anchor.routes import ROUTE_TABLES, page_routes, status_routes, verify_routes
-    from anchor.selfcheck import integrity_ctx
-
     middlewares: list[Middleware] = [problems_and_metrics]
     if config.page_origins:  # outermost: its headers go on problem responses too
         middlewares.insert(0, page_routes.cors)
@@ -483,7 +511,7 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
         middlewares.append(ratelimit.middleware(limiter, FETCHING_ROUTES))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
     if config.fetch_rate > 0:
-        app[ratelimit.LIMITER] = limiter  # routes charge the fetches they cause
+        app[LIMITER] = limiter  # routes charge the fetches they cause
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[STARTED] = time.time()
@@ -501,10 +529,9 @@ def create_app(config: Config, *, extra_contexts: tuple[object, ...] = ()) -> we
     app.cleanup_ctx.append(status_routes.renewal_ctx)
     app.cleanup_ctx.append(_batcher_ctx)
     app.cleanup_ctx.append(verify_routes.verifier_ctx)
-    for ctx in extra_contexts:
-        app.cleanup_ctx.append(ctx)  # type: ignore[arg-type]
-    for table in ROUTE_TABLES:
-        app.router.add_routes(table)
+    app[ROUTE_MODULES] = ROUTE_MODULES_SERVED
+    for module in ROUTE_MODULES_SERVED:
+        app.router.add_routes(module.routes)
     return app
 
 

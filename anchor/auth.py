@@ -38,9 +38,8 @@ applies the policy above, which the package leaves to the application, itself. T
 proxy, else from the request as received.
 
 aiohttp wiring: store the :class:`Authenticator` under :data:`AUTHENTICATOR_KEY` in the
-application, then protect handlers with :func:`require_signature` or all write methods with
-:func:`signature_middleware`. The verified :class:`Principal` is in
-``request[PRINCIPAL_KEY]`` (or :func:`principal_of`). A failure becomes an
+application, then protect handlers with :func:`require_signature`. The verified
+:class:`Principal` is in ``request[PRINCIPAL_KEY]`` (or :func:`principal_of`). A failure becomes an
 ``application/problem+json`` response made by the error's own :meth:`problem`, with
 ``WWW-Authenticate`` and ``Accept-Signature`` (RFC 9421 §5.1) on a 401.
 """
@@ -55,7 +54,7 @@ import hmac
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -64,7 +63,7 @@ import http_sf
 import nacl.bindings
 import nacl.exceptions
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import (
@@ -77,6 +76,7 @@ from http_message_signatures import (
 from multidict import CIMultiDict
 from yarl import URL
 
+from anchor.appkeys import AUTHENTICATOR_KEY
 from anchor.errors import AnchorError, ConfigError, Forbidden, Unauthorized
 from anchor.grouping import GroupCall
 from anchor.store import SQLiteStore
@@ -114,9 +114,6 @@ MAX_KEYID_CHARS: Final = 2048
 
 NONCE_PURGE_INTERVAL_SECONDS: Final = 60.0
 """Expired nonces are deleted at most this often, by the next write after the interval."""
-
-WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-"""Methods :func:`signature_middleware` protects by default; reads are public."""
 
 AUTH_REALM: Final = "ler-anchor"
 
@@ -832,9 +829,6 @@ def _check_base_url(base: str) -> str:
 
 # -- aiohttp wiring -----------------------------------------------------------------------
 
-AUTHENTICATOR_KEY: Final = web.AppKey("anchor.auth.authenticator", Authenticator)
-"""Where the application keeps its :class:`Authenticator`."""
-
 PRINCIPAL_KEY: Final = web.RequestKey("anchor.auth.principal", Principal)
 """Where a verified request carries its :class:`Principal`."""
 
@@ -844,7 +838,7 @@ def principal_of(request: web.Request) -> Principal:
     if PRINCIPAL_KEY not in request:
         raise Unauthorized(
             "this handler requires a signed request but signature checking did not run",
-            hint="protect the route with require_signature or signature_middleware",
+            hint="protect the route with require_signature",
         )
     return request[PRINCIPAL_KEY]
 
@@ -904,22 +898,6 @@ def require_signature(handler: Handler) -> Handler:
     return checked
 
 
-def signature_middleware(methods: Collection[str] = WRITE_METHODS) -> Middleware:
-    """A middleware requiring a signature on every request whose method is in ``methods``
-    (all writes by default); other requests pass through untouched."""
-    protected = frozenset(method.upper() for method in methods)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in protected:
-            failure = await _check(request)
-            if failure is not None:
-                return failure
-        return await handler(request)
-
-    return middleware
-
-
 __all__ = [
     "ACCEPT_SIGNATURE",
     "AUTHENTICATOR_KEY",
@@ -945,5 +923,4 @@ __all__ = [
     "principal_of",
     "problem_response",
     "require_signature",
-    "signature_middleware",
 ]

@@ -225,17 +225,6 @@ def hashed_identity(
     }
 
 
-def identity_matches(identity: Mapping[str, Any], identifier: str) -> bool:
-    """Does the hashed ``identity`` object name ``identifier``? (What a verifier who was
-    told the learner's e-mail address checks.)"""
-    salt = identity.get("salt", "")
-    expected = identity.get("identityHash", "")
-    if not isinstance(salt, str) or not isinstance(expected, str):
-        return False
-    actual = "sha256$" + hashlib.sha256((identifier + salt).encode("utf-8")).hexdigest()
-    return secrets.compare_digest(actual, expected)
-
-
 def _timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise InvalidInput("credential times must be timezone-aware")

@@ -67,9 +67,6 @@ longer values are refused before base58 decoding, which is quadratic in the leng
 ED25519_PUB_MULTICODEC: Final = b"\xed\x01"
 """Multicodec prefix (varint 0xed) of an Ed25519 public key in ``publicKeyMultibase``."""
 
-ED25519_PRIV_MULTICODEC: Final = b"\x80\x26"
-"""Multicodec prefix (varint 0x1300) of an Ed25519 private key seed in
-``secretKeyMultibase`` / ``privateKeyMultibase``."""
 
 # Data Integrity §2.1: created is an XML Schema 1.1 dateTimeStamp (time zone required).
 _DATETIME_STAMP_RE = re.compile(
@@ -198,39 +195,6 @@ def _check_key(key: object, name: str) -> bytes:
             hint="pass the raw key, not its multibase or hex text",
         )
     return key
-
-
-def public_key_from_seed(private_key: bytes) -> bytes:
-    """The 32-byte Ed25519 public key of a 32-byte private key seed."""
-    seed = _check_key(private_key, "private key seed")
-    return bytes(SigningKey(seed).verify_key)
-
-
-def _decode_multikey(value: object, prefix: bytes, name: str) -> bytes:
-    if not isinstance(value, str) or not value.startswith(MULTIBASE_BASE58BTC):
-        raise EncodingError(f"{name} must be multibase base58btc (prefix 'z')")
-    if len(value) > MAX_PROOF_VALUE_CHARS:
-        raise EncodingError(f"{name} is too long for an Ed25519 key")
-    try:
-        raw = base58.b58decode(value[1:])
-    except ValueError:
-        raise EncodingError(f"{name} is not valid base58btc") from None
-    if not raw.startswith(prefix) or len(raw) != len(prefix) + ED25519_KEY_LENGTH:
-        raise EncodingError(
-            f"{name} must be the multicodec prefix {prefix.hex()} and {ED25519_KEY_LENGTH} "
-            "key bytes"
-        )
-    return raw[len(prefix) :]
-
-
-def ed25519_public_key_from_multibase(value: str) -> bytes:
-    """Raw public key of a ``publicKeyMultibase`` (``z6Mk...``: multicodec 0xed01)."""
-    return _decode_multikey(value, ED25519_PUB_MULTICODEC, "publicKeyMultibase")
-
-
-def ed25519_private_key_from_multibase(value: str) -> bytes:
-    """Raw 32-byte seed of a ``secretKeyMultibase`` (``z3u2...``: multicodec 0x8026)."""
-    return _decode_multikey(value, ED25519_PRIV_MULTICODEC, "secretKeyMultibase")
 
 
 def ed25519_public_key_to_multibase(public_key: bytes) -> str:

@@ -373,10 +373,6 @@ def key_to_text(key: Key) -> str:
     return key.to_hex() + "\n"
 
 
-def kind_of(key: Key) -> KeyKind:
-    return "ed25519" if isinstance(key, Ed25519Key) else "secp256k1"
-
-
 @overload
 def from_env(name: str, kind: Literal["ed25519"] = ...) -> Ed25519Key: ...
 @overload

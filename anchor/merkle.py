@@ -119,11 +119,6 @@ def stored_index(level: int, index: int) -> int:
     return 2 * last_leaf - last_leaf.bit_count() + level
 
 
-def hashes_completed_by(leaf_index: int) -> int:
-    """How many subtree hashes appending leaf ``leaf_index`` completes (its own included)."""
-    return 1 + ((leaf_index + 1) & -(leaf_index + 1)).bit_length() - 1
-
-
 def subtrees(start: int, end: int) -> list[tuple[int, int]]:
     """The complete subtrees ``(level, index)`` that make up leaves ``[start, end)``, left to
     right, for a range that is a node of an RFC 9162 tree (``start`` aligned to the largest

@@ -6,6 +6,8 @@ described here and the other way round, and schemathesis fuzzes the server again
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 from anchor import __version__
@@ -105,7 +107,9 @@ DID_SCHEMA = {"type": "string", "pattern": DID_PATTERN, "maxLength": MAX_DID_LEN
 SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(route_modules: Iterable[ModuleType]) -> dict[str, Any]:
+    """The document of the service whose routes are ``route_modules`` (each may define
+    ``openapi_paths() -> dict``, merged in order after the paths described here)."""
     entry_schema = {
         "type": "object",
         "required": ["index", "kind", "digest", "submitter", "entry", "leafHash"],
@@ -440,9 +444,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
-    from anchor.routes import ROUTE_MODULES
-
-    for module in ROUTE_MODULES:
+    for module in route_modules:
         describe = getattr(module, "openapi_paths", None)
         if describe is not None:
             for path, operations in describe().items():

@@ -24,6 +24,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from anchor.appkeys import LIMITER
 from anchor.errors import RateLimited
 
 MAX_CLIENTS: Final = 65_536
@@ -84,10 +85,6 @@ class RateLimiter:
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
         return wait
-
-
-LIMITER = web.AppKey("fetch_limiter", RateLimiter)
-"""The application's limiter, when ``--fetch-rate`` is not 0 (routes charge fetches to it)."""
 
 
 def charge(request: web.Request, tokens: int, what: str) -> None:

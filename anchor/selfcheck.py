@@ -38,7 +38,7 @@ from typing import TypeVar
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from anchor.app import CONFIG, HEALTH_PROBES, LOG_KEY, METRICS
+from anchor.appkeys import CONFIG, HEALTH_PROBES, INTEGRITY, LOG_KEY, METRICS
 from anchor.errors import AnchorError, IndexDamaged, IntegrityFailure
 from anchor.log import Log
 from anchor.store import TILE_SIZE
@@ -290,8 +290,6 @@ class _Stop(Exception):
 
 
 # -- the service ---------------------------------------------------------------------------
-
-INTEGRITY = web.AppKey("integrity", IntegrityChecker)
 
 
 async def integrity_health(app: web.Application) -> tuple[str, object, bool]:

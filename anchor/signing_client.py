@@ -25,7 +25,6 @@ import datetime
 import hashlib
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -158,21 +157,3 @@ def signed_headers_reference(
     except HTTPMessageSignaturesException as exc:
         raise InvalidInput(f"cannot sign {method} {url}: {exc}") from exc
     return {name: message.headers[name] for name in SIGNED_FIELDS}
-
-
-def with_signature(
-    headers: Mapping[str, str],
-    method: str,
-    url: str | URL,
-    body: bytes,
-    key: Ed25519Key | Ed25519PrivateKey,
-    keyid: str,
-) -> dict[str, str]:
-    """``headers`` plus the signature fields (replacing any earlier ones)."""
-    signed = signed_headers(method, url, body, key, keyid)
-    kept = {
-        name: value
-        for name, value in headers.items()
-        if name.lower() not in {n.lower() for n in SIGNED_FIELDS}
-    }
-    return {**kept, **signed}

@@ -1,4 +1,4 @@
-"""The log's durable store: SQLite in WAL mode behind the small :class:`LogStore` protocol.
+"""The log's durable store: SQLite in WAL mode (:class:`SQLiteStore`).
 
 Layout. Leaves are packed into *tiles* of :data:`TILE_SIZE` consecutive leaves, one row each
 in table ``tiles``::
@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import sqlite_utils
 
@@ -90,10 +90,10 @@ BUSY_TIMEOUT_MS = 10_000
 """How long a connection waits for another writer before failing."""
 
 MAX_APPEND_BATCH = 1_000_000
-"""Most entries one :meth:`LogStore.append` call accepts."""
+"""Most entries one :meth:`SQLiteStore.append` call accepts."""
 
 MAX_ENTRIES_PAGE = 10_000
-"""Most entries one :meth:`LogStore.entries` call returns."""
+"""Most entries one :meth:`SQLiteStore.entries` call returns."""
 
 NODE_CACHE_NODES = 65_536
 """Upper-level subtree hashes kept in memory (a fixed bound, about 10 MiB): they never
@@ -250,36 +250,6 @@ class AppendResult:
     indexes: tuple[int, ...]
     new: tuple[bool, ...]
     size: int
-
-
-class LogStore(Protocol):
-    """What the log needs from storage. SQLite now; PostgreSQL can implement it later."""
-
-    def size(self) -> int:
-        """Number of leaves committed."""
-        ...
-
-    def append(self, entries: Sequence[Entry]) -> AppendResult:
-        """Append a batch in one transaction; re-appending an entry returns its index."""
-        ...
-
-    def read_hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Hashes of complete subtrees ``(level, index)``, in order; one batched read."""
-        ...
-
-    def root(self, size: int | None = None) -> bytes:
-        """Root of the first ``size`` leaves (default: all)."""
-        ...
-
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]: ...
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]: ...
-
-    def entries(self, start: int, end: int) -> list[StoredEntry]: ...
-
-    def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]: ...
-
-    def close(self) -> None: ...
 
 
 def connect(
@@ -507,7 +477,7 @@ class _Corrupt(StoreError):
 
 
 class SQLiteStore:
-    """The SQLite implementation of :class:`LogStore`.
+    """The log's store in one SQLite database.
 
     Thread-safe: appends are serialised by a lock on one writer connection; reads use one
     connection per thread. Other tables (anchors, issuers, ...) share the same database file

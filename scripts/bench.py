@@ -977,10 +977,10 @@ def bench_verify(workdir: Path, rounds: int = 300) -> list[Row]:
 
     from anchor import credentials
     from anchor.app import ISSUERS, create_app
+    from anchor.appkeys import VERIFIER
     from anchor.client import ServiceClient, Signer
     from anchor.config import Config
     from anchor.keys import Ed25519Key
-    from anchor.routes.verify_routes import VERIFIER
 
     async def run() -> float:
         port = _free_port()

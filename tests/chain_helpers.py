@@ -22,15 +22,18 @@ from eth_abi.abi import encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import (
     ANCHORED_TOPIC,
     GWEI,
+    AnchorState,
     ChainBackend,
     ChainClient,
     ChainConfig,
     EmbeddedChain,
     LogInfo,
     Web3Backend,
+    list_anchors,
 )
 from anchor.checkpoint import NoteSigner
 from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
@@ -418,3 +421,42 @@ async def anchor_directly(client: ChainClient, count: int, *, first_size: int = 
             ledger.mark_final(anchor.id)
 
     await asyncio.to_thread(record)
+
+
+# --- a batcher in the background (batcher, backup and verification tests) ------------------
+
+
+def fast(**overrides: float) -> BatcherConfig:
+    settings = {"anchor_interval": 1000.0, "poll_interval": POLL_SECONDS, "max_backoff": 0.2}
+    settings.update(overrides)
+    return BatcherConfig(
+        anchor_interval=settings["anchor_interval"],
+        anchor_size=int(settings.get("anchor_size", 10_000)),
+        poll_interval=settings["poll_interval"],
+        max_backoff=settings["max_backoff"],
+    )
+
+
+def all_final(log: Log, count: int) -> Callable[[], Awaitable[bool]]:
+    def check() -> bool:
+        anchors = list_anchors(log.store)
+        return len(anchors) == count and all(a.state is AnchorState.FINAL for a in anchors)
+
+    return holds(check)
+
+
+class Running:
+    """A batcher running in the background, closed (and awaited) on exit."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Batcher:
+        self.task = asyncio.create_task(self.batcher.run())
+        return self.batcher
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.batcher.close()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=10)

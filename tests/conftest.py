@@ -7,10 +7,14 @@
 * ``private_trust_file`` (autouse): ``LER_ANCHOR_TRUST_FILE`` names a fresh path per test.
 * ``evm_chain``: parametrized over both, ``embedded`` and ``anvil``, as an ``EvmChain`` with
   funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
+
+The terminal summary ends with the session's wall time (the suite's budget is 15 minutes on
+two cores).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +25,15 @@ from web3 import EthereumTesterProvider, Web3
 
 EMBEDDED = "embedded"
 ANVIL = "anvil"
+
+
+_SESSION_START = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report the wall time of the whole session, collection and start-up included."""
+    elapsed = time.monotonic() - _SESSION_START
+    terminalreporter.write_line(f"session wall time: {elapsed:.1f} s")
 
 
 @pytest.fixture(autouse=True)

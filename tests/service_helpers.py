@@ -19,14 +19,20 @@ from typing import Any
 
 import aiohttp
 import jsonschema
+import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from anvil import free_port
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from anchor.appkeys import ISSUERS
+from anchor.cli import main
 from anchor.config import Config
+from anchor.keys import Ed25519Key
+from anchor.signing_client import signed_headers
 
 
 def service_config(tmp_path: Path, **overrides: object) -> Config:
@@ -292,3 +298,82 @@ async def serve_web_did(directory: Path) -> AsyncIterator[WebDidHost]:
         yield host
     finally:
         await runner.cleanup()
+
+
+# --- signed requests to the status API (status, audit and verification tests) -------------
+
+
+async def signed_post(
+    client: TestClient, key: Ed25519Key, path: str, body: Any, keyid: str | None = None
+) -> aiohttp.ClientResponse:
+    raw = json.dumps(body).encode()
+    url = str(client.make_url(path))
+    headers = signed_headers("POST", url, raw, key, keyid or key.verification_method)
+    headers["Content-Type"] = "application/json"
+    return await client.post(path, data=raw, headers=headers)
+
+
+async def ok_json(response: aiohttp.ClientResponse, status: int | tuple[int, ...] = 200) -> Any:
+    expected = status if isinstance(status, tuple) else (status,)
+    assert response.status in expected, await response.text()
+    return await response.json()
+
+
+async def new_issuer(client: TestClient, *, upload: bool = True) -> Ed25519Key:
+    """A registered did:key issuer that (by default) uploaded its key for status lists."""
+    key = Ed25519Key.generate()
+    client.app[ISSUERS].add(key.did, "Test College")
+    if upload:
+        info = await ok_json(await signed_post(client, key, "/v1/status-keys", key.private_jwk()))
+        assert info["authorized"] is True
+    return key
+
+
+async def allocate(
+    client: TestClient,
+    key: Ed25519Key,
+    purpose: str = "revocation",
+    count: int | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    body = {"purpose": purpose, **extra}
+    if count is not None:
+        body["count"] = count
+    answer = await ok_json(
+        await signed_post(client, key, "/v1/status-lists/allocate", body), (200, 201)
+    )
+    entries: list[dict[str, Any]] = answer["entries"]
+    return entries
+
+
+def list_id_of(entry: dict[str, Any]) -> str:
+    return str(entry["statusListCredential"]).rsplit("/", 1)[1]
+
+
+async def set_statuses(
+    client: TestClient, key: Ed25519Key, list_id: str, changes: list[dict[str, Any]]
+) -> aiohttp.ClientResponse:
+    return await signed_post(client, key, f"/v1/status-lists/{list_id}/statuses", changes)
+
+
+# --- signed submissions -----------------------------------------------------------------------
+
+
+async def post_signed(
+    client: TestClient, key: Ed25519Key, body: Any, path: str = "/v1/entries"
+) -> aiohttp.ClientResponse:
+    raw = json.dumps(body).encode()
+    url = str(client.make_url(path))
+    headers = signed_headers("POST", url, raw, key, key.verification_method)
+    headers["Content-Type"] = "application/json"
+    return await client.post(path, data=raw, headers=headers)
+
+
+# --- the CLI in a worker thread --------------------------------------------------------------
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``ler-anchor ARGV`` in a worker thread (it runs its own event loop)."""
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -276,9 +276,14 @@ async def test_audit_over_http_checks_the_running_service_including_status_versi
     import asyncio
 
     import aiohttp
-    from service_helpers import service_config
-    from test_status_service import allocate, list_id_of, new_issuer, set_statuses
-    from test_submit import post_signed
+    from service_helpers import (
+        allocate,
+        list_id_of,
+        new_issuer,
+        post_signed,
+        service_config,
+        set_statuses,
+    )
 
     from anchor.app import create_app
     from anchor.keys import ChainAccountKey, save_key

@@ -42,7 +42,6 @@ from anchor.auth import (
     parse_signature_input,
     principal_of,
     require_signature,
-    signature_middleware,
 )
 from anchor.errors import ConfigError, InvalidInput, Unauthorized
 from anchor.keys import Ed25519Key, public_key_from_did_key
@@ -51,7 +50,6 @@ from anchor.signing_client import (
     new_nonce,
     signed_headers,
     target_uri,
-    with_signature,
 )
 from anchor.store import SQLiteStore
 
@@ -100,16 +98,11 @@ async def echo(request: web.Request) -> web.Response:
     )
 
 
-async def public_read(request: web.Request) -> web.Response:
-    return web.json_response({"signed": PRINCIPAL_KEY in request})
-
-
 def make_app(
     store: SQLiteStore,
     registry: Registry,
     *,
     public_base_url: str | None = None,
-    middleware: bool = False,
 ) -> web.Application:
     authenticator = Authenticator(
         resolve_key=resolve_did_key,
@@ -117,14 +110,10 @@ def make_app(
         nonces=NonceStore(store),
         public_base_url=public_base_url,
     )
-    app = web.Application(middlewares=[signature_middleware()] if middleware else [])
+    app = web.Application()
     app[AUTHENTICATOR_KEY] = authenticator
-    if middleware:
-        app.router.add_get(PATH, public_read)
-        app.router.add_post(PATH, echo)
-    else:
-        app.router.add_route("*", PATH, require_signature(echo))
-        app.router.add_post("/v1/other", require_signature(echo))
+    app.router.add_route("*", PATH, require_signature(echo))
+    app.router.add_post("/v1/other", require_signature(echo))
     return app
 
 
@@ -448,20 +437,6 @@ async def test_signature_field_without_input(
     await assert_401(response, "malformed-signature-input", "no Signature-Input")
 
 
-async def test_middleware_protects_writes_only(
-    aiohttp_client: ClientFactory, store: SQLiteStore, registry: Registry, alice: Ed25519Key
-) -> None:
-    client = await aiohttp_client(make_app(store, registry, middleware=True))
-    read = await client.get(PATH)
-    assert read.status == 200, await read.text()
-    assert await read.json() == {"signed": False}
-    unsigned = await client.post(PATH, data=BODY)
-    await assert_401(unsigned, "unsigned")
-    signed = await client.post(PATH, data=BODY, headers=sign(client, alice))
-    assert signed.status == 200, await signed.text()
-    assert (await signed.json())["did"] == alice.did
-
-
 async def test_principal_is_stored_under_request_key(
     aiohttp_client: ClientFactory, store: SQLiteStore, registry: Registry, alice: Ed25519Key
 ) -> None:
@@ -534,14 +509,6 @@ def test_target_uri_drops_fragment_and_encodes() -> None:
 def test_target_uri_requires_absolute_url() -> None:
     with pytest.raises(InvalidInput, match="an absolute http"):
         target_uri("/v1/things")
-
-
-def test_with_signature_replaces_old_fields(alice: Ed25519Key) -> None:
-    old = {"content-type": "application/json", "signature": "sig1=:AAAA:"}
-    headers = with_signature(old, "POST", "https://a.example/", BODY, alice, alice.did + "#x")
-    assert headers["content-type"] == "application/json"
-    assert "signature" not in headers
-    assert set(headers) == {"content-type", "Content-Digest", "Signature-Input", "Signature"}
 
 
 # --- Signature-Input parsing: one error each ----------------------------------------------------

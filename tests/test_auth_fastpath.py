@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pytest_aiohttp import AiohttpClient
 
 from anchor.auth import (
     Authenticator,
@@ -30,7 +31,7 @@ from anchor.store import SQLiteStore
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
     store = SQLiteStore(tmp_path / "auth.db")
 
     async def resolve_key(keyid: str) -> bytes | None:
@@ -62,7 +63,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     app = web.Application()
     app.router.add_post("/probe", probe)
     app.router.add_put("/probe", probe)
-    return await aiohttp_client(app)  # type: ignore[no-any-return]
+    return await aiohttp_client(app)
 
 
 async def _probe(

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 from anvil import AnvilNode
-from chain_helpers import ANVIL, EMBEDDED, open_chain, open_log, wait_for
-from test_batcher import Running, all_final, fast
+from chain_helpers import (
+    ANVIL,
+    EMBEDDED,
+    Running,
+    all_final,
+    fast,
+    open_chain,
+    open_log,
+    wait_for,
+)
 
 from anchor.backup import AnchoredRoot, backup, mismatches, restore
 from anchor.batcher import Batcher

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -14,11 +14,13 @@ from anvil import AnvilNode, free_port
 from chain_helpers import (
     ANVIL,
     CHAINS,
-    POLL_SECONDS,
     Chain,
+    Running,
     TcpProxy,
+    all_final,
     assert_receipt_sound,
     entry,
+    fast,
     holds,
     open_chain,
     open_log,
@@ -53,44 +55,8 @@ async def chain(
         await opened.close()
 
 
-def fast(**overrides: float) -> BatcherConfig:
-    settings = {"anchor_interval": 1000.0, "poll_interval": POLL_SECONDS, "max_backoff": 0.2}
-    settings.update(overrides)
-    return BatcherConfig(
-        anchor_interval=settings["anchor_interval"],
-        anchor_size=int(settings.get("anchor_size", 10_000)),
-        poll_interval=settings["poll_interval"],
-        max_backoff=settings["max_backoff"],
-    )
-
-
 def sizes(log: Log, *, all_chains: bool = False) -> list[int]:
     return sorted(a.size for a in list_anchors(log.store, all_chains=all_chains))
-
-
-def all_final(log: Log, count: int) -> Callable[[], Awaitable[bool]]:
-    def check() -> bool:
-        anchors = list_anchors(log.store)
-        return len(anchors) == count and all(a.state is AnchorState.FINAL for a in anchors)
-
-    return holds(check)
-
-
-class Running:
-    """A batcher running in the background, closed (and awaited) on exit."""
-
-    def __init__(self, batcher: Batcher) -> None:
-        self.batcher = batcher
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Batcher:
-        self.task = asyncio.create_task(self.batcher.run())
-        return self.batcher
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.batcher.close()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=10)
 
 
 def test_batcher_config_is_checked() -> None:

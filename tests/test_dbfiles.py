@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from anvil import free_port
 from chain_helpers import open_log
-from service_helpers import serve_command, wait_healthy
+from service_helpers import run_cli, serve_command, wait_healthy
 
 from anchor import dbfiles
 from anchor.backup import backup, restore
@@ -48,12 +48,6 @@ def fingerprint(data: Path) -> dict[str, str]:
 
 def every_path(root: Path) -> list[Path]:
     return sorted(root.rglob("*"))
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = await asyncio.to_thread(main, list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

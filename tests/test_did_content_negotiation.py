@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from service_helpers import WebDidHost, serve_web_did, service_config
 from yarl import URL
 
@@ -33,11 +34,11 @@ async def web_did(tmp_path: Path) -> AsyncIterator[WebDidHost]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path, web_did: WebDidHost) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path, web_did: WebDidHost) -> TestClient:
     config = service_config(  # the did:web host is a test server on this machine
         tmp_path, ca_file=web_did.ca_file, outbound_networks="any"
     )
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    return await aiohttp_client(create_app(config))
 
 
 def _url(client: TestClient, did: str, query: str = "") -> URL:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from anvil import free_port
+from pytest_aiohttp import AiohttpClient
 from service_helpers import (
     assert_clr_valid,
     assert_ob3_valid,
@@ -190,14 +191,12 @@ async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
     port = free_port()  # the service's own status lists are fetched at its configured port
     config = service_config(
         tmp_path, port=port, anchor_interval=0.2, confirmations=1, status_ttl_ms=1
     )
-    return await aiohttp_client(  # type: ignore[no-any-return]
-        create_app(config), server_kwargs={"port": port}
-    )
+    return await aiohttp_client(create_app(config), server_kwargs={"port": port})
 
 
 @pytest.fixture
@@ -291,7 +290,7 @@ async def test_issue_a_csv_twice_then_fetch_receipts_by_folder(
 
 
 async def test_receipt_wait_says_what_it_waits_for_and_writes_no_stub(
-    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # no anchoring happens (an interval of an hour): the receipt stays pending
     config = service_config(tmp_path, anchor_interval=3600, confirmations=2)
@@ -438,7 +437,7 @@ def test_issuer_add_refuses_to_rename_without_rename(
 
 
 async def test_receipt_wait_counts_the_confirmations_left(
-    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # anchored at once, but final only after 50 confirmations
     config = service_config(tmp_path, anchor_interval=0.2, confirmations=50)

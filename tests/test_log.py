@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ def entry(i: int) -> Entry:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Log:
+def log(tmp_path: Path) -> Iterator[Log]:
     store = SQLiteStore(tmp_path / "log.db")
-    yield Log(store, NoteSigner("ler-anchor.test/log", hashlib.sha256(b"k").digest()))  # type: ignore[misc]
+    yield Log(store, NoteSigner("ler-anchor.test/log", hashlib.sha256(b"k").digest()))
     store.close()
 
 

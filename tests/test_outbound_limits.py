@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from service_helpers import TarPit, service_config
 
 from anchor import outbound
@@ -98,9 +99,9 @@ async def tar_pit() -> AsyncIterator[TarPit]:
     await pit.close()
 
 
-async def service(aiohttp_client: Any, tmp_path: Path, **overrides: object) -> TestClient:
+async def service(aiohttp_client: AiohttpClient, tmp_path: Path, **overrides: object) -> TestClient:
     config = service_config(tmp_path, outbound_networks="any", **overrides)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    return await aiohttp_client(create_app(config))
 
 
 async def verify(client: TestClient, doc: dict[str, Any]) -> aiohttp.ClientResponse:
@@ -108,7 +109,7 @@ async def verify(client: TestClient, doc: dict[str, Any]) -> aiohttp.ClientRespo
 
 
 async def test_status_entries_and_hosts_per_credential_are_capped(
-    aiohttp_client: Any, tmp_path: Path, hits: Hits
+    aiohttp_client: AiohttpClient, tmp_path: Path, hits: Hits
 ) -> None:
     client = await service(aiohttp_client, tmp_path, fetch_rate=0)
     many = [hits.url(f"/list/{i}") for i in range(2000)]
@@ -131,7 +132,9 @@ async def test_status_entries_and_hosts_per_credential_are_capped(
     assert hits.requests == MAX_STATUS_ENTRIES + 1  # 127.0.0.1 (only it listens)
 
 
-async def test_every_fetch_costs_a_token(aiohttp_client: Any, tmp_path: Path, hits: Hits) -> None:
+async def test_every_fetch_costs_a_token(
+    aiohttp_client: AiohttpClient, tmp_path: Path, hits: Hits
+) -> None:
     client = await service(aiohttp_client, tmp_path, fetch_rate=20)
     ten = credential(*(hits.url(f"/a/{i}") for i in range(10)))
     assert (await verify(client, ten)).status == 200  # 1 + 10 tokens of 20
@@ -157,7 +160,7 @@ def test_rate_limits_group_ipv6_clients_by_64() -> None:
 
 
 async def test_a_tar_pit_host_cannot_starve_other_verifications_or_writes(
-    aiohttp_client: Any, tmp_path: Path, hits: Hits, tar_pit: TarPit
+    aiohttp_client: AiohttpClient, tmp_path: Path, hits: Hits, tar_pit: TarPit
 ) -> None:
     client = await service(aiohttp_client, tmp_path, fetch_rate=0)
     key = Ed25519Key.generate()
@@ -196,7 +199,7 @@ async def test_a_tar_pit_host_cannot_starve_other_verifications_or_writes(
 
 
 async def test_unregistered_signers_cost_no_fetch_and_no_nonce(
-    aiohttp_client: Any, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     client = await service(aiohttp_client, tmp_path)
     host = await TarPit(hold=False).start()  # counts connections, closes them at once

@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from anvil import AnvilNode, free_port
 from chain_helpers import SUBMITTER, entry
+from pytest_aiohttp import AiohttpClient
 from service_helpers import service_config
 
 from anchor import merkle
@@ -163,9 +164,11 @@ def _subtree(base: Base, level: int, index: int) -> bytes:
 # -- talking to the service ----------------------------------------------------------------
 
 
-async def _start(aiohttp_client: Any, base: Base, db: Path, **overrides: Any) -> TestClient:
+async def _start(
+    aiohttp_client: AiohttpClient, base: Base, db: Path, **overrides: Any
+) -> TestClient:
     config = _config(db.parent, base.rpc_url, base.contract, **overrides)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    return await aiohttp_client(create_app(config))
 
 
 async def _health(client: TestClient) -> tuple[int, dict[str, Any]]:
@@ -278,7 +281,7 @@ def _signed_root(base: Base) -> bytes:
 
 
 async def test_frontier_hash_is_caught_at_start_and_nothing_is_signed(
-    aiohttp_client: Any, base: Base, tmp_path: Path
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
 ) -> None:
     """The issue's case: one flipped byte in a subtree hash of the frontier. With the
     background check off, the start-up check alone stops the log signing a fork."""
@@ -300,7 +303,7 @@ async def test_frontier_hash_is_caught_at_start_and_nothing_is_signed(
     assert "not the signed root" in reason
 
 
-async def test_leaf_hash(aiohttp_client: Any, base: Base, tmp_path: Path) -> None:
+async def test_leaf_hash(aiohttp_client: AiohttpClient, base: Base, tmp_path: Path) -> None:
     db = _copy(base, tmp_path)
     _flip(db, base.leaves[5], 0)  # in tile 0: not on the frontier, found by the pass
     client = await _start(aiohttp_client, base, db)
@@ -311,7 +314,7 @@ async def test_leaf_hash(aiohttp_client: Any, base: Base, tmp_path: Path) -> Non
     assert await _receipt_verifies_or_503(client, base, 4, _signed_root(base)) == 503  # sibling
 
 
-async def test_entry_digest(aiohttp_client: Any, base: Base, tmp_path: Path) -> None:
+async def test_entry_digest(aiohttp_client: AiohttpClient, base: Base, tmp_path: Path) -> None:
     db = _copy(base, tmp_path)
     _flip(db, base.entries[9].digest, 7)  # the entry's bytes in tile 0's entries blob
     client = await _start(aiohttp_client, base, db)
@@ -328,7 +331,9 @@ async def test_entry_digest(aiohttp_client: Any, base: Base, tmp_path: Path) -> 
     await _assert_503(by_digest)
 
 
-async def test_inner_subtree_hash(aiohttp_client: Any, base: Base, tmp_path: Path) -> None:
+async def test_inner_subtree_hash(
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
+) -> None:
     db = _copy(base, tmp_path)
     _flip(db, _subtree(base, 3, 1), 16)  # leaves 8..15, inside tile 0
     client = await _start(aiohttp_client, base, db)
@@ -338,7 +343,9 @@ async def test_inner_subtree_hash(aiohttp_client: Any, base: Base, tmp_path: Pat
     assert await _receipt_verifies_or_503(client, base, 0, _signed_root(base)) == 503
 
 
-async def test_checkpoint_signature(aiohttp_client: Any, base: Base, tmp_path: Path) -> None:
+async def test_checkpoint_signature(
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
+) -> None:
     db = _copy(base, tmp_path)
     with sqlite3.connect(db) as conn:
         (note,) = conn.execute("SELECT note FROM checkpoints WHERE size = ?", (SIZE,)).fetchone()
@@ -358,7 +365,9 @@ async def test_checkpoint_signature(aiohttp_client: Any, base: Base, tmp_path: P
 # -- derived data damaged --------------------------------------------------------------------
 
 
-async def test_digest_index_key_is_rebuilt(aiohttp_client: Any, base: Base, tmp_path: Path) -> None:
+async def test_digest_index_key_is_rebuilt(
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
+) -> None:
     """A flipped bit in one index key: every count still matches, but the digest is lost
     and a resubmission would append a duplicate leaf. The pass finds and rebuilds it."""
     db = _copy(base, tmp_path)
@@ -397,7 +406,7 @@ async def test_digest_index_key_is_rebuilt(aiohttp_client: Any, base: Base, tmp_
 
 
 async def test_corrupt_digest_index_page_is_rebuilt_at_start(
-    aiohttp_client: Any, base: Base, tmp_path: Path
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
 ) -> None:
     """The index's root page unreadable (SQLITE_CORRUPT): rebuilt at start, from the
     entries, with the background check off."""
@@ -454,7 +463,7 @@ async def _resubmission_gets_its_leaf(client: TestClient, base: Base, index: int
 
 
 async def test_failure_is_recorded_and_log_check_says_what_to_do(
-    aiohttp_client: Any, base: Base, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The failed state survives a restart; `ler-anchor log check` names the damage on one
     line and exits non-zero, and on a sound copy (restored) clears the recorded failure."""
@@ -497,7 +506,7 @@ async def test_failure_is_recorded_and_log_check_says_what_to_do(
 
 
 async def test_background_check_is_throttled(
-    aiohttp_client: Any, base: Base, tmp_path: Path
+    aiohttp_client: AiohttpClient, base: Base, tmp_path: Path
 ) -> None:
     """At 64 leaves a second a pass over 200 leaves takes about three seconds, its progress
     shown meanwhile; a damaged index key in tile 2 is found on the way and rebuilt."""

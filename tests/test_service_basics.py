@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -14,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from anvil import free_port
 from openapi_spec_validator import validate
+from pytest_aiohttp import AiohttpClient
 from service_helpers import service_config
 
 from anchor import merkle
@@ -25,9 +25,9 @@ TOKEN = {"Authorization": "Bearer operator-secret-token"}
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
     app = create_app(service_config(tmp_path))
-    return await aiohttp_client(app)  # type: ignore[no-any-return]
+    return await aiohttp_client(app)
 
 
 def _fill(app: web.Application, n: int) -> list[bytes]:
@@ -161,7 +161,9 @@ async def test_admin_api(client: TestClient) -> None:
     ).status == 404
 
 
-async def test_admin_api_disabled_without_token(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_admin_api_disabled_without_token(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
     client = await aiohttp_client(create_app(service_config(tmp_path, operator_token=None)))
     resp = await client.get("/v1/admin/issuers", headers=TOKEN)
     assert resp.status == 403

@@ -20,11 +20,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from service_helpers import service_config
-from test_status_service import allocate, list_id_of, new_issuer, ok_json, set_statuses
+from pytest_aiohttp import AiohttpClient
+from service_helpers import (
+    allocate,
+    list_id_of,
+    new_issuer,
+    ok_json,
+    run_cli,
+    service_config,
+    set_statuses,
+)
 
 from anchor.app import STATUS, create_app
-from anchor.cli import main
 from anchor.data_integrity import create_proof
 from anchor.keys import Ed25519Key
 from anchor.status_check import Outcome, StatusChecker, summarize
@@ -93,22 +100,15 @@ def credential(issuer: str, *entries: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``ler-anchor ARGV`` in a worker thread (it runs its own event loop)."""
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 async def service_on(
-    aiohttp_client: Any, tmp_path: Path, host: StaticHost, **overrides: Any
+    aiohttp_client: AiohttpClient, tmp_path: Path, host: StaticHost, **overrides: Any
 ) -> TestClient:
     config = service_config(tmp_path, status_url=host.url, **overrides)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    return await aiohttp_client(create_app(config))
 
 
 async def test_verifier_checks_a_static_export_without_the_service(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     tmp_path: Path,
     static_host: StaticHost,
     session: aiohttp.ClientSession,
@@ -185,7 +185,7 @@ async def test_verifier_checks_a_static_export_without_the_service(
 
 
 async def test_cache_honours_ttl_and_revalidates_with_etag(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     tmp_path: Path,
     static_host: StaticHost,
     session: aiohttp.ClientSession,
@@ -232,7 +232,7 @@ async def test_cache_honours_ttl_and_revalidates_with_etag(
 
 
 async def test_lists_that_must_not_be_trusted_give_unknown(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
     tmp_path: Path,
     static_host: StaticHost,
     session: aiohttp.ClientSession,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from service_helpers import service_config
 
 from anchor.app import ISSUERS, STATUS, create_app
@@ -19,8 +19,8 @@ from anchor.status_list import parse_status_list_credential, validate_status
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))  # type: ignore[no-any-return]
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture

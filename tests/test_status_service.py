@@ -23,7 +23,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from service_helpers import WebDidHost, service_config
+from pytest_aiohttp import AiohttpClient
+from service_helpers import (
+    WebDidHost,
+    allocate,
+    list_id_of,
+    new_issuer,
+    ok_json,
+    service_config,
+    set_statuses,
+    signed_post,
+)
 
 from anchor.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
 from anchor.data_integrity import (
@@ -33,7 +43,6 @@ from anchor.data_integrity import (
 )
 from anchor.entry import EntryKind
 from anchor.keys import Ed25519Key
-from anchor.signing_client import signed_headers
 from anchor.status_check import Outcome, StatusChecker
 from anchor.status_list import (
     Bitstring,
@@ -58,60 +67,7 @@ significance 0.0001 (P[X > 113.505] = 1e-4; computed from the regularized incomp
 function). A uniform allocator fails the test once in 10,000 runs."""
 
 
-# --- helpers (imported by the other status test modules) ---------------------------------------
-
-
-async def signed_post(
-    client: TestClient, key: Ed25519Key, path: str, body: Any, keyid: str | None = None
-) -> aiohttp.ClientResponse:
-    raw = json.dumps(body).encode()
-    url = str(client.make_url(path))
-    headers = signed_headers("POST", url, raw, key, keyid or key.verification_method)
-    headers["Content-Type"] = "application/json"
-    return await client.post(path, data=raw, headers=headers)
-
-
-async def ok_json(response: aiohttp.ClientResponse, status: int | tuple[int, ...] = 200) -> Any:
-    expected = status if isinstance(status, tuple) else (status,)
-    assert response.status in expected, await response.text()
-    return await response.json()
-
-
-async def new_issuer(client: TestClient, *, upload: bool = True) -> Ed25519Key:
-    """A registered did:key issuer that (by default) uploaded its key for status lists."""
-    key = Ed25519Key.generate()
-    client.app[ISSUERS].add(key.did, "Test College")
-    if upload:
-        info = await ok_json(await signed_post(client, key, "/v1/status-keys", key.private_jwk()))
-        assert info["authorized"] is True
-    return key
-
-
-async def allocate(
-    client: TestClient,
-    key: Ed25519Key,
-    purpose: str = "revocation",
-    count: int | None = None,
-    **extra: Any,
-) -> list[dict[str, Any]]:
-    body = {"purpose": purpose, **extra}
-    if count is not None:
-        body["count"] = count
-    answer = await ok_json(
-        await signed_post(client, key, "/v1/status-lists/allocate", body), (200, 201)
-    )
-    entries: list[dict[str, Any]] = answer["entries"]
-    return entries
-
-
-def list_id_of(entry: dict[str, Any]) -> str:
-    return str(entry["statusListCredential"]).rsplit("/", 1)[1]
-
-
-async def set_statuses(
-    client: TestClient, key: Ed25519Key, list_id: str, changes: list[dict[str, Any]]
-) -> aiohttp.ClientResponse:
-    return await signed_post(client, key, f"/v1/status-lists/{list_id}/statuses", changes)
+# --- helpers -------------------------------------------------------------------------------
 
 
 async def fetch_list(client: TestClient, list_id: str, **params: str) -> dict[str, Any]:
@@ -126,15 +82,15 @@ def bits_of(doc: dict[str, Any]) -> Bitstring:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))  # type: ignore[no-any-return]
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture
-async def small_client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def small_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
     """Lists of 64 entries (rolled over at 57) and a 1 ms ttl."""
     config = service_config(tmp_path, status_list_entries=64, status_ttl_ms=1)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+    return await aiohttp_client(create_app(config))
 
 
 @pytest.fixture
@@ -222,7 +178,7 @@ async def test_credential_ids_are_kept_only_hidden(
 
 
 async def test_new_list_opened_before_the_current_fills(
-    small_client: TestClient, aiohttp_client: Any
+    small_client: TestClient, aiohttp_client: AiohttpClient
 ) -> None:
     client = small_client
     issuer = await new_issuer(client)
@@ -598,7 +554,7 @@ async def web_did(tmp_path: Path) -> AsyncIterator[WebDidHost]:
 
 
 async def test_did_web_issuer_adds_the_generated_key(
-    aiohttp_client: Any, tmp_path: Path, web_did: WebDidHost
+    aiohttp_client: AiohttpClient, tmp_path: Path, web_did: WebDidHost
 ) -> None:
     config = service_config(  # the did:web host is a test server on this machine
         tmp_path, ca_file=web_did.ca_file, outbound_networks="any"
@@ -654,7 +610,9 @@ async def test_did_web_issuer_adds_the_generated_key(
     assert public["authorized"] is True
 
 
-async def test_lists_are_renewed_before_valid_until(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_lists_are_renewed_before_valid_until(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
     config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)
     client = await aiohttp_client(create_app(config))
     issuer = await new_issuer(client)
@@ -673,7 +631,7 @@ async def test_lists_are_renewed_before_valid_until(aiohttp_client: Any, tmp_pat
 
 
 async def test_lists_nobody_fetches_are_renewed_in_the_background(
-    aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    aiohttp_client: AiohttpClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A static export must not go stale: due lists are renewed without being fetched."""
     config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)

@@ -9,15 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from anvil import free_port
-from service_helpers import service_config
+from pytest_aiohttp import AiohttpClient
+from service_helpers import post_signed, service_config, wait_healthy
 
 from anchor.app import ISSUERS, create_app
 from anchor.keys import Ed25519Key
@@ -29,19 +28,9 @@ def digest(i: int) -> str:
     return hashlib.sha256(f"credential {i}".encode()).hexdigest()
 
 
-async def post_signed(
-    client: TestClient, key: Ed25519Key, body: Any, path: str = "/v1/entries"
-) -> aiohttp.ClientResponse:
-    raw = json.dumps(body).encode()
-    url = str(client.make_url(path))
-    headers = signed_headers("POST", url, raw, key, key.verification_method)
-    headers["Content-Type"] = "application/json"
-    return await client.post(path, data=raw, headers=headers)
-
-
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))  # type: ignore[no-any-return]
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture
@@ -118,20 +107,6 @@ async def test_a_removed_issuer_is_refused_at_once(client: TestClient, issuer: E
     ]
 
 
-async def _wait_healthy(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} did not become healthy")
-
-
 @pytest.mark.slow
 async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -149,7 +124,7 @@ async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) 
     for round_no in range(2):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await _wait_healthy(url)
+            await wait_healthy(url, timeout=30)
             stop = asyncio.Event()
 
             async def submitter(

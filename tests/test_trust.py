@@ -27,13 +27,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from anvil import AnvilNode
 from chain_helpers import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
-from service_helpers import service_config
+from pytest_aiohttp import AiohttpClient
+from service_helpers import run_cli, service_config
 
 from anchor import credentials
 from anchor.app import CHAIN, LOG_KEY, create_app
 from anchor.chain import AnchorState, ChainClient, Web3Backend, list_anchors
 from anchor.checkpoint import NoteSigner
-from anchor.cli import main
 from anchor.commands.trust_cmd import MAX_LOG_INFO_BYTES
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.entry import Entry, EntryKind
@@ -61,13 +61,6 @@ ACHIEVEMENT = credentials.Achievement(
 )
 KEY = "ler-anchor.test/log+01234567+" + "A" * 44
 ADDRESS = "0x" + "ab" * 20
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``ler-anchor ARGV`` in a worker thread (it runs its own event loop)."""
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def a_root(**changes: str) -> TrustRoot:
@@ -406,8 +399,8 @@ async def test_receipt_verify_usage_errors_are_one_line(
 
 
 @pytest.fixture
-async def service(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(  # type: ignore[no-any-return]
+async def service(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+    return await aiohttp_client(
         create_app(service_config(tmp_path, anchor_interval=0.2, confirmations=1))
     )
 

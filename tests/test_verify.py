@@ -31,16 +31,26 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from anvil import AnvilNode, free_port
-from chain_helpers import ANVIL, Chain, open_chain, open_log, trust_root, wait_for
+from chain_helpers import (
+    ANVIL,
+    Chain,
+    Running,
+    all_final,
+    fast,
+    open_chain,
+    open_log,
+    trust_root,
+    wait_for,
+)
 from cryptography.hazmat.primitives import serialization
-from service_helpers import service_config
-from test_batcher import Running, all_final, fast
-from test_status_service import (
+from pytest_aiohttp import AiohttpClient
+from service_helpers import (
     WebDidHost,
     allocate,
     list_id_of,
     new_issuer,
     ok_json,
+    service_config,
     set_statuses,
     signed_post,
 )
@@ -178,7 +188,7 @@ def service_trust(client: TestClient) -> TrustRoot:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
     # ttl 1 ms: the service's status checker sees every status change at once
     # it listens on its configured port, as in production: its own status lists are the one
     # non-public address its client may fetch
@@ -186,9 +196,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     config = service_config(
         tmp_path, port=port, anchor_interval=0.2, confirmations=1, status_ttl_ms=1
     )
-    return await aiohttp_client(  # type: ignore[no-any-return]
-        create_app(config), server_kwargs={"port": port}
-    )
+    return await aiohttp_client(create_app(config), server_kwargs={"port": port})
 
 
 @pytest.fixture
@@ -312,7 +320,7 @@ async def test_an_anchored_credential_passes_every_check(
 
 
 async def test_a_credential_not_anchored_yet_is_unknown(
-    aiohttp_client: Any, tmp_path: Path, session: aiohttp.ClientSession
+    aiohttp_client: AiohttpClient, tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     # Five confirmations on the embedded chain, which mines only when it is sent something:
     # the anchor is included and then waits.

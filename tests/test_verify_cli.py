@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from anvil import AnvilNode, free_port
-from test_status_check import run_cli
-from test_submit import _wait_healthy
+from service_helpers import run_cli, wait_healthy
 
 from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
@@ -60,7 +59,7 @@ async def test_issue_verify_revoke_verify(
     with log_path.open("wb") as log:
         server = subprocess.Popen(serve, cwd=tmp_path, stdout=log, stderr=log)
     try:
-        await _wait_healthy(service)
+        await wait_healthy(service, timeout=30)
         # the operator registers the issuer while the service runs (it created the database)
         code, _, err = await run_cli(capsys, "issuer", "--data-dir", str(data), "add", issuer.did)
         assert code == 0, err

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import rfc8785
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 from service_helpers import service_config
 
 from anchor.app import CHAIN, ISSUERS, create_app
@@ -31,7 +32,9 @@ CREDENTIAL = {
 
 
 @pytest.fixture(params=["embedded", "anvil"])
-async def client(request: pytest.FixtureRequest, aiohttp_client: Any, tmp_path: Path) -> TestClient:
+async def client(
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> TestClient:
     overrides: dict[str, Any] = {"anchor_interval": 0.3, "confirmations": 1}
     if request.param == "anvil":
         node = request.getfixturevalue("anvil")
@@ -41,7 +44,7 @@ async def client(request: pytest.FixtureRequest, aiohttp_client: Any, tmp_path: 
         save_key(key, tmp_path / "data" / "chain-key.hex")
         overrides.update(rpc_url=node.rpc_url, contract=contract)
     app = create_app(service_config(tmp_path, **overrides))
-    return await aiohttp_client(app)  # type: ignore[no-any-return]
+    return await aiohttp_client(app)
 
 
 async def test_walkthrough(client: TestClient, tmp_path: Path) -> None:

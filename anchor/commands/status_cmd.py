@@ -34,6 +34,13 @@ from anchor import config as config_module
 from anchor import dbfiles, jsonlimits
 from anchor.client import ServiceClient, Signer
 from anchor.commands.client_cmd import issuer_key
+from anchor.commands.common import (
+    EXIT_NOT_VALID,
+    EXIT_UNKNOWN,
+    EXIT_VALID,
+    MAX_JSON_FILE_BYTES,
+    read_json_file,
+)
 from anchor.errors import InvalidInput
 from anchor.keys import DID_KEY_PREFIX
 from anchor.status_check import Outcome, StatusChecker, summarize
@@ -47,15 +54,8 @@ from anchor.status_service import (
 from anchor.store import SQLiteStore
 from did_methods import build_resolver
 
-MAX_JSON_FILE_BYTES: Final = 16 * 1024 * 1024
-"""Largest credential or entry file read."""
-
 EXPORT_INDEX: Final = "index.json"
 """Name of the export's index of lists, next to the lists."""
-
-EXIT_VALID: Final = 0
-EXIT_NOT_VALID: Final = 1
-EXIT_UNKNOWN: Final = 3
 
 
 def register(sub: Any) -> None:
@@ -173,18 +173,6 @@ def _post(args: argparse.Namespace, path: str, body: Any) -> Any:
     return asyncio.run(run())
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_FILE_BYTES:
-            raise InvalidInput(f"{path} is larger than {MAX_JSON_FILE_BYTES} bytes")
-        return jsonlimits.loads(
-            path.read_bytes(), max_bytes=MAX_JSON_FILE_BYTES, what=f"the {what} {path}"
-        )
-    except OSError as err:
-        raise InvalidInput(f"cannot read the {what} {path}: {err.strerror}") from None
-
-
 # --- issuer commands ------------------------------------------------------------------------
 
 
@@ -238,7 +226,7 @@ def _status_value(text: str) -> int:
 def _target(args: argparse.Namespace) -> tuple[str, str]:
     """The list URL and the index to set."""
     if args.entry is not None:
-        doc = _read_json(args.entry, "entry")
+        doc = read_json_file(args.entry, "entry")
         if isinstance(doc, dict) and "credentialStatus" in doc:
             entries = find_status_entries(doc)
             purpose = getattr(args, "purpose", None)
@@ -352,7 +340,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    credential = _read_json(args.credential, "credential")
+    credential = read_json_file(args.credential, "credential")
     if not isinstance(credential, dict):
         raise InvalidInput(f"{args.credential} is not a JSON object")
 

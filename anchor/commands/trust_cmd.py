@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 
 from anchor.client import ServiceError, error_from_problem
+from anchor.commands.common import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, read_json_file
 from anchor.errors import AnchorError, ChainError, InvalidInput, VerificationError
 from anchor.trust import (
     NO_TRUST,
@@ -257,9 +258,8 @@ def _proven(checked: ReceiptCheck, root: TrustRoot) -> list[str]:
 def receipt_verify(args: argparse.Namespace, path: Path) -> int:
     """``receipt verify RECEIPT``: see the module docstring."""
     from anchor.chain import Web3Backend
-    from anchor.commands.status_cmd import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, _read_json
 
-    receipt = _read_json(path, "receipt")
+    receipt = read_json_file(path, "receipt")
     if not isinstance(receipt, dict):
         raise InvalidInput(f"the receipt {path} is not a JSON object")
     if args.min_confirmations < 1:

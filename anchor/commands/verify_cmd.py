@@ -28,7 +28,7 @@ import aiohttp
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from anchor.chain import Web3Backend
-from anchor.commands.status_cmd import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, _read_json
+from anchor.commands.common import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, read_json_file
 from anchor.commands.trust_cmd import add_trust_args, check_trust_args, trust_from_args
 from anchor.credential_summary import summarize
 from anchor.errors import InvalidInput
@@ -125,10 +125,10 @@ async def _backend(session: aiohttp.ClientSession, rpc_url: str) -> Web3Backend:
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
-    credential = _read_json(args.credential, "credential")
+    credential = read_json_file(args.credential, "credential")
     receipt = None
     if args.receipt is not None:
-        receipt = _read_json(args.receipt, "receipt")
+        receipt = read_json_file(args.receipt, "receipt")
         if not isinstance(receipt, dict):
             raise InvalidInput(f"the receipt {args.receipt} is not a JSON object")
     check_trust_args(args)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.app import CONFIG, ISSUERS
+from anchor.appkeys import CONFIG, ISSUERS
 from anchor.errors import Forbidden, InvalidInput, Unauthorized
 from anchor.issuers import MAX_NAME_LENGTH
 from anchor.openapi import DID_SCHEMA, errors, flag_query, json_request, json_response

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.app import CHAIN, LOG_KEY, STORE
+from anchor.appkeys import CHAIN, LOG_KEY, STORE
 from anchor.chain import AnchorState, anchor_covering, list_anchors
 from anchor.entry import parse_digest
 from anchor.errors import AnchorError, EncodingError, InvalidInput, NotFound

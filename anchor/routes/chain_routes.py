@@ -11,24 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.app import CHAIN, CONFIG
+from anchor.appkeys import CHAIN
 from anchor.chain import rpc
 from anchor.errors import LimitExceeded, NotFound
 from anchor.openapi import errors
+from anchor.routes.links import RPC_PATH
 
 routes = web.RouteTableDef()
 
-RPC_PATH = "/v1/chain/rpc"
 _READ_CHUNK_BYTES = 64 * 1024
-
-
-def rpc_url(request: web.Request) -> str | None:
-    """The absolute URL of this endpoint (None when the service is on an external chain)."""
-    if request.app[CHAIN].embedded is None:
-        return None
-    public = request.app[CONFIG].public_url
-    base = public.rstrip("/") if public else f"{request.scheme}://{request.host}"
-    return base + RPC_PATH
 
 
 async def _body(request: web.Request) -> bytes:

@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from anchor.app import RESOLVER
+from anchor.appkeys import RESOLVER
 from anchor.entry import MAX_DID_LENGTH
 from anchor.routes.params import did_from_path
 from did_methods import http_binding

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from anchor.app import COMMITTER, METRICS
+from anchor.appkeys import COMMITTER, METRICS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import Entry, EntryKind, parse_digest
 from anchor.errors import EncodingError, InvalidInput, LimitExceeded
@@ -19,11 +19,6 @@ from anchor.openapi import HEX_DIGEST, SIGNED, errors, json_request, json_respon
 from anchor.routes.bodies import json_object
 
 routes = web.RouteTableDef()
-
-
-def receipt_location(digest_hex: str, submitter: str) -> str:
-    """Where the receipt of an entry will be (``GET /v1/receipts/{digest}``)."""
-    return f"/v1/receipts/{digest_hex}?submitter={quote(submitter, safe='')}"
 
 
 MAX_DIGESTS_PER_REQUEST = 10_000

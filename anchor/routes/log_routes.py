@@ -7,12 +7,12 @@ import base64
 
 from aiohttp import web
 
-from anchor.app import CHAIN, LOG_KEY, STORE
+from anchor.appkeys import CHAIN, LOG_KEY, STORE
 from anchor.chain import AnchorRecord, latest_anchor
 from anchor.entry import parse_digest
 from anchor.errors import InvalidInput, NotFound
 from anchor.logfiles import entry_json, iso_ms
-from anchor.routes.chain_routes import rpc_url
+from anchor.routes.links import rpc_url
 from anchor.routes.params import int_param, optional_int_param, reject_unknown
 from anchor.store import MAX_ENTRIES_PAGE
 

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from anchor.app import HEALTH_PROBES, METRICS, STARTED, STORE
+from anchor.appkeys import HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
 from anchor.metrics import CONTENT_TYPE
 from anchor.openapi import openapi_document
 
@@ -42,4 +42,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    modules = request.app[ROUTE_MODULES]
+    return web.json_response(openapi_document(modules))

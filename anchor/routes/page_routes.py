@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.app import CONFIG, Handler
+from anchor.appkeys import CONFIG, Handler
 from anchor.openapi import errors
 from anchor.page import ASSETS, PAGE_HEADERS, asset, config_js
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.app import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
+from anchor.appkeys import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import check_did, parse_digest
 from anchor.errors import (
@@ -52,7 +52,7 @@ from anchor.openapi import (
     json_response,
 )
 from anchor.routes.bodies import json_object, json_value
-from anchor.routes.entry_routes import receipt_location
+from anchor.routes.links import receipt_location
 from anchor.routes.params import int_param, json_integer, optional_int_param
 from anchor.status_list import MAX_INDEX_DIGITS, MAX_STATUS_SIZE
 from anchor.status_service import (

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from anchor.app import LOG_KEY, STORE
+from anchor.appkeys import LOG_KEY, STORE
 from anchor.log import SignedCheckpoint
 from anchor.openapi import errors
 from anchor.store import SQLiteStore

@@ -20,13 +20,14 @@ bucket (429 when it has too few).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from aiohttp import web
 
 from anchor import ratelimit
-from anchor.app import CHAIN, CONFIG, HTTP, ISSUERS, LOG, LOG_KEY, RESOLVER
+from anchor.appkeys import CHAIN, CONFIG, HTTP, ISSUERS, LOG_KEY, RESOLVER, VERIFIER
 from anchor.credentials import issuer_id
 from anchor.errors import InvalidInput
 from anchor.openapi import errors, json_request, json_response
@@ -38,7 +39,7 @@ from anchor.verify import CHECKS, CredentialVerifier, LogReceipts, Verdict
 
 routes = web.RouteTableDef()
 
-VERIFIER = web.AppKey("verifier", CredentialVerifier)
+LOG = logging.getLogger("ler_anchor")
 
 BODY_MEMBERS: Final = frozenset({"credential", "receipt"})
 

@@ -1,0 +1,71 @@
+"""Every :class:`aiohttp.web.AppKey` of the service, and the handler types the keys name.
+
+The application factory (:mod:`anchor.app`) fills these keys; route modules, middleware and
+the background tasks read them. Keeping them here, apart from the factory, lets a route
+module reach the shared state without importing the module that imports the routes (no
+import cycle). The value types are imported for type checking only, so this module imports
+nothing of the project at run time.
+
+Pure: declarations only; importing it costs nothing beyond aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from anchor.auth import Authenticator
+    from anchor.batcher import Batcher
+    from anchor.chain import ChainClient
+    from anchor.config import Config
+    from anchor.issuers import IssuerRegistry
+    from anchor.log import GroupCommitter, Log
+    from anchor.metrics import Metrics
+    from anchor.ratelimit import RateLimiter
+    from anchor.selfcheck import IntegrityChecker
+    from anchor.status_service import StatusService
+    from anchor.store import SQLiteStore
+    from anchor.taskhealth import TaskHealth
+    from anchor.verify import CredentialVerifier
+    from did_methods import Resolver
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
+"""A named health check: returns (name, JSON value, healthy)."""
+
+CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
+STORE: Final[web.AppKey[SQLiteStore]] = web.AppKey("store")
+LOG_KEY: Final[web.AppKey[Log]] = web.AppKey("log")
+ISSUERS: Final[web.AppKey[IssuerRegistry]] = web.AppKey("issuers")
+COMMITTER: Final[web.AppKey[GroupCommitter]] = web.AppKey("committer")
+HTTP: Final[web.AppKey[aiohttp.ClientSession]] = web.AppKey("http")
+RESOLVER: Final[web.AppKey[Resolver]] = web.AppKey("resolver")
+METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
+CHAIN: Final[web.AppKey[ChainClient]] = web.AppKey("chain")
+BATCHER: Final[web.AppKey[Batcher]] = web.AppKey("batcher")
+STARTED: Final[web.AppKey[float]] = web.AppKey("started")
+STATUS: Final[web.AppKey[StatusService]] = web.AppKey("status")
+HEALTH_PROBES: Final[web.AppKey[list[HealthProbe]]] = web.AppKey("health_probes")
+TASKS: Final[web.AppKey[list[TaskHealth]]] = web.AppKey("tasks")
+"""Health records of the background tasks (``/healthz`` member ``tasks``, ``/metrics``)."""
+
+ROUTE_MODULES: Final[web.AppKey[tuple[ModuleType, ...]]] = web.AppKey("route_modules")
+"""The route modules served (the OpenAPI document merges their ``openapi_paths``)."""
+
+AUTHENTICATOR_KEY: Final[web.AppKey[Authenticator]] = web.AppKey("anchor.auth.authenticator")
+"""Where the application keeps its :class:`~anchor.auth.Authenticator`."""
+
+INTEGRITY: Final[web.AppKey[IntegrityChecker]] = web.AppKey("integrity")
+"""The background integrity check of the log (:mod:`anchor.selfcheck`)."""
+
+LIMITER: Final[web.AppKey[RateLimiter]] = web.AppKey("fetch_limiter")
+"""The application's limiter, when ``--fetch-rate`` is not 0 (routes charge fetches to it)."""
+
+VERIFIER: Final[web.AppKey[CredentialVerifier]] = web.AppKey("verifier")
+"""The credential verifier behind ``POST /v1/verify``."""
