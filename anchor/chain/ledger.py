@@ -103,6 +103,17 @@ _TX_COLUMNS = (
 )
 
 
+def _has_schema(store: SQLiteStore) -> bool:
+    """Whether the chain tables exist (one read; read paths never create them, so they never
+    take the writer lock: :func:`ensure_schema` runs when the chain client opens)."""
+    row = (
+        store.reader()
+        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'anchors'")
+        .fetchone()
+    )
+    return row is not None
+
+
 def _anchor_record(row: Sequence[Any]) -> AnchorRecord:
     return AnchorRecord(
         id=int(row[0]),
@@ -142,7 +153,8 @@ def _tx_record(row: Sequence[Any]) -> TxRecord:
 
 def current_chain(store: SQLiteStore) -> tuple[int, ChainIdentity] | None:
     """The row id and identity of the chain the service last started on, if any."""
-    ensure_schema(store)
+    if not _has_schema(store):
+        return None
     row = (
         store.reader()
         .execute("SELECT id, chain_id, genesis_hash, contract FROM chains WHERE current = 1")
@@ -161,7 +173,8 @@ def list_anchors(
     limit: int = 100,
 ) -> list[AnchorRecord]:
     """Anchors, newest first: those of the current chain, or of every chain recorded."""
-    ensure_schema(store)
+    if not _has_schema(store):
+        return []
     where = [] if all_chains else ["c.current = 1"]
     args: list[Any] = []
     if states is not None:
@@ -187,7 +200,8 @@ def anchor_covering(
     """An anchor on the current chain that covers leaf ``index`` (its size is above it):
     the smallest such size, or the largest with ``newest``; ``included`` or ``final`` ones,
     or only ``final`` ones with ``final_only``."""
-    ensure_schema(store)
+    if not _has_schema(store):
+        return None
     states = (AnchorState.FINAL,) if final_only else (AnchorState.INCLUDED, AnchorState.FINAL)
     order = "DESC" if newest else "ASC"
     row = (
@@ -207,7 +221,8 @@ def latest_anchor(store: SQLiteStore, *, final_only: bool = False) -> AnchorReco
     """The anchor of the largest size on the current chain that is ``included`` or ``final``
     (only ``final`` with ``final_only``): what the contract's ``latest()`` holds once mined.
     One indexed read."""
-    ensure_schema(store)
+    if not _has_schema(store):
+        return None
     states = (AnchorState.FINAL,) if final_only else (AnchorState.INCLUDED, AnchorState.FINAL)
     row = (
         store.reader()
