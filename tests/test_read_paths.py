@@ -58,4 +58,5 @@ def test_anchor_reads_create_nothing(store: SQLiteStore) -> None:
         row[0]
         for row in store.reader().execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     }
-    assert "anchors" not in tables and "chains" not in tables
+    assert "anchors" not in tables
+    assert "chains" not in tables
