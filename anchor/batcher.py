@@ -115,7 +115,11 @@ class Batcher:
         self.config = config if config is not None else BatcherConfig()
         self._on_error = on_error
         self._wake = asyncio.Event()
-        self._anchor_now = False
+        # wake(anchor_now=True) requests, and how many of them a round has answered: a request
+        # made while a round runs is never lost to that round (it may have read the size
+        # before the entries the request is about were appended)
+        self._anchor_requests = 0
+        self._anchor_answered = 0
         self._closing = False
         self._running = False
         self._stopped = asyncio.Event()
@@ -133,7 +137,7 @@ class Batcher:
     def wake(self, *, anchor_now: bool = False) -> None:
         """Run a round now; with ``anchor_now``, anchor if the log grew, whatever the interval."""
         if anchor_now:
-            self._anchor_now = True
+            self._anchor_requests += 1
         self._wake.set()
 
     async def run(self) -> None:
@@ -192,23 +196,24 @@ class Batcher:
         if failure is not None:
             raise failure
         await self.client.step()
-        if await self._due():
+        asked = self._anchor_requests  # before the size is read: these requests are answered
+        if await self._due(asked):
             checkpoint = await asyncio.to_thread(self.log.checkpoint)
             if checkpoint.size > 0:
                 record = await self.client.enqueue(checkpoint.size, checkpoint.root)
                 self._queued += 1
                 log.info("queued tree size %d for anchoring (anchor %d)", record.size, record.id)
                 await self.client.step()
-            self._anchor_now = False
+            self._anchor_answered = max(self._anchor_answered, asked)
 
-    async def _due(self) -> bool:
+    async def _due(self, asked: int) -> bool:
         size = await asyncio.to_thread(self.log.store.size)
         latest = await self._latest_live()
         anchored = 0 if latest is None else latest.size
         if size <= anchored:
-            self._anchor_now = False
+            self._anchor_answered = max(self._anchor_answered, asked)  # nothing new to anchor
             return False
-        if self._anchor_now:
+        if asked > self._anchor_answered:
             return True
         newest = await self.client.anchors(limit=1)
         if newest and newest[0].state is AnchorState.FAILED:

@@ -112,6 +112,32 @@ async def test_anchors_after_anchor_size_entries_or_the_interval_never_when_idle
     log.store.close()
 
 
+async def test_an_anchor_request_made_during_a_round_is_not_lost(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """``wake(anchor_now=True)`` right after an append, while a round has already read the
+    log's size (nothing new then), is answered by the next round, not dropped by this one
+    (which would leave the entries waiting for the whole anchor interval)."""
+    log = open_log(tmp_path / "db")
+    client = await chain.client(log.store)
+    batcher = Batcher(log, client, fast())  # an interval of 1,000 s: only requests anchor
+    log.append([entry(0)])
+    await batcher.tick()
+    assert sizes(log) == [1]
+    asked = batcher._anchor_requests  # what a round snapshots before it reads the size
+    batcher.wake(anchor_now=True)  # a request comes in after that snapshot
+    assert await batcher._due(asked) is False  # the round read the size: nothing new yet
+    log.append([entry(1)])  # the entry the request is about lands just after that read
+    await batcher.tick()
+    assert sizes(log) == [1, 2]  # the next round answers the request
+    await batcher.tick()
+    log.append([entry(2)])
+    await batcher.tick()
+    assert sizes(log) == [1, 2]  # answered requests are not carried over
+    await client.close()
+    log.store.close()
+
+
 async def test_runs_in_the_background_until_closed(chain: Chain, tmp_path: Path) -> None:
     log = open_log(tmp_path / "db")
     client = await chain.client(log.store)
