@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from anvil import free_port
-from service_helpers import WebDidHost, service_config
+from service_helpers import WebDidHost, serve_web_did, service_config
 
 from anchor import ecdsa_sd
 from anchor.app import ISSUERS, RESOLVER, create_app
@@ -49,19 +47,8 @@ def by_check(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def test_issue_disclose_verify(
     aiohttp_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    host = WebDidHost(tmp_path)
-    app = web.Application()
-    app.router.add_get("/.well-known/did.json", host.serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    host.port = sock.getsockname()[1]
-    await web.SockSite(runner, sock, ssl_context=host.tls).start()
-    try:
+    async with serve_web_did(tmp_path) as host:
         await _scenario(aiohttp_client, tmp_path, capsys, host)
-    finally:
-        await runner.cleanup()
 
 
 async def _scenario(

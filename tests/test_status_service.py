@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import json
 import re
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -21,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from service_helpers import (
@@ -30,6 +28,7 @@ from service_helpers import (
     list_id_of,
     new_issuer,
     ok_json,
+    serve_web_did,
     service_config,
     set_statuses,
     signed_post,
@@ -538,19 +537,8 @@ async def test_every_version_is_logged_and_can_be_looked_up(small_client: TestCl
 
 @pytest.fixture
 async def web_did(tmp_path: Path) -> AsyncIterator[WebDidHost]:
-    host = WebDidHost(tmp_path)
-    app = web.Application()
-    app.router.add_get("/.well-known/did.json", host.serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    host.port = sock.getsockname()[1]
-    await web.SockSite(runner, sock, ssl_context=host.tls).start()
-    try:
+    async with serve_web_did(tmp_path) as host:
         yield host
-    finally:
-        await runner.cleanup()
 
 
 async def test_did_web_issuer_adds_the_generated_key(
