@@ -53,20 +53,7 @@ async def ed25519_key_for(
         direct = did_key_ed25519(did_url)
         if direct is not None:
             return direct
-    answer = await resolver.authorize(did_url, purpose, at=at)
-    if not answer.authorized or answer.verification_method is None:
-        resolution = answer.resolution
-        if resolution is not None and resolution.error == "internalError":
-            raise ResolutionUnavailable(
-                f"resolving {did_url} failed: {resolution.error_message}",
-                hint="the issuer's DID host or chain did not answer; retry later",
-            )
-        return None
-    try:
-        key_type, raw = public_key_bytes(answer.verification_method)
-    except PublicKeyError:
-        return None
-    return raw if key_type is KeyType.ED25519 else None
+    return await _key_for(resolver, did_url, purpose, at, KeyType.ED25519)
 
 
 async def p256_key_for(
@@ -75,6 +62,15 @@ async def p256_key_for(
     """The 33-byte compressed P-256 key of verification method ``did_url`` if the DID document
     lists it under ``purpose`` (at ``at``), else ``None`` (ecdsa-sd-2023 issuers). Raises
     :class:`ResolutionUnavailable` like :func:`ed25519_key_for`."""
+    return await _key_for(resolver, did_url, purpose, at, KeyType.P256)
+
+
+async def _key_for(
+    resolver: Resolver, did_url: str, purpose: str, at: datetime | None, wanted: KeyType
+) -> bytes | None:
+    """The raw key of type ``wanted`` of verification method ``did_url`` if the DID document
+    lists it under ``purpose`` (at ``at``), else ``None``; :class:`ResolutionUnavailable` when
+    the resolution failed for an internal reason."""
     answer = await resolver.authorize(did_url, purpose, at=at)
     if not answer.authorized or answer.verification_method is None:
         resolution = answer.resolution
@@ -88,4 +84,4 @@ async def p256_key_for(
         key_type, raw = public_key_bytes(answer.verification_method)
     except PublicKeyError:
         return None
-    return raw if key_type is KeyType.P256 else None
+    return raw if key_type is wanted else None
