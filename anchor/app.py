@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from anchor import auth, keys, outbound, ratelimit
 from anchor.appkeys import (
+    ANCHOR_CHANGES,
     AUTHENTICATOR_KEY,
     BATCHER,
     CHAIN,
@@ -408,6 +409,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         on_error=on_error,
     )
     app[BATCHER] = batcher
+    app[ANCHOR_CHANGES] = batcher.changes
     app[TASKS].append(batcher.health)
     task = asyncio.create_task(batcher.run(), name="batcher")
     yield
