@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from anchor import auth, keys, outbound, ratelimit
 from anchor.appkeys import (
+    ANCHOR_CHANGES,
     AUTHENTICATOR_KEY,
     BATCHER,
     CHAIN,
@@ -53,6 +54,7 @@ from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
 from anchor.errors import (
+    AdminUnauthorized,
     AnchorError,
     ConfigError,
     RateLimited,
@@ -115,11 +117,10 @@ FETCHING_ROUTES = frozenset({"/v1/verify", "/1.0/identifiers/{did}"})
 def problem_response(error: AnchorError, instance: str | None = None) -> web.Response:
     body = error.problem(instance)
     headers = {}
-    if isinstance(error, Unauthorized):
-        if error.extra.get("scheme") == "Bearer":  # the operator's admin API
-            headers["WWW-Authenticate"] = 'Bearer realm="ler-anchor admin"'
-        else:  # issuers sign their requests
-            headers.update(auth.challenge_headers(error))
+    if isinstance(error, AdminUnauthorized):  # the operator's admin API
+        headers["WWW-Authenticate"] = 'Bearer realm="ler-anchor admin"'
+    elif isinstance(error, Unauthorized):  # issuers sign their requests
+        headers.update(auth.challenge_headers(error))
     if isinstance(error, RateLimited | StorageUnavailable):
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(body, status=error.status, content_type=PROBLEM_JSON, headers=headers)
@@ -408,6 +409,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
         on_error=on_error,
     )
     app[BATCHER] = batcher
+    app[ANCHOR_CHANGES] = batcher.changes
     app[TASKS].append(batcher.health)
     task = asyncio.create_task(batcher.run(), name="batcher")
     yield

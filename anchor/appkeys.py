@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from anchor.auth import Authenticator
-    from anchor.batcher import Batcher
+    from anchor.batcher import AnchorChanges, Batcher
     from anchor.chain import ChainClient
     from anchor.config import Config
     from anchor.issuers import IssuerRegistry
@@ -69,3 +69,6 @@ LIMITER: Final[web.AppKey[RateLimiter]] = web.AppKey("fetch_limiter")
 
 VERIFIER: Final[web.AppKey[CredentialVerifier]] = web.AppKey("verifier")
 """The credential verifier behind ``POST /v1/verify``."""
+
+ANCHOR_CHANGES: Final[web.AppKey[AnchorChanges]] = web.AppKey("anchor_changes")
+"""Notified by the batcher after every round: receipt waits wake on it."""

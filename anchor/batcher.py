@@ -26,6 +26,10 @@ to ``on_error`` (for metrics); the next round comes after an exponential backoff
 (``poll_interval`` doubled per consecutive failure, at most ``max_backoff``). All state is in
 the database, so nothing is lost and nothing is sent twice across failures and restarts.
 
+After every round (whether it succeeded or not) the batcher notifies its
+:class:`AnchorChanges`, so that whoever waits for an anchor to change state (a receipt request
+with ``wait``) looks again at once instead of polling the database.
+
 Lifecycle (fits an aiohttp ``cleanup_ctx``): create, run :meth:`Batcher.run` as a task,
 :meth:`Batcher.close` on shutdown (then close the chain client, which the batcher does not own).
 """
@@ -63,6 +67,29 @@ DEFAULT_MAX_BACKOFF_SECONDS = 60.0
 
 DEFAULT_LIST_LIMIT = 100
 """Anchors returned by :meth:`Batcher.anchors` unless told otherwise."""
+
+
+class AnchorChanges:
+    """Wakes the waiters for anchor state changes (final, reorganised, ...).
+
+    A waiter takes :meth:`watch` *before* it reads the state it waits on, then awaits the
+    returned event: a change notified between the read and the wait is not lost. Costs an
+    event per :meth:`notify`; belongs to one event loop."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.notifications = 0
+        """How many times :meth:`notify` was called (for tests and metrics)."""
+
+    def watch(self) -> asyncio.Event:
+        """The event the next :meth:`notify` sets."""
+        return self._event
+
+    def notify(self) -> None:
+        """Wake every waiter (anchors may have changed state)."""
+        self.notifications += 1
+        event, self._event = self._event, asyncio.Event()
+        event.set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +158,8 @@ class Batcher:
         self._last_error_at: float | None = None
         self.health = TaskHealth("batcher")
         """Rounds succeeded / failed, for ``/healthz`` and ``/metrics``."""
+        self.changes = AnchorChanges()
+        """Notified after every round (anchor states may have changed)."""
 
     # -- control ----------------------------------------------------------------------------
 
@@ -172,6 +201,7 @@ class Batcher:
         try:
             await self.tick()
         except AnchorError as err:
+            self.changes.notify()
             self._consecutive_errors += 1
             self._total_errors += 1
             self._last_error = err.diagnostics()
@@ -182,6 +212,7 @@ class Batcher:
                 self._on_error(err)
             backoff = self.config.poll_interval * 2 ** min(self._consecutive_errors, 30)
             return float(min(backoff, self.config.max_backoff))
+        self.changes.notify()
         self._consecutive_errors = 0
         self.health.succeeded()
         return self.config.poll_interval

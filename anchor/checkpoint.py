@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from anchor.errors import CheckpointFormatError, VerificationError
+from anchor.errors import CheckpointFormatError, VerificationError, What
 from anchor.merkle import HASH_SIZE, MAX_TREE_SIZE
 
 MAX_NOTE_SIZE = 16 * 1024
@@ -129,7 +129,7 @@ class NoteVerifier:
         if sig.name != self.name or sig.key_id != self.key_id:
             raise VerificationError(
                 f"signature is by {sig.name}+{sig.key_id.hex()}, not by this key",
-                what="signature",
+                what=What.SIGNATURE,
             )
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(
@@ -138,7 +138,7 @@ class NoteVerifier:
         except InvalidSignature:
             raise VerificationError(
                 f"Ed25519 signature by {self.name} does not verify",
-                what="signature",
+                what=What.SIGNATURE,
             ) from None
 
 
@@ -230,14 +230,14 @@ def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> Note:
         if len(sig.signature) != ED25519_SIGNATURE_SIZE:
             raise VerificationError(
                 f"Ed25519 signature by {sig.name} is {len(sig.signature)} bytes, not 64",
-                what="signature",
+                what=What.SIGNATURE,
             )
         verifier.verify(parsed.text, sig)
         verified += 1
     if not verified:
         names = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in verifiers) or "none"
         raise VerificationError(
-            f"note carries no signature by a known key (known: {names})", what="signature"
+            f"note carries no signature by a known key (known: {names})", what=What.SIGNATURE
         )
     return parsed
 

@@ -12,6 +12,7 @@ Raise the most specific class; never return a boolean for a failed check.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, ClassVar
 
 PROBLEM_TYPE_BASE = "https://ler-anchor.org/problems/"
@@ -106,10 +107,36 @@ class JsonRpcError(InvalidInput):
         self.data = data
 
 
+class What(StrEnum):
+    """What a :class:`VerificationError` found wrong, where code acts on it (the problem
+    member ``what`` is the value). Other checks name a field or an option with a plain
+    string (``statusPurpose``, ``--status-message``, ...)."""
+
+    SCHEMA = "schema"
+    ENTRY = "entry"
+    CHECKPOINT = "checkpoint"
+    ORIGIN = "origin"
+    SIGNATURE = "signature"
+    SIGNATURES = "signatures"
+    PROOF = "proof"
+    PROOF_VALUE = "proofValue"
+    CRYPTOSUITE = "cryptosuite"
+    VERIFICATION_METHOD = "verificationMethod"
+    ISSUER = "issuer"
+    INDEX = "index"
+    TRUST = "trust"
+    CHAIN = "chain"
+    TRANSACTION = "transaction"
+    BLOCK = "block"
+    EVENT = "event"
+    STORAGE = "storage"
+
+
 class VerificationError(AnchorError):
     """A cryptographic or structural check failed.
 
-    ``what`` names the thing that did not match (``root``, ``proof``, ``signature``, ...);
+    ``what`` names the thing that did not match: a :class:`What` (``proof``, ``signature``,
+    ``block``, ...; a string with one of its values becomes the member), or a field name;
     ``expected`` and ``actual`` are given when they help (hex or text, never secrets).
     """
 
@@ -122,20 +149,23 @@ class VerificationError(AnchorError):
         self,
         detail: str,
         *,
-        what: str,
+        what: What | str,
         expected: str | None = None,
         actual: str | None = None,
         hint: str | None = None,
     ) -> None:
-        extra: dict[str, Any] = {"what": what}
+        extra: dict[str, Any] = {"what": str(what)}
         if expected is not None:
             extra["expected"] = expected
         if actual is not None:
             extra["actual"] = actual
         super().__init__(detail, hint=hint, **extra)
-        self.what = what
+        self.what: What | str = what if what not in _WHATS else What(what)
         self.expected = expected
         self.actual = actual
+
+
+_WHATS = frozenset(w.value for w in What)
 
 
 class UntrustedLog(VerificationError):
@@ -155,7 +185,7 @@ class UntrustedLog(VerificationError):
         actual: str | None = None,
         hint: str | None = None,
     ) -> None:
-        super().__init__(detail, what="trust", expected=expected, actual=actual, hint=hint)
+        super().__init__(detail, what=What.TRUST, expected=expected, actual=actual, hint=hint)
         self.differs = differs
         self.extra["differs"] = list(differs)
 
@@ -220,9 +250,9 @@ class RateLimited(AnchorError):
     slug = "rate-limited"
     title = "Too many requests"
 
-    @property
-    def retry_after(self) -> int:
-        return int(self.extra.get("retryAfter", 1))
+    def __init__(self, detail: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint, retryAfter=retry_after)
+        self.retry_after = retry_after
 
 
 class Unauthorized(AnchorError):
@@ -230,6 +260,17 @@ class Unauthorized(AnchorError):
     exit_code = 5
     slug = "unauthorized"
     title = "Unauthorized"
+
+
+class AdminUnauthorized(Unauthorized):
+    """The admin API's operator token is missing or wrong: the client authenticates with
+    ``Authorization: Bearer`` (HTTP: ``WWW-Authenticate: Bearer``), not by signing. The
+    problem document says so in its member ``scheme``."""
+
+    scheme: ClassVar[str] = "Bearer"
+
+    def __init__(self, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint, scheme=self.scheme)
 
 
 class Forbidden(AnchorError):

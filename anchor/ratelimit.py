@@ -100,7 +100,7 @@ def charge(request: web.Request, tokens: int, what: str) -> None:
             f"{what} would make the service fetch {tokens} documents; this address may not "
             "make it fetch that many now",
             hint=f"retry in {seconds} s",
-            retryAfter=seconds,
+            retry_after=seconds,
         )
 
 
@@ -118,7 +118,7 @@ def middleware(limiter: RateLimiter, routes: Collection[str]) -> Middleware:
                 raise RateLimited(
                     f"too many requests to {resource.canonical} from this address",
                     hint=f"retry in {seconds} s",
-                    retryAfter=seconds,
+                    retry_after=seconds,
                 )
         return await handler(request)
 

@@ -59,6 +59,7 @@ from anchor.errors import (
     NotFound,
     StoreError,
     VerificationError,
+    What,
 )
 from anchor.log import Log
 from anchor.trust import Trust, TrustSet
@@ -198,7 +199,7 @@ def refresh_receipt(log: Log, receipt: Mapping[str, Any]) -> dict[str, Any]:
     if checked.log_key != log.verifier.vkey():
         raise VerificationError(
             "the receipt's checkpoint is signed by another key than this log's",
-            what="trust",
+            what=What.TRUST,
             expected=log.verifier.vkey(),
             actual=checked.log_key,
         )
@@ -206,12 +207,12 @@ def refresh_receipt(log: Log, receipt: Mapping[str, Any]) -> dict[str, Any]:
     if not stored or stored[0].entry != checked.entry:
         raise VerificationError(
             f"leaf {checked.leaf_index} of this log is not the receipt's entry",
-            what="entry",
+            what=What.ENTRY,
         )
     if checked.checkpoint.origin != log.origin:
         raise VerificationError(
             f"the receipt is for log {checked.checkpoint.origin!r}, not {log.origin!r}",
-            what="checkpoint",
+            what=What.CHECKPOINT,
         )
     anchor = anchor_covering(log.store, checked.leaf_index, newest=True)
     if anchor is None:
@@ -225,18 +226,18 @@ def refresh_receipt(log: Log, receipt: Mapping[str, Any]) -> dict[str, Any]:
 # ---- verification -----------------------------------------------------------------------------
 
 
-def _fail(what: str, detail: str, **known: str) -> VerificationError:
+def _fail(what: What, detail: str, **known: str) -> VerificationError:
     return VerificationError(detail, what=what, **known)
 
 
-def _decode_b64(text: str, what: str, label: str) -> bytes:
+def _decode_b64(text: str, what: What, label: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise _fail(what, f"{label} is not valid base64") from None
 
 
-def _verifier(key: str | NoteVerifier, what: str) -> NoteVerifier:
+def _verifier(key: str | NoteVerifier, what: What) -> NoteVerifier:
     if isinstance(key, NoteVerifier):
         return key
     try:
@@ -261,20 +262,22 @@ def check_receipt_proofs(receipt: Mapping[str, Any]) -> ReceiptCheck:
     error = best_match(Draft202012Validator(receipt_schema()).iter_errors(receipt))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise _fail("schema", f"the receipt does not match its schema at {where}: {error.message}")
+        raise _fail(
+            What.SCHEMA, f"the receipt does not match its schema at {where}: {error.message}"
+        )
 
     # The entry: its bytes decode to exactly the fields stated.
     doc = receipt["entry"]
-    entry_bytes = _decode_b64(doc["bytes"], "entry", "entry bytes")
+    entry_bytes = _decode_b64(doc["bytes"], What.ENTRY, "entry bytes")
     try:
         entry = decode(entry_bytes)
     except EncodingError as exc:
-        raise _fail("entry", f"the entry bytes do not decode: {exc.detail}") from None
+        raise _fail(What.ENTRY, f"the entry bytes do not decode: {exc.detail}") from None
     stated = (doc["kind"], doc["digest"], doc["submitter"])
     actual = (entry.kind.label, entry.digest.hex(), entry.submitter)
     if stated != actual:
         raise _fail(
-            "entry",
+            What.ENTRY,
             "the entry bytes do not match the entry's kind, digest and submitter",
             expected=" ".join(actual),
             actual=" ".join(stated),
@@ -282,18 +285,18 @@ def check_receipt_proofs(receipt: Mapping[str, Any]) -> ReceiptCheck:
 
     # The checkpoint: a note signed by the log key given, saying what the receipt says.
     cp = receipt["checkpoint"]
-    verifier = _verifier(cp["publicKey"], "checkpoint")
+    verifier = _verifier(cp["publicKey"], What.CHECKPOINT)
     try:
         checkpoint = open_checkpoint(cp["note"], verifier)
     except CheckpointFormatError as exc:
-        raise _fail("checkpoint", f"the checkpoint note is malformed: {exc.detail}") from None
+        raise _fail(What.CHECKPOINT, f"the checkpoint note is malformed: {exc.detail}") from None
     except VerificationError as exc:
-        what = "signature" if exc.what == "signature" else "checkpoint"
+        what = What.SIGNATURE if exc.what == What.SIGNATURE else What.CHECKPOINT
         raise _fail(what, f"the checkpoint note does not verify: {exc.detail}") from None
-    root = _decode_b64(cp["root"], "checkpoint", "checkpoint root")
+    root = _decode_b64(cp["root"], What.CHECKPOINT, "checkpoint root")
     if (checkpoint.origin, checkpoint.size, checkpoint.root) != (cp["origin"], cp["size"], root):
         raise _fail(
-            "checkpoint",
+            What.CHECKPOINT,
             "the checkpoint's origin, size or root differ from its signed note",
             expected=f"{checkpoint.origin} {checkpoint.size} {_b64(checkpoint.root)}",
             actual=f"{cp['origin']} {cp['size']} {cp['root']}",
@@ -301,12 +304,14 @@ def check_receipt_proofs(receipt: Mapping[str, Any]) -> ReceiptCheck:
 
     # The inclusion proof: from the entry's leaf hash up to the signed root.
     index = receipt["leafIndex"]
-    proof = [_decode_b64(p, "proof", "an inclusion proof hash") for p in receipt["inclusionProof"]]
+    proof = [
+        _decode_b64(p, What.PROOF, "an inclusion proof hash") for p in receipt["inclusionProof"]
+    ]
     try:
         merkle.verify_inclusion(index, checkpoint.size, merkle.leaf_hash(entry_bytes), proof, root)
     except VerificationError as exc:
         raise _fail(
-            "proof",
+            What.PROOF,
             f"the inclusion proof of leaf {index} does not lead to the checkpoint root: "
             f"{exc.detail}",
         ) from None
@@ -357,7 +362,7 @@ async def _verify_on_chain(
     chain_id = await backend.chain_id()
     if checked.chain != f"eip155:{chain_id}":
         raise _fail(
-            "chain",
+            What.CHAIN,
             f"the receipt is for chain {checked.chain}, the endpoint serves eip155:{chain_id}",
             expected=checked.chain,
             actual=f"eip155:{chain_id}",
@@ -366,40 +371,42 @@ async def _verify_on_chain(
     tx = await backend.transaction_receipt(tx_hash)
     if tx is None:
         raise _fail(
-            "transaction",
+            What.TRANSACTION,
             f"transaction {checked.transaction_hash} is not in the canonical chain",
         )
     if tx.status != RECEIPT_STATUS_SUCCESS:
-        raise _fail("transaction", f"transaction {checked.transaction_hash} reverted")
+        raise _fail(What.TRANSACTION, f"transaction {checked.transaction_hash} reverted")
     stated_hash = bytes.fromhex(checked.block_hash[2:])
     if tx.block_number != checked.block_number or tx.block_hash != stated_hash:
         raise _fail(
-            "block",
+            What.BLOCK,
             f"the transaction is in block {tx.block_number}, not in the receipt's block",
             expected=f"{checked.block_number} {checked.block_hash}",
             actual=f"{tx.block_number} 0x{tx.block_hash.hex()}",
         )
     block = await backend.block(checked.block_number)
     if block is None or block.hash != stated_hash:
-        raise _fail("block", f"block {checked.block_number} is not canonical any more")
+        raise _fail(What.BLOCK, f"block {checked.block_number} is not canonical any more")
     head = await backend.block("latest")
     depth = 0 if head is None else head.number - block.number + 1
     if depth < min_confirmations:
         raise _fail(
-            "block",
+            What.BLOCK,
             f"block {block.number} has {depth} confirmations, fewer than {min_confirmations}",
             hint="retry later",
         )
     if iso_time(block.timestamp) != checked.block_time:
         raise _fail(
-            "block",
+            What.BLOCK,
             "the block time differs from the receipt's",
             expected=checked.block_time,
             actual=iso_time(block.timestamp),
         )
     event = next((e for e in tx.logs if e.log_index == checked.log_index), None)
     if event is None:
-        raise _fail("event", f"the transaction emitted no event at log index {checked.log_index}")
+        raise _fail(
+            What.EVENT, f"the transaction emitted no event at log index {checked.log_index}"
+        )
     size = checked.checkpoint.size
     if (
         event.address.lower() != checked.contract.lower()
@@ -409,7 +416,7 @@ async def _verify_on_chain(
         or int.from_bytes(event.topics[2], "big") != size
     ):
         raise _fail(
-            "event",
+            What.EVENT,
             f"event {checked.log_index} is not Anchored(root, {size}) from {checked.contract}",
         )
     return dataclasses.replace(checked, confirmations=depth)

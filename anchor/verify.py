@@ -67,6 +67,7 @@ from anchor.errors import (
     InvalidInput,
     UntrustedLog,
     VerificationError,
+    What,
 )
 from anchor.identity import ResolutionUnavailable, ed25519_key_for, p256_key_for
 from anchor.log import Log
@@ -83,11 +84,8 @@ from anchor.status_list import BitstringStatusListEntry
 from anchor.trust import NO_TRUST, Trust
 from did_methods import (
     ErrorCode,
-    EthrDriver,
-    InvalidEthrDidError,
     Resolver,
     format_version_time,
-    parse_ethr_did,
 )
 
 VC2_CONTEXT: Final = "https://www.w3.org/ns/credentials/v2"
@@ -509,25 +507,13 @@ class CredentialVerifier:
         if result.error is not None:
             verdict = Verdict.UNKNOWN if result.error in VERIFIER_SIDE_ERRORS else Verdict.INVALID
             reason = f"{issuer}{when}: {result.error}: {result.error_message}"
-            if result.error == ErrorCode.METHOD_NOT_SUPPORTED or self._unconfigured_network(issuer):
+            if result.error in (ErrorCode.METHOD_NOT_SUPPORTED, ErrorCode.UNKNOWN_NETWORK):
                 verdict = Verdict.UNKNOWN
                 reason += " (this verifier is not configured for it)"
             return Check("issuer", verdict, reason)
         if result.deactivated:
             return Check("issuer", Verdict.INVALID, f"{issuer} is deactivated{when}")
         return Check("issuer", Verdict.VALID, f"{issuer} resolves{when}")
-
-    def _unconfigured_network(self, issuer: str) -> bool:
-        """Is ``issuer`` a did:ethr of a network this verifier's resolver does not know?
-        (The driver answers ``notFound`` for those, which says nothing about the DID.)"""
-        driver = self.resolver.driver("ethr")
-        if not isinstance(driver, EthrDriver):
-            return False
-        try:
-            identifier = parse_ethr_did(issuer)
-        except InvalidEthrDidError:
-            return False
-        return driver.network(identifier.network) is None
 
     async def _key(
         self,
@@ -687,7 +673,7 @@ def _details(checked: ReceiptCheck) -> dict[str, Any]:
     }
 
 
-_REORGANISED: Final = frozenset({"transaction", "block"})
+_REORGANISED: Final = frozenset({What.TRANSACTION, What.BLOCK})
 
 
 def _receipt_failure(err: VerificationError) -> Check:

@@ -61,9 +61,9 @@ account) and ``updated`` (its time), ``nextVersionId`` / ``nextUpdate`` when a l
 exists, ``deactivated``. Times are ISO 8601 UTC to the second (``2024-05-10T17:00:00Z``).
 
 Errors, as data (:meth:`EthrDriver.resolve` never raises): malformed DID -> ``invalidDid``;
-a network that is not configured -> ``notFound`` (the reference resolver's
-``unknownNetwork`` is not a DID Resolution code and the HTTP binding would answer it with
-500; the message names the network and the configured ones); bad ``versionId`` /
+a network that is not configured -> ``unknownNetwork`` (the reference resolver's code; not
+a DID Resolution code, so the HTTP binding maps it to 404 like ``notFound``; the message
+names the network and the configured ones); bad ``versionId`` /
 ``versionTime`` / ``publicKeyFormat`` -> ``invalidOptions``; a ``versionId`` above the chain
 head -> ``notFound``; an unreachable node, a timeout, a wrong chain id, a registry that does
 not answer like ERC-1056, or an event history that contradicts the registry state ->
@@ -1176,9 +1176,8 @@ class EthrDriver:
             label = identifier.network or f"{self._default_network} (the default network)"
             known = ", ".join(f"{n.name} ({n.hex_chain_id})" for n in self._by_name.values())
             return ResolutionResult.failure(
-                ErrorCode.NOT_FOUND,
-                f"unknownNetwork: no did:ethr network {label} is configured here "
-                f"(configured: {known or 'none'})",
+                ErrorCode.UNKNOWN_NETWORK,
+                f"no did:ethr network {label} is configured here (configured: {known or 'none'})",
             )
         version = _version_request(options)
         if isinstance(version, str):

@@ -26,7 +26,9 @@ Deviation, deliberate: the did:key errors ``invalidPublicKey``, ``invalidPublicK
 and ``invalidPublicKeyType`` say the DID's key material is malformed, i.e. the caller sent a
 bad DID, so they get 400 like ``invalidDid`` rather than the table's "any other" 500;
 ``unsupportedPublicKeyType`` (a valid key of a type this resolver lacks) gets 501 like
-``methodNotSupported``. Change :data:`ERROR_STATUS` to follow the table to the letter.
+``methodNotSupported``; did:ethr's ``unknownNetwork`` (a network this resolver is not
+configured for) gets 404 like ``notFound``. Change :data:`ERROR_STATUS` to follow the table
+to the letter.
 
 Content negotiation (:func:`negotiate` on the request's ``Accept``):
 
@@ -88,6 +90,7 @@ ERROR_STATUS: Mapping[str, int] = {
     ErrorCode.INVALID_PUBLIC_KEY_LENGTH.value: 400,
     ErrorCode.INVALID_PUBLIC_KEY_TYPE.value: 400,
     ErrorCode.UNSUPPORTED_PUBLIC_KEY_TYPE.value: 501,
+    ErrorCode.UNKNOWN_NETWORK.value: 404,
 }
 """HTTP status per error code; an unlisted error is 500."""
 _URI_NAMES: Mapping[str, str] = {uri: code for code, uri in ERROR_TYPE_URIS.items()}

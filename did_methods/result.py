@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     INVALID_PUBLIC_KEY_LENGTH = "invalidPublicKeyLength"
     INVALID_PUBLIC_KEY_TYPE = "invalidPublicKeyType"
     UNSUPPORTED_PUBLIC_KEY_TYPE = "unsupportedPublicKeyType"
+    # did:ethr (ethr-did-resolver): the DID names a network the resolver is not configured for.
+    UNKNOWN_NETWORK = "unknownNetwork"
 
 
 ERROR_TYPE_BASE = "https://www.w3.org/ns/did#"

@@ -31,7 +31,7 @@ from chain_helpers import (
 
 from anchor.chain import AnchorState, ChainClient, list_anchors
 from anchor.checkpoint import Checkpoint, NoteSigner
-from anchor.errors import NotFound, VerificationError
+from anchor.errors import NotFound, VerificationError, What
 from anchor.log import Log
 from anchor.receipts import (
     build_receipt,
@@ -309,3 +309,14 @@ async def test_a_receipt_is_refreshed_to_the_newest_anchor(anchored: Anchored) -
         refresh_receipt(other, old)
     assert caught.value.what == "entry"
     other.store.close()
+
+
+def test_what_is_typed_and_its_problem_member_stays_a_plain_string() -> None:
+    err = VerificationError("block 7 is not canonical any more", what="block")
+    assert err.what is What.BLOCK
+    assert json.dumps(err.problem()) == (
+        '{"type": "https://ler-anchor.org/problems/verification-failed", "title":'
+        ' "Verification failed", "status": 422, "detail": "block 7 is not canonical any more",'
+        ' "what": "block"}'
+    )
+    assert VerificationError("no purpose", what="statusPurpose").what == "statusPurpose"

@@ -139,8 +139,14 @@ async def test_admin_api(client: TestClient) -> None:
     unauthenticated = await client.get("/v1/admin/issuers")
     assert unauthenticated.status == 401
     assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="ler-anchor admin"'
+    assert await unauthenticated.read() == (
+        b'{"type": "https://ler-anchor.org/problems/unauthorized", "title": "Unauthorized",'
+        b' "status": 401, "detail": "the admin API needs \'Authorization: Bearer <operator'
+        b' token>\'", "instance": "/v1/admin/issuers", "scheme": "Bearer"}'
+    )
     bad = await client.get("/v1/admin/issuers", headers={"Authorization": "Bearer nope"})
     assert bad.status == 401
+    assert bad.headers["WWW-Authenticate"] == 'Bearer realm="ler-anchor admin"'
     added = await client.post(
         "/v1/admin/issuers", json={"did": "did:web:college.example", "name": "C"}, headers=TOKEN
     )

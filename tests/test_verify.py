@@ -477,7 +477,7 @@ async def test_a_did_the_verifier_cannot_resolve_is_unknown(client: TestClient) 
     for did, code in [
         ("did:ion:EiClkZMDxPKqC9c-umQfTkR8vvZ9JPhl_xLDI9Nfk38w5w", "methodNotSupported"),
         # the service knows did:ethr on its own chain only (network "anchor")
-        ("did:ethr:mainnet:0x" + "11" * 20, "notFound"),
+        ("did:ethr:mainnet:0x" + "11" * 20, "unknownNetwork"),
     ]:
         report = await verify_on_service(client, badge(did, seed_of(key), f"{did}#key-1"))
         assert results(report)["issuer"] == "unknown", report
@@ -485,6 +485,11 @@ async def test_a_did_the_verifier_cannot_resolve_is_unknown(client: TestClient) 
         assert "not configured" in reason(report, "issuer")
         assert (results(report)["key"], results(report)["proof"]) == ("unknown", "unknown")
         assert report["result"] == "unknown"
+    # the resolver's own answer: ethr-did-resolver's code, HTTP 404 as notFound
+    resolved = await client.get("/1.0/identifiers/did:ethr:mainnet:0x" + "11" * 20)
+    assert resolved.status == 404
+    metadata = (await resolved.json(content_type=None))["didResolutionMetadata"]
+    assert metadata["error"] == "unknownNetwork"
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from anchor.appkeys import CONFIG, ISSUERS
-from anchor.errors import Forbidden, InvalidInput, Unauthorized
+from anchor.errors import AdminUnauthorized, Forbidden, InvalidInput
 from anchor.issuers import MAX_NAME_LENGTH
 from anchor.openapi import DID_SCHEMA, errors, flag_query, json_request, json_response
 from anchor.routes.bodies import json_object
@@ -28,11 +28,9 @@ def require_operator(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
-        raise Unauthorized(
-            "the admin API needs 'Authorization: Bearer <operator token>'", scheme="Bearer"
-        )
+        raise AdminUnauthorized("the admin API needs 'Authorization: Bearer <operator token>'")
     if not given.isascii() or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Unauthorized("wrong operator token", scheme="Bearer")
+        raise AdminUnauthorized("wrong operator token")
 
 
 @routes.get("/v1/admin/issuers")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from aiohttp import web
 
-from anchor.appkeys import CHAIN, LOG_KEY, STORE
+from anchor.appkeys import ANCHOR_CHANGES, CHAIN, LOG_KEY, STORE
 from anchor.chain import AnchorState, anchor_covering, list_anchors
 from anchor.entry import parse_digest
 from anchor.errors import AnchorError, EncodingError, InvalidInput, NotFound
@@ -21,7 +22,9 @@ routes = web.RouteTableDef()
 MAX_WAIT_SECONDS = 60
 """Longest ``wait`` a receipt request may ask for."""
 
-WAIT_POLL_SECONDS = 0.25
+WAIT_RECHECK_SECONDS = 5.0
+"""A waiting receipt request is woken by the batcher after each round (anchor states may have
+changed); it also looks again after this long without a wake, as a safety net."""
 
 MAX_ANCHORS_PAGE = 1000
 """Most anchors one ``GET /v1/anchors`` returns."""
@@ -50,13 +53,21 @@ async def receipt(request: web.Request) -> web.Response:
         )
     index = found[0].index
     deadline = time.monotonic() + wait
+    changes = request.app.get(ANCHOR_CHANGES)
     while True:
+        woken = None if changes is None else changes.watch()  # before the read: no lost wake
         try:
             body = await asyncio.to_thread(build_receipt, log, index, final_only=True)
         except NotFound:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            await asyncio.sleep(WAIT_POLL_SECONDS)
+            timeout = min(left, WAIT_RECHECK_SECONDS)
+            if woken is None:
+                await asyncio.sleep(timeout)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout)
             continue
         return web.json_response(body)
     pending = {

@@ -894,13 +894,13 @@ async def test_unknown_networks_and_malformed_dids(ethr: Ethr) -> None:
     address = ethr.chain.accounts[2].address
     for did in (ethr.did(address, "sepolia"), ethr.did(address, "0x1")):
         result = await ethr.resolve(did)
-        assert result.error == ErrorCode.NOT_FOUND
+        assert result.error == ErrorCode.UNKNOWN_NETWORK
         assert f"configured: {NETWORK} ({ethr.network.hex_chain_id})" in (
             result.error_message or ""
         )
     async with EthrDriver([ethr.network]) as mainnet_default:
         result = await mainnet_default.resolve(parse_did(f"did:ethr:{address}"), {})
-        assert result.error == ErrorCode.NOT_FOUND
+        assert result.error == ErrorCode.UNKNOWN_NETWORK
         assert "mainnet (the default network)" in (result.error_message or "")
     malformed = await ethr.resolve("did:ethr:dev:0x1234")
     assert malformed.error == ErrorCode.INVALID_DID

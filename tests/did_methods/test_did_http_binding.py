@@ -56,6 +56,12 @@ def test_every_error_code_has_a_status() -> None:
     assert set(ERROR_STATUS) == {code.value for code in ErrorCode}
 
 
+def test_an_unknown_did_ethr_network_is_not_found() -> None:
+    """ethr-did-resolver's ``unknownNetwork``: the DID may exist, not on a network known here."""
+    assert error_status(ErrorCode.UNKNOWN_NETWORK) == 404
+    assert status_code(ResolutionResult.failure(ErrorCode.UNKNOWN_NETWORK, "sepolia")) == 404
+
+
 @pytest.mark.parametrize(
     ("uri", "status"),
     [
