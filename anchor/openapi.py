@@ -391,7 +391,8 @@ def openapi_document(route_modules: Iterable[ModuleType]) -> dict[str, Any]:
                         },
                     },
                     "404": {
-                        "description": "notFound",
+                        "description": "notFound, or unknownNetwork (a did:ethr network this "
+                        "service does not resolve)",
                         "content": {"application/did-resolution": {"schema": {"type": "object"}}},
                     },
                     "406": {
