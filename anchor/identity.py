@@ -7,7 +7,7 @@ import functools
 from datetime import datetime
 
 from anchor.errors import AnchorError
-from did_methods import KeyType, PublicKeyError, Resolver, public_key_bytes
+from did_methods import ErrorCode, KeyType, PublicKeyError, Resolver, public_key_bytes
 from did_methods.multikey import MultikeyError, decode_multikey
 
 
@@ -74,7 +74,7 @@ async def _key_for(
     answer = await resolver.authorize(did_url, purpose, at=at)
     if not answer.authorized or answer.verification_method is None:
         resolution = answer.resolution
-        if resolution is not None and resolution.error == "internalError":
+        if resolution is not None and resolution.error == ErrorCode.INTERNAL_ERROR:
             raise ResolutionUnavailable(
                 f"resolving {did_url} failed: {resolution.error_message}",
                 hint="the issuer's DID host or chain did not answer; retry later",

@@ -107,7 +107,7 @@ from anchor.status_list import (
     expand_bitstring,
 )
 from anchor.store import SQLiteStore
-from did_methods import Resolver, absolute_did_url
+from did_methods import ErrorCode, Resolver, absolute_did_url
 
 if TYPE_CHECKING:
     from anchor.config import Config
@@ -1255,7 +1255,7 @@ async def find_assertion_method(resolver: Resolver, did: str, public_key: bytes)
     :class:`~anchor.identity.ResolutionUnavailable` when the DID cannot be resolved now.
     """
     result = await resolver.resolve(did)
-    if result.error == "internalError":
+    if result.error == ErrorCode.INTERNAL_ERROR:
         raise ResolutionUnavailable(
             f"resolving {did} failed: {result.error_message}",
             hint="the issuer's DID host or chain did not answer; retry later",
