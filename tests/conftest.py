@@ -7,6 +7,8 @@
 * ``private_trust_file`` (autouse): ``LER_ANCHOR_TRUST_FILE`` names a fresh path per test.
 * ``evm_chain``: parametrized over both, ``embedded`` and ``anvil``, as an ``EvmChain`` with
   funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
+* ``chain``: parametrized likewise, a ``chain_helpers.Chain`` (LogAnchor deployed) for the
+  chain client, batcher and recovery tests.
 
 The terminal summary ends with the session's wall time (the suite's budget is 15 minutes on
 two cores).
@@ -15,11 +17,12 @@ two cores).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from anvil import AnvilNode, EvmChain, start_anvil
+from chain_helpers import CHAINS, Chain, open_chain
 from eth_account import Account
 from web3 import EthereumTesterProvider, Web3
 
@@ -103,3 +106,16 @@ def evm_chain(request: pytest.FixtureRequest) -> Iterator[EvmChain]:
         yield EvmChain(name=ANVIL, w3=node.web3(), accounts=node.accounts, anvil=node)
     finally:
         node.revert(snapshot)
+
+
+@pytest.fixture(params=CHAINS)
+async def chain(
+    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode]
+) -> AsyncIterator[Chain]:
+    """A chain client's chain, once on the embedded chain and once on a fresh anvil node
+    (the LogAnchor deployed), closed after the test."""
+    opened = await open_chain(request.param, anvil_factory)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from anvil import AnvilNode, free_port
 from chain_helpers import (
     ANVIL,
-    CHAINS,
     Chain,
     Running,
     TcpProxy,
@@ -42,17 +41,6 @@ from anchor.chain import (
 from anchor.errors import AnchorError, ConfigError, NotFound, VerificationError
 from anchor.log import Log
 from anchor.receipts import build_receipt, verify_receipt
-
-
-@pytest.fixture(params=CHAINS)
-async def chain(
-    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode]
-) -> AsyncIterator[Chain]:
-    opened = await open_chain(request.param, anvil_factory)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def sizes(log: Log, *, all_chains: bool = False) -> list[int]:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from anvil import AnvilNode
 from chain_helpers import (
     ANVIL,
-    CHAINS,
     EMBEDDED,
     Chain,
     assert_receipt_sound,
@@ -48,17 +47,6 @@ from anchor.log import Log
 from anchor.receipts import build_receipt, verify_receipt
 
 KEY = hashlib.sha256(b"a chain key").digest()
-
-
-@pytest.fixture(params=CHAINS)
-async def chain(
-    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode]
-) -> AsyncIterator[Chain]:
-    opened = await open_chain(request.param, anvil_factory)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def anchor_of(client: ChainClient, anchor_id: int) -> AnchorRecord:

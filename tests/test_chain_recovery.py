@@ -18,7 +18,6 @@ import pytest
 from anvil import AnvilNode
 from chain_helpers import (
     ANVIL,
-    CHAINS,
     EMBEDDED,
     Chain,
     assert_receipt_sound,
@@ -52,17 +51,6 @@ from anchor.receipts import build_receipt, verify_receipt
 from anchor.trust import TrustRoot
 
 SERVICE_WAIT_SECONDS = 60.0
-
-
-@pytest.fixture(params=CHAINS)
-async def chain(
-    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode]
-) -> AsyncIterator[Chain]:
-    opened = await open_chain(request.param, anvil_factory)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def anchor_of(client: ChainClient, anchor_id: int) -> AnchorRecord:
