@@ -24,11 +24,15 @@ Signatures are IEEE P1363 (``r || s``, 64 bytes) ECDSA over SHA-256. JSON-LD pro
 through :mod:`anchor.jsonld_contexts` (packaged contexts only). Cost: dominated by JSON-LD
 expansion and canonicalization (a few ms for a 2 kB credential) plus one ECDSA signature or
 verification per non-mandatory statement (~30-60 µs each).
+
+This module holds the algorithms (skolemization, label maps, canonicalizeAndGroup, the base
+proof, derivation and verification); the bytes (CBOR proof values, P-256 multikeys, ``r ||
+s`` signatures) are in :mod:`anchor.ecdsa_sd_encoding` and JSON pointer selection in
+:mod:`anchor.ecdsa_sd_pointers`, both re-exported here (:data:`__all__`).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import hmac
@@ -38,213 +42,77 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 from anchor import jsonld_contexts
+from anchor.ecdsa_sd_encoding import (
+    BASE_HEADER,
+    DERIVED_HEADER,
+    MAX_PROOF_VALUE,
+    P256_MULTIKEY_PREFIX,
+    BaseProofValue,
+    DerivedProofValue,
+    b64url,
+    b64url_decode,
+    p256_from_multikey,
+    p256_multikey,
+    parse_base_proof_value,
+    parse_derived_proof_value,
+    sign_p256,
+    verify_p256,
+)
+from anchor.ecdsa_sd_pointers import (
+    MAX_POINTER_LENGTH,
+    MAX_POINTERS,
+    PointerError,
+    check_pointers,
+    is_blank_node_id,
+    parse_pointer,
+    select_json_ld,
+)
 from anchor.errors import InvalidInput, VerificationError
 from anchor.sd_kind import sd_proof_kind
 
+__all__ = [
+    "BASE_HEADER",
+    "CRYPTOSUITE",
+    "DERIVED_HEADER",
+    "MAX_POINTERS",
+    "MAX_POINTER_LENGTH",
+    "MAX_PROOF_VALUE",
+    "P256_MULTIKEY_PREFIX",
+    "SKOLEM_PREFIX",
+    "BaseProofValue",
+    "DerivedProofValue",
+    "Group",
+    "Grouped",
+    "LabelMapFactory",
+    "PointerError",
+    "VerifiedDisclosure",
+    "b64url",
+    "b64url_decode",
+    "base_signature_digest",
+    "canonicalize_and_group",
+    "create_base_proof",
+    "derive_proof",
+    "hmac_label_map_factory",
+    "label_map_factory",
+    "p256_from_multikey",
+    "p256_multikey",
+    "parse_base_proof_value",
+    "parse_derived_proof_value",
+    "parse_pointer",
+    "proof_kind",
+    "select_json_ld",
+    "sign_p256",
+    "verify_derived_proof",
+    "verify_p256",
+]
+
 CRYPTOSUITE: Final = "ecdsa-sd-2023"
-BASE_HEADER: Final = b"\xd9\x5d\x00"
-DERIVED_HEADER: Final = b"\xd9\x5d\x01"
-P256_MULTIKEY_PREFIX: Final = b"\x80\x24"
-"""Multicodec ``p256-pub`` (0x1200) as an unsigned varint."""
-MAX_POINTERS: Final = 256
-MAX_POINTER_LENGTH: Final = 1024
-MAX_PROOF_VALUE: Final = 1 << 20
-"""Largest accepted ``proofValue`` string (characters)."""
 SKOLEM_PREFIX: Final = "urn:custom-scheme:"
 _SKOLEM_RE: Final = re.compile(r"<urn:custom-scheme:([^>]+)>")
 _BLANK_RE: Final = re.compile(r"(_:([^\s]+))")
-
-
-class PointerError(InvalidInput):
-    """A JSON pointer is malformed or names nothing in the document."""
-
-    slug = "invalid-json-pointer"
-    title = "Invalid JSON pointer"
-
-
-# ---------------------------------------------------------------------------------------------
-# encodings
-
-
-def b64url(data: bytes) -> str:
-    """Base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Inverse of :func:`b64url` (padding optional); raises ``ValueError``."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def p256_multikey(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    """The 35-byte multikey form (``0x80 0x24`` + SEC1 compressed point) of a P-256 key."""
-    point = public_key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-    )
-    return P256_MULTIKEY_PREFIX + point
-
-
-def p256_from_multikey(data: bytes) -> ec.EllipticCurvePublicKey:
-    """A P-256 public key from its 35-byte multikey bytes; raises ``VerificationError``."""
-    if len(data) != 35 or not data.startswith(P256_MULTIKEY_PREFIX):
-        raise VerificationError(
-            "proof public key is not a P-256 multikey", what="proofValue", actual=data.hex()
-        )
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data[2:])
-    except ValueError as exc:
-        raise VerificationError(
-            "proof public key is not a point on P-256", what="proofValue"
-        ) from exc
-
-
-def sign_p256(key: ec.EllipticCurvePrivateKey, data: bytes, *, deterministic: bool) -> bytes:
-    """ECDSA P-256 / SHA-256 signature as ``r || s`` (64 bytes); RFC 6979 if deterministic."""
-    der = key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=deterministic))
-    r, s = decode_dss_signature(der)
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-
-def verify_p256(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, what: str) -> None:
-    """Check an ``r || s`` P-256 signature; raises ``VerificationError(what=what)``."""
-    if len(signature) != 64:
-        raise VerificationError(
-            f"{what} is {len(signature)} bytes, not 64", what=what, actual=str(len(signature))
-        )
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-    try:
-        key.verify(der, data, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature as exc:
-        raise VerificationError(f"{what} does not verify", what=what) from exc
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON pointers and selection (§3.5.6 selectJsonLd)
-
-
-def parse_pointer(pointer: str) -> list[str]:
-    """RFC 6901 pointer to its reference tokens (unescaped)."""
-    if not isinstance(pointer, str) or len(pointer) > MAX_POINTER_LENGTH:
-        raise PointerError(f"JSON pointer must be a string of at most {MAX_POINTER_LENGTH}")
-    if pointer == "":
-        return []
-    if not pointer.startswith("/"):
-        raise PointerError(f"JSON pointer {pointer!r} must start with '/'")
-    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
-
-
-def _check_pointers(pointers: Sequence[str]) -> None:
-    if len(pointers) > MAX_POINTERS:
-        raise PointerError(f"more than {MAX_POINTERS} JSON pointers")
-    for pointer in pointers:
-        parse_pointer(pointer)
-
-
-def _is_blank(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("_:")
-
-
-def _initial_selection(source: Any) -> dict[str, Any]:
-    selection: dict[str, Any] = {}
-    if isinstance(source, dict):
-        if "id" in source and not _is_blank(source["id"]):
-            selection["id"] = source["id"]
-        if "type" in source:
-            selection["type"] = source["type"]
-    return selection
-
-
-class _Sparse(dict[int, Any]):
-    """A selected array under construction: index -> selected element (holes are dropped)."""
-
-
-def _step(container: Any, token: str, pointer: str) -> tuple[Any, Any]:
-    """(key, value) of ``token`` in ``container``; raises :class:`PointerError`."""
-    if isinstance(container, dict):
-        if token in container:
-            return token, container[token]
-    elif isinstance(container, list) and re.fullmatch(r"0|[1-9][0-9]*", token):
-        index = int(token)
-        if index < len(container):
-            return index, container[index]
-    raise PointerError(f"JSON pointer {pointer!r} does not match the document")
-
-
-def select_json_ld(pointers: Sequence[str], document: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The parts of ``document`` named by ``pointers``, with ids, types and ``@context``.
-
-    ``None`` when ``pointers`` is empty. Raises :class:`PointerError`.
-    """
-    if not pointers:
-        return None
-    _check_pointers(pointers)
-    selection: dict[str, Any] = _initial_selection(document)
-    if "@context" in document:
-        selection["@context"] = copy.deepcopy(document["@context"])
-    sparse: list[tuple[Any, Any, _Sparse]] = []
-    for pointer in pointers:
-        tokens = parse_pointer(pointer)
-        value: Any = document
-        selected_parent: Any = None
-        selected: Any = selection
-        key: Any = None
-        for token in tokens:
-            key, value = _step(value, token, pointer)
-            selected_parent = selected
-            existing = selected_parent.get(key)
-            if existing is None:
-                if isinstance(value, list):
-                    existing = _Sparse()
-                    sparse.append((selected_parent, key, existing))
-                else:
-                    existing = _initial_selection(value)
-                selected_parent[key] = existing
-            selected = existing
-        if selected_parent is None:
-            # the empty pointer selects the whole document
-            selection.update(copy.deepcopy(dict(document)))
-            continue
-        if not isinstance(value, (dict, list)):
-            selected_parent[key] = value
-        elif isinstance(value, list):
-            replacement = _Sparse(enumerate(copy.deepcopy(value)))
-            sparse.append((selected_parent, key, replacement))
-            selected_parent[key] = replacement
-        else:
-            merged = dict(selected) if isinstance(selected, dict) else {}
-            merged.update(copy.deepcopy(value))
-            selected_parent[key] = merged
-    # turn sparse arrays into lists, innermost first so nested holes close too
-    for parent, key, _ in reversed(sparse):
-        current = parent.get(key)
-        if isinstance(current, _Sparse):
-            parent[key] = [current[i] for i in sorted(current)]
-    result: dict[str, Any] = _densify(selection)
-    return result
-
-
-def _densify(value: Any) -> Any:
-    if isinstance(value, _Sparse):
-        return [_densify(value[i]) for i in sorted(value)]
-    if isinstance(value, dict):
-        return {k: _densify(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_densify(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +135,7 @@ def _skolemize(expanded: list[Any], random: str, counter: list[int]) -> list[Any
             if "@id" not in node:
                 node["@id"] = f"{SKOLEM_PREFIX}_{random}_{counter[0]}"
                 counter[0] += 1
-            elif _is_blank(node["@id"]):
+            elif is_blank_node_id(node["@id"]):
                 node["@id"] = SKOLEM_PREFIX + node["@id"][2:]
         out.append(node)
     return out
@@ -350,7 +218,7 @@ def canonicalize_and_group(
 ) -> Grouped:
     """§3.5.8 canonicalizeAndGroup."""
     for pointers in definitions.values():
-        _check_pointers(pointers)
+        check_pointers(pointers)
     expanded = jsonld_contexts.expand(document)
     skolemized = _skolemize(expanded, secrets.token_hex(8), [0])
     compact = jsonld_contexts.compact(skolemized, document.get("@context", {}))
@@ -369,134 +237,6 @@ def canonicalize_and_group(
             (matching if quad in selected else non_matching)[index] = quad
         groups[name] = Group(matching, non_matching, deskolemized)
     return Grouped(groups, label_map, nquads)
-
-
-# ---------------------------------------------------------------------------------------------
-# proof values
-
-
-@dataclass(frozen=True)
-class BaseProofValue:
-    base_signature: bytes
-    public_key: bytes
-    hmac_key: bytes
-    signatures: tuple[bytes, ...]
-    mandatory_pointers: tuple[str, ...]
-
-    def encode(self) -> str:
-        body = cbor2.dumps(
-            [
-                self.base_signature,
-                self.public_key,
-                self.hmac_key,
-                list(self.signatures),
-                list(self.mandatory_pointers),
-            ]
-        )
-        return "u" + b64url(BASE_HEADER + body)
-
-
-@dataclass(frozen=True)
-class DerivedProofValue:
-    base_signature: bytes
-    public_key: bytes
-    signatures: tuple[bytes, ...]
-    label_map: tuple[tuple[int, bytes], ...]
-    """(N of ``c14nN``, HMAC digest) pairs."""
-    mandatory_indexes: tuple[int, ...]
-
-    def encode(self) -> str:
-        body = cbor2.dumps(
-            [
-                self.base_signature,
-                self.public_key,
-                list(self.signatures),
-                dict(self.label_map),
-                list(self.mandatory_indexes),
-            ]
-        )
-        return "u" + b64url(DERIVED_HEADER + body)
-
-    def labels(self) -> dict[str, str]:
-        """The decompressed label map: ``c14nN`` -> ``u`` + base64url(digest)."""
-        return {f"c14n{k}": "u" + b64url(v) for k, v in self.label_map}
-
-
-def _decode_proof_value(proof_value: Any) -> tuple[bytes, Any]:
-    if not isinstance(proof_value, str) or not proof_value.startswith("u"):
-        raise VerificationError(
-            "proofValue must be a base64url multibase string ('u' prefix)", what="proofValue"
-        )
-    if len(proof_value) > MAX_PROOF_VALUE:
-        raise VerificationError(f"proofValue longer than {MAX_PROOF_VALUE}", what="proofValue")
-    try:
-        raw = b64url_decode(proof_value[1:])
-    except ValueError as exc:
-        raise VerificationError("proofValue is not base64url", what="proofValue") from exc
-    header, body = raw[:3], raw[3:]
-    try:
-        value = cbor2.loads(body)
-    except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
-        raise VerificationError("proofValue is not valid CBOR", what="proofValue") from exc
-    return header, value
-
-
-def _bytes_list(value: Any, what: str) -> tuple[bytes, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
-        raise VerificationError(f"{what} must be an array of byte strings", what="proofValue")
-    return tuple(value)
-
-
-def parse_base_proof_value(proof_value: Any) -> BaseProofValue:
-    """parseBaseProofValue; raises ``VerificationError(what='proofValue')``."""
-    header, value = _decode_proof_value(proof_value)
-    if header != BASE_HEADER:
-        raise VerificationError(
-            "proofValue is not an ecdsa-sd-2023 base proof",
-            what="proofValue",
-            expected=BASE_HEADER.hex(),
-            actual=header.hex(),
-        )
-    if not isinstance(value, list) or len(value) != 5:
-        raise VerificationError("base proofValue must hold 5 components", what="proofValue")
-    base_sig, public_key, hmac_key, sigs, pointers = value
-    if not all(isinstance(v, bytes) for v in (base_sig, public_key, hmac_key)):
-        raise VerificationError("base proofValue components have wrong types", what="proofValue")
-    if not isinstance(pointers, list) or not all(isinstance(p, str) for p in pointers):
-        raise VerificationError("mandatoryPointers must be strings", what="proofValue")
-    return BaseProofValue(
-        base_sig, public_key, hmac_key, _bytes_list(sigs, "signatures"), tuple(pointers)
-    )
-
-
-def parse_derived_proof_value(proof_value: Any) -> DerivedProofValue:
-    """parseDerivedProofValue; raises ``VerificationError(what='proofValue')``."""
-    header, value = _decode_proof_value(proof_value)
-    if header != DERIVED_HEADER:
-        raise VerificationError(
-            "proofValue is not an ecdsa-sd-2023 derived proof",
-            what="proofValue",
-            expected=DERIVED_HEADER.hex(),
-            actual=header.hex(),
-        )
-    if not isinstance(value, list) or len(value) != 5:
-        raise VerificationError("derived proofValue must hold 5 components", what="proofValue")
-    base_sig, public_key, sigs, label_map, indexes = value
-    if not (isinstance(base_sig, bytes) and isinstance(public_key, bytes)):
-        raise VerificationError("derived proofValue components have wrong types", what="proofValue")
-    if not isinstance(label_map, dict) or not all(
-        isinstance(k, int) and k >= 0 and isinstance(v, bytes) for k, v in label_map.items()
-    ):
-        raise VerificationError("label map must map integers to bytes", what="proofValue")
-    if not isinstance(indexes, list) or not all(isinstance(i, int) and i >= 0 for i in indexes):
-        raise VerificationError("mandatoryIndexes must be integers", what="proofValue")
-    return DerivedProofValue(
-        base_sig,
-        public_key,
-        _bytes_list(sigs, "signatures"),
-        tuple(sorted(label_map.items())),
-        tuple(indexes),
-    )
 
 
 def proof_kind(document: Mapping[str, Any]) -> str | None:
@@ -599,7 +339,7 @@ def derive_proof(document: Mapping[str, Any], selective_pointers: Sequence[str])
     if not isinstance(proof, dict) or proof.get("cryptosuite") != CRYPTOSUITE:
         raise VerificationError("the document has no ecdsa-sd-2023 proof", what="proof")
     base = parse_base_proof_value(proof.get("proofValue"))
-    _check_pointers(selective_pointers)
+    check_pointers(selective_pointers)
     unsecured = _unsecured(document)
     mandatory_pointers = list(base.mandatory_pointers)
     combined_pointers = mandatory_pointers + list(selective_pointers)

@@ -244,6 +244,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.credentials",
                 "anchor.data_integrity",
                 "anchor.ecdsa_sd",
+                "anchor.ecdsa_sd_encoding",
+                "anchor.ecdsa_sd_pointers",
                 "anchor.entry",
                 "anchor.errors",
                 "anchor.jsonld_contexts",
