@@ -24,24 +24,27 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from anchor.auth import (
-    ACCEPT_SIGNATURE,
-    AUTHENTICATOR_KEY,
-    MAX_CLOCK_SKEW_SECONDS,
+from anchor.appkeys import AUTHENTICATOR_KEY
+from anchor.auth.middleware import (
     PRINCIPAL_KEY,
     Authenticator,
-    NonceStore,
-    SignatureInput,
-    check_content_digest,
+    principal_of,
+    require_signature,
+)
+from anchor.auth.nonces import NonceStore, ensure_schema
+from anchor.auth.policy import (
+    MAX_CLOCK_SKEW_SECONDS,
     check_keyid,
     check_nonce,
     check_times,
-    ensure_schema,
+)
+from anchor.auth.signatures import (
+    ACCEPT_SIGNATURE,
+    SignatureInput,
+    check_content_digest,
     parse_content_digest,
     parse_signature,
     parse_signature_input,
-    principal_of,
-    require_signature,
 )
 from anchor.errors import ConfigError, InvalidInput, Unauthorized
 from anchor.keys import Ed25519Key, public_key_from_did_key
@@ -104,6 +107,7 @@ def make_app(
     *,
     public_base_url: str | None = None,
 ) -> web.Application:
+    ensure_schema(store)  # as the service does once, when it opens its database
     authenticator = Authenticator(
         resolve_key=resolve_did_key,
         is_registered=registry.is_registered,
@@ -140,6 +144,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> Iterator[SQLiteStore]:
     opened = SQLiteStore(db_path)
+    ensure_schema(opened)  # as the service does once, when it opens its database
     yield opened
     opened.close()
 
@@ -812,6 +817,7 @@ def test_nonce_store_purges_opportunistically(store: SQLiteStore) -> None:
 
 def test_nonce_table_is_durable(db_path: Path) -> None:
     first = SQLiteStore(db_path)
+    ensure_schema(first)
     NonceStore(first).remember("did:key:a#a", "n" * 16, expires=1300, now=1000)
     first.close()
     second = SQLiteStore(db_path)
