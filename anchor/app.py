@@ -25,7 +25,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from anchor import auth, keys, outbound, ratelimit
+from anchor import keys, outbound, ratelimit
 from anchor.appkeys import (
     ANCHOR_CHANGES,
     AUTHENTICATOR_KEY,
@@ -48,6 +48,8 @@ from anchor.appkeys import (
     Handler,
     HealthProbe,
 )
+from anchor.auth import issuers, middleware, nonces
+from anchor.auth.issuers import IssuerRegistry
 from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
@@ -63,7 +65,6 @@ from anchor.errors import (
 )
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
-from anchor.issuers import IssuerRegistry
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics, gauge
 from anchor.routes import (
@@ -120,7 +121,7 @@ def problem_response(error: AnchorError, instance: str | None = None) -> web.Res
     if isinstance(error, AdminUnauthorized):  # the operator's admin API
         headers["WWW-Authenticate"] = 'Bearer realm="ler-anchor admin"'
     elif isinstance(error, Unauthorized):  # issuers sign their requests
-        headers.update(auth.challenge_headers(error))
+        headers.update(middleware.challenge_headers(error))
     if isinstance(error, RateLimited | StorageUnavailable):
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(body, status=error.status, content_type=PROBLEM_JSON, headers=headers)
@@ -175,6 +176,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(SQLiteStore, config.db_path)
     app[STORE] = store
     app[LOG_KEY] = Log(store, _log_signer(config))
+    await asyncio.to_thread(issuers.ensure_schema, store)  # once, never on a request
+    await asyncio.to_thread(nonces.ensure_schema, store)
     app[ISSUERS] = IssuerRegistry(store)
     yield
     await asyncio.to_thread(store.close)
@@ -247,10 +250,10 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
     # concurrent requests share one registry read (one thread hop) per batch
     is_registered: GroupCall[str, bool] = GroupCall(registry.active_among)
-    app[AUTHENTICATOR_KEY] = auth.Authenticator(
+    app[AUTHENTICATOR_KEY] = middleware.Authenticator(
         resolve_key=resolve_key,
         is_registered=is_registered,
-        nonces=auth.NonceStore(app[STORE]),
+        nonces=nonces.NonceStore(app[STORE]),
         public_base_url=config.public_url,
     )
     yield

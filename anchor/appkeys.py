@@ -20,11 +20,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     import aiohttp
 
-    from anchor.auth import Authenticator
+    from anchor.auth.issuers import IssuerRegistry
+    from anchor.auth.middleware import Authenticator
     from anchor.batcher import AnchorChanges, Batcher
     from anchor.chain import ChainClient
     from anchor.config import Config
-    from anchor.issuers import IssuerRegistry
     from anchor.log import GroupCommitter, Log
     from anchor.metrics import Metrics
     from anchor.ratelimit import RateLimiter
@@ -59,7 +59,7 @@ ROUTE_MODULES: Final[web.AppKey[tuple[ModuleType, ...]]] = web.AppKey("route_mod
 """The route modules served (the OpenAPI document merges their ``openapi_paths``)."""
 
 AUTHENTICATOR_KEY: Final[web.AppKey[Authenticator]] = web.AppKey("anchor.auth.authenticator")
-"""Where the application keeps its :class:`~anchor.auth.Authenticator`."""
+"""Where the application keeps its :class:`~anchor.auth.middleware.Authenticator`."""
 
 INTEGRITY: Final[web.AppKey[IntegrityChecker]] = web.AppKey("integrity")
 """The background integrity check of the log (:mod:`anchor.selfcheck`)."""

@@ -471,13 +471,14 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
 
     import aiohttp
 
-    from anchor.issuers import IssuerRegistry
+    from anchor.auth.issuers import IssuerRegistry, ensure_schema
     from anchor.keys import Ed25519Key
     from anchor.signing_client import signed_headers
 
     data = workdir / "serve-data"
     key = Ed25519Key.generate()
     store = SQLiteStore(data / "ler-anchor.db")
+    ensure_schema(store)
     IssuerRegistry(store).add(key.did, "bench")
     store.close()
     port = _free_port()

@@ -23,25 +23,33 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from multidict import CIMultiDict
 
-from anchor.auth import (
-    ACCEPT_SIGNATURE,
-    AUTHENTICATOR_KEY,
-    MAX_CLOCK_SKEW_SECONDS,
+from anchor.appkeys import AUTHENTICATOR_KEY
+from anchor.auth.middleware import (
     PRINCIPAL_KEY,
     Authenticator,
-    NonceStore,
-    SignatureInput,
-    check_content_digest,
+    principal_of,
+    require_signature,
+)
+from anchor.auth.nonces import NonceStore, ensure_schema
+from anchor.auth.policy import (
+    MAX_CLOCK_SKEW_SECONDS,
     check_keyid,
     check_nonce,
+    check_request,
     check_times,
-    ensure_schema,
+)
+from anchor.auth.signatures import (
+    ACCEPT_SIGNATURE,
+    SignatureInput,
+    SignedMessage,
+    check_content_digest,
     parse_content_digest,
     parse_signature,
     parse_signature_input,
-    principal_of,
-    require_signature,
+    verify_canonical,
+    verify_signature,
 )
 from anchor.errors import ConfigError, InvalidInput, Unauthorized
 from anchor.keys import Ed25519Key, public_key_from_did_key
@@ -104,6 +112,7 @@ def make_app(
     *,
     public_base_url: str | None = None,
 ) -> web.Application:
+    ensure_schema(store)  # as the service does once, when it opens its database
     authenticator = Authenticator(
         resolve_key=resolve_did_key,
         is_registered=registry.is_registered,
@@ -140,6 +149,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> Iterator[SQLiteStore]:
     opened = SQLiteStore(db_path)
+    ensure_schema(opened)  # as the service does once, when it opens its database
     yield opened
     opened.close()
 
@@ -759,6 +769,41 @@ def _sig(created: int, expires: int | None = None) -> SignatureInput:
     )
 
 
+def _message(method: str, url: str, headers: dict[str, str]) -> SignedMessage:
+    """A request as plain values: the policy and the verification need no web framework."""
+    target = "/" + url.split("/", 3)[3]
+    fields = CIMultiDict(headers)
+    raw = tuple((k.encode("ascii"), v.encode("latin-1")) for k, v in headers.items())
+    return SignedMessage(
+        method=method, target_uri=url, request_target=target, headers=fields, raw_headers=raw
+    )
+
+
+@pytest.mark.parametrize("canonical", [True, False])
+def test_policy_and_verification_of_a_plain_message(alice: Ed25519Key, canonical: bool) -> None:
+    url = PUBLIC_BASE + PATH
+    headers = signed_headers("POST", url, BODY, alice, alice.verification_method)
+    if not canonical:  # an optional space: the package's path decides
+        label, _, member = headers["Signature-Input"].partition("=")
+        headers["Signature-Input"] = f"{label}=( {member[1:]}"
+    key = public_key_from_did_key(alice.did)
+    message = _message("POST", url, headers)
+    checked = check_request(message, BODY, time.time())
+    assert (checked.did, checked.sig.keyid) == (alice.did, alice.verification_method)
+    args = (checked.input_field, checked.sig, checked.signature, key)
+    assert verify_canonical(message, *args) is canonical
+    verify_signature(message, BODY, *args)
+    tampered = _message("PUT", url, headers)
+    assert verify_canonical(tampered, *args) is False
+    with pytest.raises(Unauthorized, match="does not verify") as refused:
+        verify_signature(tampered, BODY, *args)
+    assert refused.value.extra["reason"] == "bad-signature"
+    with pytest.raises(Unauthorized, match="the signature is stale"):
+        check_request(message, BODY, time.time() + MAX_CLOCK_SKEW_SECONDS + 60)
+    with pytest.raises(Unauthorized, match="does not match the body"):
+        check_request(message, BODY + b" ", time.time())
+
+
 def test_times_at_the_limits_are_accepted() -> None:
     check_times(_sig(1000), 1000 + MAX_CLOCK_SKEW_SECONDS)
     check_times(_sig(1000), 1000 - MAX_CLOCK_SKEW_SECONDS)
@@ -812,6 +857,7 @@ def test_nonce_store_purges_opportunistically(store: SQLiteStore) -> None:
 
 def test_nonce_table_is_durable(db_path: Path) -> None:
     first = SQLiteStore(db_path)
+    ensure_schema(first)
     NonceStore(first).remember("did:key:a#a", "n" * 16, expires=1300, now=1000)
     first.close()
     second = SQLiteStore(db_path)

@@ -30,10 +30,10 @@ from web3 import Web3
 
 from anchor import keys
 from anchor.app import create_app, make_runner
+from anchor.auth.issuers import IssuerRegistry, ensure_schema
 from anchor.chain import AnchorState, ChainClient, ChainConfig
 from anchor.chain.durable import CHAIN_FILE_NAME
 from anchor.contracts import LOG_ANCHOR, load_artifact
-from anchor.issuers import IssuerRegistry
 from anchor.keys import Ed25519Key
 from anchor.receipts import verify_receipt
 from anchor.signing_client import signed_headers
@@ -182,6 +182,7 @@ async def test_the_embedded_chain_survives_sigint_and_kill_9(tmp_path: Path) -> 
     data = tmp_path / "data"
     issuer = Ed25519Key.generate()
     store = SQLiteStore(data / "ler-anchor.db")
+    ensure_schema(store)
     IssuerRegistry(store).add(issuer.did)
     store.close()
     service = Service(data, tmp_path / "serve.log")

@@ -27,7 +27,6 @@ GROWTH = 50
 BIG_MODULES = {
     "anchor/chain/rpc.py": 804,
     "anchor/routes/status_routes.py": 929,
-    "anchor/auth.py": 926,
     "anchor/status_list.py": 1093,
     "anchor/store.py": 1209,
     "anchor/status_service.py": 1298,
@@ -239,6 +238,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "anchor",
+                "anchor.auth",
+                "anchor.auth.policy",
+                "anchor.auth.signatures",
                 "anchor.checkpoint",
                 "anchor.credential_summary",
                 "anchor.credentials",
@@ -270,6 +272,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "anchor.audit",
+                "anchor.auth.issuers",
+                "anchor.auth.nonces",
                 "anchor.backup",
                 "anchor.chain.*",
                 "anchor.client",
@@ -278,7 +282,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.dbfiles",
                 "anchor.grouping",
                 "anchor.identity",
-                "anchor.issuers",
                 "anchor.keys",
                 "anchor.log",
                 "anchor.logfiles",
@@ -302,7 +305,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "anchor.app",
                 "anchor.appkeys",
-                "anchor.auth",
+                "anchor.auth.middleware",
                 "anchor.batcher",
                 "anchor.openapi",
                 "anchor.page",

@@ -112,8 +112,9 @@ async def test_kill_9_of_the_server_loses_no_acknowledged_entry(tmp_path: Path) 
     data = tmp_path / "data"
     key = Ed25519Key.generate()
     store = SQLiteStore(data / "ler-anchor.db")
-    from anchor.issuers import IssuerRegistry
+    from anchor.auth.issuers import IssuerRegistry, ensure_schema
 
+    ensure_schema(store)
     IssuerRegistry(store).add(key.did)
     store.close()
     port = free_port()

@@ -12,8 +12,8 @@ from typing import Any
 
 from anchor import config as config_module
 from anchor import dbfiles
+from anchor.auth.issuers import Issuer, IssuerRegistry, ensure_schema
 from anchor.errors import Conflict
-from anchor.issuers import Issuer, IssuerRegistry
 from anchor.store import SQLiteStore
 
 
@@ -46,6 +46,8 @@ def _registry(args: argparse.Namespace, *, read_only: bool) -> tuple[SQLiteStore
     config = config_module.from_environment(args)
     store = SQLiteStore(config.db_path, create=False, read_only=read_only)
     try:
+        if not read_only:  # an operator write: make the table if the service never has
+            ensure_schema(store)
         return store, IssuerRegistry(store)
     except BaseException:
         store.close()

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from anchor.appkeys import CONFIG, ISSUERS
+from anchor.auth.issuers import MAX_NAME_LENGTH
 from anchor.errors import AdminUnauthorized, Forbidden, InvalidInput
-from anchor.issuers import MAX_NAME_LENGTH
 from anchor.openapi import DID_SCHEMA, errors, flag_query, json_request, json_response
 from anchor.routes.bodies import json_object
 from anchor.routes.params import did_from_path, flag_param

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from anchor.appkeys import COMMITTER, METRICS
-from anchor.auth import principal_of, require_signature
+from anchor.auth.middleware import principal_of, require_signature
 from anchor.entry import Entry, EntryKind, parse_digest
 from anchor.errors import EncodingError, InvalidInput, LimitExceeded
 from anchor.openapi import HEX_DIGEST, SIGNED, errors, json_request, json_response

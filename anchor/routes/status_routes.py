@@ -1,7 +1,7 @@
 """Status list routes: create, allocate, update (signed); read, history, versions (public);
 the issuers' status keys.
 
-Writes are signed by the issuer (:func:`~anchor.auth.require_signature`); an issuer that
+Writes are signed by the issuer (:mod:`anchor.auth.middleware`); an issuer that
 touches another issuer's list gets 403. Every write that publishes a version signs it with
 the issuer's status key, checked first against the issuer's DID document
 (:func:`~anchor.status_service.authorized_signer`, 409 with instructions when it is not
@@ -28,7 +28,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from anchor.appkeys import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
-from anchor.auth import principal_of, require_signature
+from anchor.auth.middleware import principal_of, require_signature
 from anchor.entry import check_did, parse_digest
 from anchor.errors import (
     AnchorError,
