@@ -48,8 +48,8 @@ from anchor.appkeys import (
     Handler,
     HealthProbe,
 )
-from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
+from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import aiohttp
 
     from anchor.auth import Authenticator
-    from anchor.batcher import AnchorChanges, Batcher
     from anchor.chain import ChainClient
+    from anchor.chain.batcher import AnchorChanges, Batcher
     from anchor.config import Config
     from anchor.issuers import IssuerRegistry
     from anchor.log import GroupCommitter, Log
