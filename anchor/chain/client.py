@@ -49,7 +49,9 @@ __all__ = ["KEPT_FINAL_REORGS", "ChainClient"]
 
 class ChainClient(AnchorMachine):
     """Anchors checkpoints with the LogAnchor contract at ``contract_address`` through
-    ``backend``, keeping its state machine in ``store`` (see the module docstring).
+    ``backend``, keeping its state machine in ``store`` (see the package docstring); the
+    steps are its base :class:`~anchor.chain.machine.AnchorMachine`'s, sending and receipts
+    :class:`~anchor.chain.sending.AnchorSender`'s.
 
     :meth:`step` advances every anchor as far as it can go now; call it periodically (the
     batcher does). It is safe to call again after any error: all state is in the database.

@@ -24,12 +24,8 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
-from anchor.chain.backends import (
-    ChainBackend,
-)
-from anchor.chain.ledger import (
-    _Ledger,
-)
+from anchor.chain.backends import ChainBackend
+from anchor.chain.ledger import _Ledger
 from anchor.chain.reverts import (
     RevertDecoder,
     _function_selector,
