@@ -50,8 +50,8 @@ from anchor.appkeys import (
 )
 from anchor.auth import issuers, middleware, nonces
 from anchor.auth.issuers import IssuerRegistry
-from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
+from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from anchor.auth.issuers import IssuerRegistry
     from anchor.auth.middleware import Authenticator
-    from anchor.batcher import AnchorChanges, Batcher
     from anchor.chain import ChainClient
+    from anchor.chain.batcher import AnchorChanges, Batcher
     from anchor.config import Config
     from anchor.log import GroupCommitter, Log
     from anchor.metrics import Metrics

@@ -1169,6 +1169,9 @@ class SQLiteStore:
             conn = self._writer = connect(self.path)
         run(rename)
 
+    def has_table(self, name: str) -> bool:  # one catalogue read, on this thread's reader
+        return self._has_table(self.reader(), name)
+
     @staticmethod
     def _has_table(conn: sqlite3.Connection, name: str) -> bool:
         row = conn.execute(

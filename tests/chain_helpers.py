@@ -22,7 +22,6 @@ from eth_abi.abi import encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
-from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import (
     ANCHORED_TOPIC,
     GWEI,
@@ -35,6 +34,7 @@ from anchor.chain import (
     Web3Backend,
     list_anchors,
 )
+from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.checkpoint import NoteSigner
 from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.entry import Entry, EntryKind

@@ -22,7 +22,7 @@ from chain_helpers import (
 )
 
 from anchor.backup import AnchoredRoot, backup, mismatches, restore
-from anchor.batcher import Batcher
+from anchor.chain.batcher import Batcher
 from anchor.cli import main
 from anchor.entry import Entry, EntryKind
 from anchor.errors import Conflict, InvalidInput, NotFound, RestoreRefused

@@ -28,7 +28,6 @@ from chain_helpers import (
 )
 from eth_account import Account
 
-from anchor.batcher import Batcher, BatcherConfig
 from anchor.chain import (
     AnchorRecord,
     AnchorState,
@@ -38,6 +37,7 @@ from anchor.chain import (
     ExecutionReverted,
     list_anchors,
 )
+from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.errors import AnchorError, ConfigError, NotFound, VerificationError
 from anchor.log import Log
 from anchor.receipts import build_receipt, verify_receipt

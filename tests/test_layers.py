@@ -21,11 +21,14 @@ TESTS = ROOT / "tests"
 MAX_LINES = 800
 """A module longer than this is split (unless it is one of :data:`BIG_MODULES`)."""
 
+LAID_OUT = ("anchor/chain/",)
+"""Packages already in the design's layout: their modules stay within :data:`LAID_OUT_MAX_LINES`."""
+LAID_OUT_MAX_LINES = 700
+
 GROWTH = 50
 """How many lines a listed big module may still grow."""
 
 BIG_MODULES = {
-    "anchor/chain/rpc.py": 804,
     "anchor/routes/status_routes.py": 929,
     "anchor/status_list.py": 1093,
     "anchor/store.py": 1209,
@@ -306,7 +309,6 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.app",
                 "anchor.appkeys",
                 "anchor.auth.middleware",
-                "anchor.batcher",
                 "anchor.openapi",
                 "anchor.page",
                 "anchor.ratelimit",
@@ -412,6 +414,8 @@ def test_modules_stay_small() -> None:
         relative = path.relative_to(ROOT).as_posix()
         lines = len(path.read_text(encoding="utf-8").splitlines())
         allowed = BIG_MODULES[relative] + GROWTH if relative in BIG_MODULES else MAX_LINES
+        if relative.startswith(LAID_OUT):
+            allowed = min(allowed, LAID_OUT_MAX_LINES)
         if lines > allowed:
             problems.append(f"{relative}: {lines} lines (at most {allowed}): split it")
     assert not problems, "\n".join(problems)

@@ -57,7 +57,7 @@ from service_helpers import (
 
 from anchor import credentials
 from anchor.app import CHAIN, ISSUERS, LOG_KEY, STATUS, create_app
-from anchor.batcher import Batcher
+from anchor.chain.batcher import Batcher
 from anchor.checkpoint import NoteSigner
 from anchor.cli import main
 from anchor.contracts import DID_REGISTRY, deploy, load_artifact

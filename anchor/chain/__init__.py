@@ -106,8 +106,14 @@ Modules
 :mod:`anchor.chain.values` (constants, errors, value types), :mod:`anchor.chain.backends`
 (:class:`ChainBackend`, :class:`Web3Backend`, :class:`EmbeddedChain`),
 :mod:`anchor.chain.reverts` (:class:`RevertDecoder`), :mod:`anchor.chain.ledger` (the tables
-and their queries) and :mod:`anchor.chain.client` (:class:`ChainClient`). Every name is
-re-exported here: import from :mod:`anchor.chain`.
+and their queries), :mod:`anchor.chain.sending` (sending anchors, applying receipts),
+:mod:`anchor.chain.machine` (the state machine's steps) and :mod:`anchor.chain.client`
+(:class:`ChainClient`, which wires them). Every name of these is re-exported here: import
+from :mod:`anchor.chain`. Not re-exported (import them from their modules):
+:mod:`anchor.chain.batcher` (the background task that anchors the log's checkpoints),
+:mod:`anchor.chain.durable` (the embedded chain's storage) and :mod:`anchor.chain.rpc` (its
+read-only JSON-RPC endpoint, with :mod:`anchor.chain.rpc_methods` and
+:mod:`anchor.chain.rpc_codec`).
 """
 
 from __future__ import annotations

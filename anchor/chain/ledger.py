@@ -1,6 +1,17 @@
 """The database side of :mod:`anchor.chain`: the chain tables (:func:`ensure_schema`), the
 read-only queries the rest of the service uses, and the state machine's reads and writes
-(``_Ledger``)."""
+(``_Ledger``).
+
+The statements run unchanged on SQLite and PostgreSQL: ``?`` placeholders (the store maps
+them), no ``rowid`` (rows are ordered by declared columns), no ``lastrowid`` (``RETURNING``),
+no ``INSERT OR IGNORE / REPLACE`` (``ON CONFLICT``), no SQLite-only functions (two-argument
+``max``) and no arithmetic on booleans. Only :func:`ensure_schema`'s DDL is SQLite's (as the
+rest of the store's); it runs once, when the chain client is made at service start, never
+on a read path: a read on a database without the chain tables answers "nothing" (the store
+says whether a table exists).
+
+Not pure (SQLite reads and writes). Cost: every query is one or two indexed reads; every
+write is one short transaction."""
 
 from __future__ import annotations
 
@@ -101,17 +112,16 @@ _ANCHOR_FROM = "anchors a JOIN chains c ON c.id = a.chain"
 _TX_COLUMNS = (
     "hash, anchor, account, nonce, gas, max_fee, max_priority_fee, raw, state, error, created"
 )
+_TX_ORDER = "created, max_fee, max_priority_fee, hash"
+"""Attempts oldest first: by the time each was recorded, and within one millisecond by fees
+(an attempt replacing another of the same nonce offers both fees 12.5% more), then by hash."""
+_TX_ORDER_DESC = "created DESC, max_fee DESC, max_priority_fee DESC, hash DESC"
 
 
 def _has_schema(store: SQLiteStore) -> bool:
     """Whether the chain tables exist (one read; read paths never create them, so they never
     take the writer lock: :func:`ensure_schema` runs when the chain client opens)."""
-    row = (
-        store.reader()
-        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'anchors'")
-        .fetchone()
-    )
-    return row is not None
+    return store.has_table("anchors")
 
 
 def _anchor_record(row: Sequence[Any]) -> AnchorRecord:
@@ -331,7 +341,7 @@ class _Ledger:
             self.store.reader()
             .execute(
                 f"SELECT {_TX_COLUMNS} FROM anchor_txs "  # noqa: S608
-                "WHERE chain = ? AND account = ? AND nonce = ? ORDER BY created DESC, rowid DESC",
+                f"WHERE chain = ? AND account = ? AND nonce = ? ORDER BY {_TX_ORDER_DESC}",
                 (ref, account, nonce),
             )
             .fetchall()
@@ -343,7 +353,7 @@ class _Ledger:
             self.store.reader()
             .execute(
                 f"SELECT {_TX_COLUMNS} FROM anchor_txs WHERE anchor = ? "  # noqa: S608
-                "ORDER BY created, rowid",
+                f"ORDER BY {_TX_ORDER}",
                 (anchor_id,),
             )
             .fetchall()
@@ -388,14 +398,12 @@ class _Ledger:
                     )
                     anchor_id = int(fresh[0])
                 else:
-                    anchor_id = int(
-                        conn.execute(
-                            "INSERT INTO anchors (chain, size, root, state, account, created,"
-                            " updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (ref, size, root, AnchorState.PENDING.value, account, now, now),
-                        ).lastrowid
-                        or 0
-                    )
+                    [(new_id,)] = conn.execute(
+                        "INSERT INTO anchors (chain, size, root, state, account, created,"
+                        " updated) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (ref, size, root, AnchorState.PENDING.value, account, now, now),
+                    ).fetchall()  # read to the end: the statement is finished before COMMIT
+                    anchor_id = int(new_id)
             else:
                 anchor_id = int(row[0])
         return self.anchor(anchor_id)
@@ -423,8 +431,9 @@ class _Ledger:
             )
             conn.execute(
                 "INSERT INTO chain_accounts (chain, address, next_nonce) VALUES (?, ?, ?) "
-                "ON CONFLICT (chain, address) DO UPDATE SET "
-                "next_nonce = max(next_nonce, excluded.next_nonce)",
+                "ON CONFLICT (chain, address) DO UPDATE SET next_nonce = CASE"
+                " WHEN excluded.next_nonce > chain_accounts.next_nonce"
+                " THEN excluded.next_nonce ELSE chain_accounts.next_nonce END",
                 (ref, account, nonce + 1),
             )
         return TxRecord(
@@ -542,7 +551,7 @@ class _Ledger:
             conn.execute(
                 "UPDATE anchors SET state = ?, nonce = NULL, tx_hash = NULL, block_number = NULL,"
                 " block_hash = NULL, log_index = NULL, block_time = NULL, error = ?,"
-                " reorgs = reorgs + (id = ?), updated = ?"
+                " reorgs = reorgs + CASE WHEN id = ? THEN 1 ELSE 0 END, updated = ?"
                 " WHERE chain = ? AND (id = ? OR state IN (?, ?, ?))",
                 (AnchorState.PENDING.value, why, lost[0], now, ref, lost[0],
                  AnchorState.PENDING.value, AnchorState.SUBMITTED.value,

@@ -32,6 +32,10 @@ with ``wait``) looks again at once instead of polling the database.
 
 Lifecycle (fits an aiohttp ``cleanup_ctx``): create, run :meth:`Batcher.run` as a task,
 :meth:`Batcher.close` on shutdown (then close the chain client, which the batcher does not own).
+
+Not pure (a background task over the log and the chain client). Cost per round: one chain
+client step (see :mod:`anchor.chain.machine`), the log's size and the newest anchors (two
+indexed reads), and when an anchor is due one signed checkpoint and one enqueue.
 """
 
 from __future__ import annotations
@@ -43,18 +47,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from anchor.chain import (
+from anchor.chain.client import ChainClient
+from anchor.chain.values import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     LIVE_STATES,
     AnchorRecord,
     AnchorState,
-    ChainClient,
 )
 from anchor.errors import AnchorError, ConfigError
 from anchor.log import Log
 from anchor.taskhealth import TaskHealth
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("anchor.batcher")  # its logger before it moved into anchor.chain
 
 DEFAULT_ANCHOR_INTERVAL_SECONDS = 60.0
 """Seconds between anchors while the log grows slowly."""
