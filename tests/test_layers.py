@@ -26,12 +26,9 @@ GROWTH = 50
 
 BIG_MODULES = {
     "anchor/chain/rpc.py": 804,
-    "anchor/routes/status_routes.py": 929,
     "anchor/auth.py": 926,
-    "anchor/status_list.py": 1093,
     "anchor/store.py": 1209,
     "did_methods/ethr.py": 1285,
-    "anchor/status_service.py": 1298,
 }
 """Today's modules over :data:`MAX_LINES` and their line counts: a ratchet (shrink them,
 then lower or drop the number here)."""
@@ -250,7 +247,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.merkle",
                 "anchor.tiles",
                 "anchor.sd_kind",
-                "anchor.status_list",
+                "anchor.status",
+                "anchor.status.allocation",
+                "anchor.status.bitstring",
+                "anchor.status.credential",
+                "anchor.status.model",
             }
         ),
     ),
@@ -275,8 +276,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.outbound",
                 "anchor.receipts",
                 "anchor.signing_client",
-                "anchor.status_check",
-                "anchor.status_service",
+                "anchor.status.authorisation",
+                "anchor.status.check",
+                "anchor.status.custody",
+                "anchor.status.publisher",
+                "anchor.status.repository",
                 "anchor.store",
                 "anchor.taskhealth",
                 "anchor.trust",
