@@ -261,7 +261,13 @@ class StatusRepository:
     def all_versions(self, after: int, limit: int) -> list[tuple[int, PublishedVersion]]:
         """Every published version of every list in publication order, paged: at most
         ``limit`` (up to :data:`MAX_VERSIONS_PAGE`) with a sequence number above ``after``,
-        each with its sequence number (for auditors)."""
+        each with its sequence number (for auditors).
+
+        The sequence number is SQLite's ``rowid`` of ``status_versions``, the one statement
+        here that is not portable: no declared column records publication order (``created``
+        is ordered per list only), and the numbers are already published to auditors. A
+        declared ``seq`` column needs a schema migration (to be made with the PostgreSQL
+        store), filled from the ``rowid`` so that published numbers stay the same."""
         rows = self.store.reader().execute(
             f"SELECT v.rowid, {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
             "JOIN status_lists l ON l.id = v.list_id WHERE v.rowid > ? ORDER BY v.rowid LIMIT ?",
