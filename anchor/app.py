@@ -43,6 +43,7 @@ from anchor.appkeys import (
     ROUTE_MODULES,
     STARTED,
     STATUS,
+    STATUS_PUBLISHER,
     STORE,
     TASKS,
     Handler,
@@ -81,7 +82,9 @@ from anchor.routes import (
     verify_routes,
 )
 from anchor.selfcheck import integrity_ctx
-from anchor.status_service import StatusService, StatusSettings
+from anchor.status.model import StatusSettings
+from anchor.status.publisher import StatusPublisher
+from anchor.status.repository import StatusRepository
 from anchor.store import SQLiteStore
 from anchor.taskhealth import TaskHealth, gauges, probe_value
 from did_methods import build_resolver
@@ -265,12 +268,19 @@ async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
     """Status lists; versions published but not yet logged (a crash between the two
     steps) are appended to the log before serving."""
     service = await asyncio.to_thread(
-        StatusService, app[STORE], StatusSettings.from_config(app[CONFIG])
+        StatusRepository, app[STORE], StatusSettings.from_config(app[CONFIG])
     )
     app[STATUS] = service
+    app[STATUS_PUBLISHER] = StatusPublisher(service, app[COMMITTER], app[RESOLVER])
     if app[LOG_KEY].failure is None:  # a log in the failed state appends nothing
         await asyncio.to_thread(service.log_pending, app[LOG_KEY])
     yield
+
+
+async def _status_renewal_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Renews status lists whose validUntil is near, in the background."""
+    async with app[STATUS_PUBLISHER].renewing(app[TASKS]):
+        yield
 
 
 def _chain_config(config: Config) -> ChainConfig:
@@ -531,7 +541,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_committer_ctx)
     app.cleanup_ctx.append(_status_ctx)
-    app.cleanup_ctx.append(status_routes.renewal_ctx)
+    app.cleanup_ctx.append(_status_renewal_ctx)
     app.cleanup_ctx.append(_batcher_ctx)
     app.cleanup_ctx.append(verify_routes.verifier_ctx)
     app[ROUTE_MODULES] = ROUTE_MODULES_SERVED

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from anchor.metrics import Metrics
     from anchor.ratelimit import RateLimiter
     from anchor.selfcheck import IntegrityChecker
-    from anchor.status_service import StatusService
+    from anchor.status.publisher import StatusPublisher
+    from anchor.status.repository import StatusRepository
     from anchor.store import SQLiteStore
     from anchor.taskhealth import TaskHealth
     from anchor.verify import CredentialVerifier
@@ -50,7 +51,8 @@ METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
 CHAIN: Final[web.AppKey[ChainClient]] = web.AppKey("chain")
 BATCHER: Final[web.AppKey[Batcher]] = web.AppKey("batcher")
 STARTED: Final[web.AppKey[float]] = web.AppKey("started")
-STATUS: Final[web.AppKey[StatusService]] = web.AppKey("status")
+STATUS: Final[web.AppKey[StatusRepository]] = web.AppKey("status")
+STATUS_PUBLISHER: Final[web.AppKey[StatusPublisher]] = web.AppKey("status_publisher")
 HEALTH_PROBES: Final[web.AppKey[list[HealthProbe]]] = web.AppKey("health_probes")
 TASKS: Final[web.AppKey[list[TaskHealth]]] = web.AppKey("tasks")
 """Health records of the background tasks (``/healthz`` member ``tasks``, ``/metrics``)."""

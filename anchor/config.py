@@ -16,8 +16,8 @@ from typing import Any
 
 from anchor.errors import ConfigError
 from anchor.outbound import POLICIES as OUTBOUND_POLICIES
-from anchor.status_list import MAX_ENTRIES as STATUS_MAX_ENTRIES
-from anchor.status_list import MIN_ENTRIES as STATUS_MIN_ENTRIES
+from anchor.status.bitstring import MAX_ENTRIES as STATUS_MAX_ENTRIES
+from anchor.status.bitstring import MIN_ENTRIES as STATUS_MIN_ENTRIES
 
 ENV_PREFIX = "LER_ANCHOR_"
 

@@ -79,8 +79,8 @@ from anchor.receipts import (
     verify_receipt,
 )
 from anchor.sd_kind import sd_proof_kind
-from anchor.status_check import EntryStatus, Outcome, StatusChecker
-from anchor.status_list import BitstringStatusListEntry
+from anchor.status.check import EntryStatus, Outcome, StatusChecker
+from anchor.status.credential import BitstringStatusListEntry
 from anchor.trust import NO_TRUST, Trust
 from did_methods import (
     ErrorCode,

@@ -884,14 +884,16 @@ def bench_status(workdir: Path) -> list[Row]:
     from anchor.checkpoint import NoteSigner
     from anchor.keys import Ed25519Key
     from anchor.log import Log
-    from anchor.status_check import StatusChecker
-    from anchor.status_list import parse_status_list_credential
-    from anchor.status_service import StatusChange, StatusService, StatusSettings, StatusSigner
+    from anchor.status.check import StatusChecker
+    from anchor.status.credential import parse_status_list_credential
+    from anchor.status.custody import StatusSigner
+    from anchor.status.model import StatusChange, StatusSettings
+    from anchor.status.repository import StatusRepository
     from did_methods import build_resolver
 
     store = SQLiteStore(workdir / "status.db")
     log = Log(store, NoteSigner("bench.example/log", hashlib.sha256(b"bench").digest()))
-    service = StatusService(store, StatusSettings(data_dir=workdir / "status-data"))
+    service = StatusRepository(store, StatusSettings(data_dir=workdir / "status-data"))
     issuer = Ed25519Key.generate()
     signer = StatusSigner(issuer.did, issuer.verification_method, issuer)
     base = "https://status.example"

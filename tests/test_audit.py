@@ -225,11 +225,13 @@ async def test_status_list_versions_are_checked_against_the_log(tmp_path: Path) 
     """Published list versions must be the status-list entries they claim; a status-list
     entry that was never published, or a version altered in the export, is reported."""
     from anchor.keys import Ed25519Key
-    from anchor.status_service import StatusChange, StatusService, StatusSettings, StatusSigner
+    from anchor.status.custody import StatusSigner
+    from anchor.status.model import StatusChange, StatusSettings
+    from anchor.status.repository import StatusRepository
 
     store = SQLiteStore(tmp_path / "log.db")
     log = Log(store, NoteSigner(ORIGIN, SEED))
-    service = StatusService(store, StatusSettings(data_dir=tmp_path / "data"))
+    service = StatusRepository(store, StatusSettings(data_dir=tmp_path / "data"))
     issuer = Ed25519Key.generate()
     signer = StatusSigner(issuer.did, issuer.verification_method, issuer)
     entries = service.allocate(signer, "revocation", 3, "https://status.example").entries
@@ -288,7 +290,7 @@ async def test_audit_over_http_checks_the_running_service_including_status_versi
     from anchor.app import create_app
     from anchor.keys import ChainAccountKey, save_key
     from anchor.logfiles import HttpSource
-    from anchor.status_service import MAX_VERSIONS_PAGE
+    from anchor.status.model import MAX_VERSIONS_PAGE
 
     node = anvil_factory()
     account = node.accounts[0]

@@ -27,7 +27,7 @@ from anchor.client import ServiceClient, Signer
 from anchor.entry import Entry, EntryKind
 from anchor.errors import DatabaseLocked, NoDatabase, StoreError
 from anchor.keys import Ed25519Key
-from anchor.status_service import ensure_schema as ensure_status_schema
+from anchor.status.repository import ensure_schema as ensure_status_schema
 from anchor.store import SQLiteStore
 
 DB_NAME = "ler-anchor.db"

@@ -18,7 +18,7 @@ from service_helpers import ServiceProcess
 from anchor import jsonlimits
 from anchor.cli import main
 from anchor.errors import InvalidInput, LimitExceeded, StatusRetrievalError
-from anchor.status_check import StatusChecker
+from anchor.status.check import StatusChecker
 from did_methods import build_resolver
 from did_methods import jsonlimits as pure
 

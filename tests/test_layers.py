@@ -29,10 +29,7 @@ GROWTH = 50
 """How many lines a listed big module may still grow."""
 
 BIG_MODULES = {
-    "anchor/routes/status_routes.py": 929,
-    "anchor/status_list.py": 1093,
     "anchor/store.py": 1209,
-    "anchor/status_service.py": 1298,
 }
 """Today's modules over :data:`MAX_LINES` and their line counts: a ratchet (shrink them,
 then lower or drop the number here)."""
@@ -258,7 +255,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.merkle",
                 "anchor.tiles",
                 "anchor.sd_kind",
-                "anchor.status_list",
+                "anchor.status",
+                "anchor.status.allocation",
+                "anchor.status.bitstring",
+                "anchor.status.credential",
+                "anchor.status.model",
                 "did_methods.ethr.abi",
                 "did_methods.ethr.document",
                 "did_methods.ethr.events",
@@ -292,8 +293,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.outbound",
                 "anchor.receipts",
                 "anchor.signing_client",
-                "anchor.status_check",
-                "anchor.status_service",
+                "anchor.status.authorisation",
+                "anchor.status.check",
+                "anchor.status.custody",
+                "anchor.status.publisher",
+                "anchor.status.repository",
                 "anchor.store",
                 "anchor.taskhealth",
                 "anchor.trust",

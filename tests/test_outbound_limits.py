@@ -31,7 +31,7 @@ from anchor.app import ISSUERS, STORE, create_app
 from anchor.keys import Ed25519Key
 from anchor.ratelimit import RateLimiter, client_key
 from anchor.signing_client import signed_headers
-from anchor.status_check import MAX_STATUS_ENTRIES, MAX_STATUS_HOSTS
+from anchor.status.check import MAX_STATUS_ENTRIES, MAX_STATUS_HOSTS
 
 ISSUER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 

@@ -123,7 +123,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Ed2
         loop.run_until_complete(runner.setup())
         loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
         app[ISSUERS].add(issuer.did, "Fuzzing College")
-        app[STATUS].upload_key(issuer.did, issuer)  # its lists can be opened and updated
+        app[STATUS].keys.upload_key(issuer.did, issuer)  # its lists can be opened and updated
         started.set()
         loop.run_forever()
 

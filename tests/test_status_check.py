@@ -34,9 +34,9 @@ from service_helpers import (
 from anchor.app import STATUS, create_app
 from anchor.data_integrity import create_proof
 from anchor.keys import Ed25519Key
-from anchor.status_check import Outcome, StatusChecker, summarize
-from anchor.status_list import (
-    Bitstring,
+from anchor.status.bitstring import Bitstring
+from anchor.status.check import Outcome, StatusChecker, summarize
+from anchor.status.credential import (
     build_status_list_credential,
     parse_status_entry,
     parse_status_list_credential,

@@ -15,7 +15,7 @@ from service_helpers import service_config
 from anchor.app import ISSUERS, STATUS, create_app
 from anchor.cli import main
 from anchor.keys import Ed25519Key, save_key
-from anchor.status_list import parse_status_list_credential, validate_status
+from anchor.status.credential import parse_status_list_credential, validate_status
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ async def test_command_line_errors_are_one_line(
         (
             ("status", "allocate", *signed, "--purpose", "revocation", "--count", "10001"),
             2,
-            "count",
+            "at most 10000",  # the service's own limit (HTTP 413)
         ),
         (
             (

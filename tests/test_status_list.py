@@ -31,21 +31,23 @@ from anchor.errors import (
     StatusVerificationError,
     VerificationError,
 )
-from anchor.status_list import (
+from anchor.status.bitstring import (
     MAX_BITSTRING_BYTES,
     MAX_ENCODED_LIST_CHARS,
     MAX_ENTRIES,
     MIN_ENTRIES,
     Bitstring,
     BitstringBuilder,
+    decode_bitstring,
+    encode_bitstring,
+    expand_bitstring,
+)
+from anchor.status.credential import (
     BitstringStatusListCredential,
     BitstringStatusListEntry,
     StatusMessage,
     StatusResult,
     build_status_list_credential,
-    decode_bitstring,
-    encode_bitstring,
-    expand_bitstring,
     find_status_entries,
     parse_status_entry,
     parse_status_list_credential,

@@ -42,21 +42,16 @@ from anchor.data_integrity import (
 )
 from anchor.entry import EntryKind
 from anchor.keys import Ed25519Key
-from anchor.status_check import Outcome, StatusChecker
-from anchor.status_list import (
-    Bitstring,
+from anchor.status.allocation import HIDDEN_ID_PREFIX, hide_credential_id
+from anchor.status.bitstring import Bitstring
+from anchor.status.check import Outcome, StatusChecker
+from anchor.status.credential import (
     parse_status_entry,
     parse_status_list_credential,
     validate_status,
 )
-from anchor.status_service import (
-    HIDDEN_ID_PREFIX,
-    MAX_ALLOCATION,
-    ROLLOVER_FRACTION,
-    StatusService,
-    hide_credential_id,
-    now_ms,
-)
+from anchor.status.model import MAX_ALLOCATION, ROLLOVER_FRACTION, now_ms
+from anchor.status.repository import StatusRepository
 from did_methods import build_resolver
 
 CHI_SQUARE_BUCKETS = 64
@@ -100,32 +95,77 @@ async def issuer(client: TestClient) -> Ed25519Key:
 # --- allocation ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-async def test_200k_allocations_unique_and_uniform(client: TestClient, issuer: Ed25519Key) -> None:
-    positions: list[tuple[str, int]] = []
-    for _ in range(200_000 // MAX_ALLOCATION):
-        entries = await allocate(client, issuer, count=MAX_ALLOCATION)
-        positions.extend((list_id_of(e), int(e["statusListIndex"])) for e in entries)
-    assert len(positions) == 200_000
-    assert len(set(positions)) == 200_000  # no position handed out twice
+async def test_concurrent_allocations_hand_out_each_position_once(
+    small_client: TestClient,
+) -> None:
+    """The property that matters at the boundary: whatever the interleaving of requests, no
+    position is handed out twice, every list closes at its threshold, and the database and
+    the lists' bitmaps hold every allocation (uniformity of the draw is a unit test of
+    :mod:`anchor.status.allocation`)."""
+    client = small_client
+    issuer = await new_issuer(client)
+    answers = await asyncio.gather(*(allocate(client, issuer, count=25) for _ in range(8)))
+    positions = [(list_id_of(e), int(e["statusListIndex"])) for a in answers for e in a]
+    assert len(positions) == 200
+    assert len(set(positions)) == 200  # no position handed out twice
+    service = client.app[STATUS]
+    lists = {lst.id: lst for lst in service.lists(issuer.did)}
+    threshold = int(64 * ROLLOVER_FRACTION)  # 57 of 64 entries
     per_list = Counter(list_id for list_id, _ in positions)
-    first, second = per_list.most_common()
-    assert first[1] == int(131_072 * ROLLOVER_FRACTION)  # the first list closed at 90 %
-    assert second[1] == 200_000 - first[1]
-    # Uniformity: the positions of each list, in 64 equal buckets, pooled over the lists.
-    width = 131_072 // CHI_SQUARE_BUCKETS
-    observed = Counter((list_id, index // width) for list_id, index in positions)
-    statistic = 0.0
-    for list_id, total in per_list.items():
-        expected = total / CHI_SQUARE_BUCKETS
-        statistic += sum(
-            (observed[(list_id, b)] - expected) ** 2 / expected for b in range(CHI_SQUARE_BUCKETS)
-        )
-    # Two lists: 2 * 63 degrees of freedom; compare the mean per list with the bound.
-    assert statistic / len(per_list) < CHI_SQUARE_CRITICAL, statistic
-    # The database holds every allocation, each position once (primary key).
+    assert sorted(per_list.values()) == [29, threshold, threshold, threshold]
+    assert [lst.open for lst in lists.values()] == [False, False, False, True]
+    for list_id, lst in lists.items():
+        assert lst.allocated == per_list[list_id]
+        taken = {index for other, index in positions if other == list_id}
+        assert all(0 <= index < lst.entries for index in taken)
     conn = client.app[STORE].reader()
-    assert conn.execute("SELECT count(*) FROM status_entries").fetchone()[0] == 200_000
+    rows = conn.execute("SELECT list_id, idx FROM status_entries").fetchall()
+    assert sorted((str(r[0]), int(r[1])) for r in rows) == sorted(positions)
+    for list_id, bitmap in conn.execute("SELECT id, allocation FROM status_lists"):
+        marked = {i for i in range(64) if bytes(bitmap)[i >> 3] & (0x80 >> (i & 7))}
+        assert marked == {index for other, index in positions if other == list_id}
+
+
+async def test_allocation_limits_are_the_services_own(
+    client: TestClient, issuer: Ed25519Key
+) -> None:
+    """The route checks nothing itself: a request past the service's limit gets the
+    service's 413, a malformed one its 400, both before the status key is authorised (an
+    issuer that has not uploaded its key would get 409 otherwise). The largest request
+    allowed is served."""
+    path = "/v1/status-lists/allocate"
+    keyless = await new_issuer(client, upload=False)
+    refused = await signed_post(client, keyless, path, {"purpose": "revocation", "count": 1})
+    assert refused.status == 409, await refused.text()
+    too_many = {"purpose": "revocation", "count": MAX_ALLOCATION + 1}
+    ids = {"purpose": "revocation", "credentialIds": [f"c{i}" for i in range(MAX_ALLOCATION + 1)]}
+    for key, body in ((issuer, too_many), (issuer, ids), (keyless, too_many)):
+        refused = await signed_post(client, key, path, body)
+        assert refused.status == 413, await refused.text()
+        assert refused.content_type == "application/problem+json"
+        problem = await refused.json()
+        assert problem["detail"].endswith(f"at most {MAX_ALLOCATION}"), problem
+    for body in (
+        {"purpose": "revocation", "count": 0},
+        {"purpose": "revocation", "count": "3"},
+        {"purpose": "revocation", "count": 2, "credentialIds": ["a", "b"]},
+        {"purpose": "revocation", "credentialIds": []},
+    ):
+        refused = await signed_post(client, keyless, path, body)
+        assert refused.status == 400, (body, await refused.text())
+    assert client.app[STATUS].lists(issuer.did) == []  # nothing was allocated
+    (one,) = await allocate(client, issuer, count=1.0)  # JSON's 1.0 is 1
+    assert one["statusPurpose"] == "revocation"
+    # The largest request taken, into a list of the default length: distinct positions
+    # spread over the whole list (64 buckets, chi-square at p = 1e-4).
+    entries = await allocate(client, issuer, count=MAX_ALLOCATION - 1)
+    indexes = [int(e["statusListIndex"]) for e in [one, *entries]]
+    assert len(set(indexes)) == MAX_ALLOCATION
+    width = 131_072 // CHI_SQUARE_BUCKETS
+    observed = Counter(index // width for index in indexes)
+    expected = MAX_ALLOCATION / CHI_SQUARE_BUCKETS
+    statistic = sum((observed[b] - expected) ** 2 / expected for b in range(CHI_SQUARE_BUCKETS))
+    assert statistic < CHI_SQUARE_CRITICAL, statistic
 
 
 async def test_allocation_is_idempotent_per_credential_id(
@@ -169,7 +209,7 @@ async def test_credential_ids_are_kept_only_hidden(
             "UPDATE status_entries SET credential_id = ? WHERE credential_id IS NOT NULL", (email,)
         )
         conn.execute("DELETE FROM meta WHERE key = 'credential_ids_hidden'")
-    service = StatusService(store, client.app[STATUS].settings)
+    service = StatusRepository(store, client.app[STATUS].settings)
     (cid,) = [r[0] for r in store.reader().execute("SELECT credential_id FROM status_entries")]
     assert cid == hide_credential_id(service._id_key, email)
     (again,) = await allocate(client, issuer, credentialIds=[email])
@@ -439,7 +479,7 @@ async def test_status_key_upload_rules(client: TestClient) -> None:
     assert issuer.private_jwk()["d"] not in json.dumps(uploaded)  # no private key returned
     public = await ok_json(await client.get("/v1/status-keys", params={"did": issuer.did}))
     assert public == uploaded
-    path = client.app[STATUS].key_path(issuer.did)
+    path = client.app[STATUS].keys.key_path(issuer.did)
     assert path.stat().st_mode & 0o777 == 0o600
     assert (
         await signed_post(client, issuer, "/v1/status-lists", {"purpose": "revocation"})
@@ -571,7 +611,7 @@ async def test_did_web_issuer_adds_the_generated_key(
     assert info["authorized"] is False
     addition = info["didDocumentAddition"]
     assert addition["assertionMethod"] == [info["suggestedVerificationMethod"]]
-    assert client.app[STATUS].key_path(did).stat().st_mode & 0o777 == 0o600
+    assert client.app[STATUS].keys.key_path(did).stat().st_mode & 0o777 == 0o600
     body = {"purpose": "revocation"}
     refused = await signed_post(client, signing, "/v1/status-lists", body, keyid)
     assert refused.status == 409

@@ -41,7 +41,7 @@ from anchor.errors import ConfigError, Conflict, InvalidInput, NotFound, Untrust
 from anchor.keys import Ed25519Key
 from anchor.log import Log
 from anchor.receipts import build_receipt, check_receipt, verify_receipt
-from anchor.status_check import StatusChecker
+from anchor.status.check import StatusChecker
 from anchor.store import SQLiteStore
 from anchor.trust import (
     TrustRoot,

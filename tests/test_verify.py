@@ -67,7 +67,7 @@ from anchor.errors import NotFound
 from anchor.keys import Ed25519Key
 from anchor.log import Log
 from anchor.receipts import build_receipt
-from anchor.status_check import StatusChecker
+from anchor.status.check import StatusChecker
 from anchor.trust import TrustRoot
 from anchor.verify import (
     CredentialVerifier,

@@ -43,14 +43,11 @@ from anchor.commands.common import (
 )
 from anchor.errors import InvalidInput
 from anchor.keys import DID_KEY_PREFIX
-from anchor.status_check import Outcome, StatusChecker, summarize
-from anchor.status_list import MIN_ENTRIES, find_status_entries
-from anchor.status_service import (
-    MANAGED_PURPOSES,
-    MAX_ALLOCATION,
-    StatusService,
-    StatusSettings,
-)
+from anchor.status.bitstring import MIN_ENTRIES
+from anchor.status.check import Outcome, StatusChecker, summarize
+from anchor.status.credential import find_status_entries
+from anchor.status.model import MANAGED_PURPOSES, MAX_ALLOCATION, StatusSettings
+from anchor.status.repository import StatusRepository
 from anchor.store import SQLiteStore
 from did_methods import build_resolver
 
@@ -301,7 +298,7 @@ def _export(args: argparse.Namespace) -> int:
     with dbfiles.operator_writer(config.db_path):  # the status tables may be created
         store = SQLiteStore(config.db_path, create=False)
         try:
-            service = StatusService(store, StatusSettings.from_config(config))
+            service = StatusRepository(store, StatusSettings.from_config(config))
             current = service.current_versions()
         finally:
             store.close()

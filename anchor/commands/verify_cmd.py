@@ -32,8 +32,8 @@ from anchor.commands.common import EXIT_NOT_VALID, EXIT_UNKNOWN, EXIT_VALID, rea
 from anchor.commands.trust_cmd import add_trust_args, check_trust_args, trust_from_args
 from anchor.credential_summary import summarize
 from anchor.errors import InvalidInput
-from anchor.status_check import StatusChecker
-from anchor.status_list import MIN_ENTRIES
+from anchor.status.bitstring import MIN_ENTRIES
+from anchor.status.check import StatusChecker
 from anchor.verify import CredentialVerifier, Report, ServiceReceipts, Verdict
 from did_methods import build_resolver
 from did_methods.ethr import EthrNetwork

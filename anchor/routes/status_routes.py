@@ -1,10 +1,12 @@
 """Status list routes: create, allocate, update (signed); read, history, versions (public);
 the issuers' status keys.
 
-Writes are signed by the issuer (:mod:`anchor.auth.middleware`); an issuer that
-touches another issuer's list gets 403. Every write that publishes a version signs it with
-the issuer's status key, checked first against the issuer's DID document
-(:func:`~anchor.status_service.authorized_signer`, 409 with instructions when it is not
+This module parses HTTP, calls the :class:`~anchor.status.publisher.StatusPublisher` and
+answers; the publisher checks each write (the service's own 400 and 413), authorises it and
+orders the work. Writes are signed by the issuer (:mod:`anchor.auth.middleware`);
+an issuer that touches another issuer's list gets 403. Every write that publishes a version
+signs it with the issuer's status key, checked first against the issuer's DID document
+(:func:`~anchor.status.authorisation.authorized_signer`, 409 with instructions when it is not
 listed under ``assertionMethod``), and answers only once the version's digest is committed
 to the log as a ``status-list`` entry.
 
@@ -17,30 +19,25 @@ the version that was current then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.appkeys import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
+from anchor.appkeys import CONFIG, RESOLVER, STATUS, STATUS_PUBLISHER
 from anchor.auth.middleware import principal_of, require_signature
 from anchor.entry import check_did, parse_digest
 from anchor.errors import (
-    AnchorError,
     ConfigError,
     Conflict,
     EncodingError,
     Forbidden,
     InvalidInput,
-    LimitExceeded,
     NotFound,
 )
-from anchor.identity import ResolutionUnavailable
 from anchor.keys import DID_KEY_PREFIX, Ed25519Key, b64url_decode, did_key_for
 from anchor.openapi import (
     DID_SCHEMA,
@@ -54,8 +51,10 @@ from anchor.openapi import (
 from anchor.routes.bodies import json_object, json_value
 from anchor.routes.links import receipt_location
 from anchor.routes.params import int_param, json_integer, optional_int_param
-from anchor.status_list import MAX_INDEX_DIGITS, MAX_STATUS_SIZE
-from anchor.status_service import (
+from anchor.status.authorisation import find_assertion_method
+from anchor.status.bitstring import MAX_STATUS_SIZE
+from anchor.status.credential import MAX_INDEX_DIGITS
+from anchor.status.model import (
     LIST_ID_BYTES,
     MANAGED_PURPOSES,
     MAX_ALLOCATION,
@@ -66,15 +65,12 @@ from anchor.status_service import (
     MAX_VERSIONS_PAGE,
     PublishedVersion,
     StatusChange,
-    StatusKeyNotAuthorized,
-    StatusService,
-    authorized_signer,
-    check_list_kind,
-    find_assertion_method,
+    check_batch_size,
     iso_ms,
     now_ms,
 )
-from anchor.taskhealth import TaskHealth
+from anchor.status.publisher import StatusPublisher
+from anchor.status.repository import StatusRepository
 
 _LOG = logging.getLogger(__name__)
 
@@ -88,7 +84,7 @@ IMMUTABLE_CACHE: Final = "public, max-age=31536000, immutable"
 
 _INDEX_RE: Final = re.compile(r"0|[1-9][0-9]*")
 LIST_ID_RE: Final = f"[0-9a-f]{{{2 * LIST_ID_BYTES}}}"
-"""A status list id (:data:`~anchor.status_service.LIST_ID_BYTES` random bytes, hex): the
+"""A status list id (:data:`~anchor.status.model.LIST_ID_BYTES` random bytes, hex): the
 routes match only these, so ``/v1/status-lists/allocate`` is no list."""
 _UNIX_SECONDS_RE: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _DATE_TIME_RE: Final = re.compile(
@@ -98,8 +94,12 @@ _DATE_TIME_RE: Final = re.compile(
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _service(request: web.Request) -> StatusService:
+def _service(request: web.Request) -> StatusRepository:
     return request.app[STATUS]
+
+
+def _publisher(request: web.Request) -> StatusPublisher:
+    return request.app[STATUS_PUBLISHER]
 
 
 def _base_url(request: web.Request) -> str:
@@ -107,20 +107,6 @@ def _base_url(request: web.Request) -> str:
     config = request.app[CONFIG]
     base = config.status_url or config.public_url
     return base.rstrip("/") if base else f"{request.scheme}://{request.host}"
-
-
-async def _log_versions(request: web.Request, versions: Sequence[PublishedVersion]) -> list[int]:
-    """Append the versions' digests to the log (group commit) and remember their indexes."""
-    return await _log_versions_of(request.app, versions)
-
-
-async def _log_versions_of(app: web.Application, versions: Sequence[PublishedVersion]) -> list[int]:
-    if not versions:
-        return []
-    result = await app[COMMITTER].append([v.log_entry for v in versions])
-    indexes = list(result.indexes)
-    await asyncio.to_thread(app[STATUS].record_log_index, versions, indexes)
-    return indexes
 
 
 def _json_body(raw: bytes) -> Any:
@@ -179,10 +165,7 @@ def parse_changes(body: Any) -> list[StatusChange]:
         raise InvalidInput(
             'body must be a non-empty array [{"index": "123", "value": 1, "reason": "..."}]'
         )
-    if len(items) > MAX_UPDATES:
-        raise LimitExceeded(
-            f"{len(items)} changes in one batch; at most {MAX_UPDATES}", hint="split the batch"
-        )
+    check_batch_size(len(items))  # the service's limit, before any item is parsed
     changes = []
     for number, item in enumerate(items):
         where = f"[{number}]"
@@ -216,22 +199,9 @@ def _version_json(version: PublishedVersion, log_index: int | None) -> dict[str,
 async def create_list(request: web.Request) -> web.Response:
     principal = principal_of(request)
     body = json_object(await request.read())
-    purpose, size, messages = check_list_kind(
-        body.get("purpose"), body.get("statusSize"), body.get("statusMessage")
-    )
-    service = _service(request)
-    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
-    status_list, version = await asyncio.to_thread(
-        service.create_list,
-        signer,
-        purpose,
-        _base_url(request),
-        status_size=size,
-        status_message=messages,
-    )
-    (log_index,) = await _log_versions(request, [version])
-    answer = {**status_list.to_json(), "published": _version_json(version, log_index)}
-    return web.json_response(answer, status=201, headers={"Location": status_list.url})
+    done = await _publisher(request).create_list(principal.did, body, _base_url(request))
+    answer = {**done.list.to_json(), "published": _version_json(done.version, done.log_index)}
+    return web.json_response(answer, status=201, headers={"Location": done.list.url})
 
 
 @routes.post("/v1/status-lists/allocate")
@@ -239,33 +209,7 @@ async def create_list(request: web.Request) -> web.Response:
 async def allocate(request: web.Request) -> web.Response:
     principal = principal_of(request)
     body = json_object(await request.read())
-    purpose, size, messages = check_list_kind(
-        body.get("purpose"), body.get("statusSize"), body.get("statusMessage")
-    )
-    ids = body.get("credentialIds")
-    if ids is not None and "count" in body:
-        raise InvalidInput(
-            "give either count or credentialIds",
-            hint="with credentialIds, the count is their number",
-        )
-    if ids is not None and (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ALLOCATION):
-        raise InvalidInput(f"credentialIds must be an array of 1..{MAX_ALLOCATION} strings")
-    count = json_integer(body.get("count", len(ids) if ids else 1))
-    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_ALLOCATION:
-        raise InvalidInput(f"count must be an integer of 1..{MAX_ALLOCATION}")
-    service = _service(request)
-    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
-    allocation = await asyncio.to_thread(
-        service.allocate,
-        signer,
-        purpose,
-        count,
-        _base_url(request),
-        credential_ids=ids,
-        status_size=size,
-        status_message=messages,
-    )
-    await _log_versions(request, allocation.published)
+    allocation = await _publisher(request).allocate(principal.did, body, _base_url(request))
     answer = {
         "entries": [e.to_json() for e in allocation.entries],
         "new": list(allocation.new),
@@ -280,24 +224,11 @@ async def set_statuses(request: web.Request) -> web.Response:
     principal = principal_of(request)
     list_id = request.match_info["id"]
     changes = parse_changes(_json_body(await request.read()))
-    service = _service(request)
-    status_list = await asyncio.to_thread(service.get_list, list_id)
-    if status_list.issuer != principal.did:
-        raise Forbidden(
-            f"status list {list_id} belongs to another issuer",
-            hint="change only the lists your own DID allocated",
-        )
-    signer = await authorized_signer(service, request.app[RESOLVER], principal.did)
-    result = await asyncio.to_thread(
-        service.update, list_id, signer, changes, keyid=principal.keyid
-    )
-    log_index = result.version.log_index
-    if log_index is None:  # new, or left unlogged by an earlier failed append
-        (log_index,) = await _log_versions(request, [result.version])
+    done = await _publisher(request).update(principal.did, list_id, changes, principal.keyid)
     answer = {
-        **result.list.to_json(),
-        "changed": result.changed,
-        "published": _version_json(result.version, log_index),
+        **done.result.list.to_json(),
+        "changed": done.result.changed,
+        "published": _version_json(done.result.version, done.log_index),
     }
     return web.json_response(answer)
 
@@ -322,9 +253,9 @@ async def status_key(request: web.Request) -> web.Response:
             key = Ed25519Key.from_jwk(body, source="the uploaded JWK")
         except ConfigError as err:
             raise InvalidInput(err.detail, hint=err.hint) from None
-        info = await asyncio.to_thread(service.upload_key, principal.did, key)
+        info = await asyncio.to_thread(service.keys.upload_key, principal.did, key)
     else:
-        found = await asyncio.to_thread(service.key_info, principal.did, generate=True)
+        found = await asyncio.to_thread(service.keys.key_info, principal.did, generate=True)
         if found is None:  # the issuer's DID method decides: a conflict with its custody
             raise Conflict(
                 f"{principal.did} signs its status lists with its own did:key key",
@@ -360,81 +291,6 @@ def _not_modified(request: web.Request, etag: str) -> bool:
     return any(tag.value in ("*", etag.strip('"')) for tag in wanted)
 
 
-async def _renewed(app: web.Application, version: PublishedVersion) -> PublishedVersion:
-    """``version``, or a fresh signature of it (signed, stored and logged) when its
-    validUntil is within one ttl. When the issuer's key cannot sign now, ``version``."""
-    service: StatusService = app[STATUS]
-    if not service.needs_renewal(version, now_ms()):
-        return version
-    try:
-        signer = await authorized_signer(service, app[RESOLVER], version.issuer)
-    except (StatusKeyNotAuthorized, ResolutionUnavailable) as err:
-        _LOG.warning("cannot renew status list %s: %s", version.list_id, err.detail)
-        return version
-    renewed = await asyncio.to_thread(
-        service.republish, version.list_id, signer, if_version=version.version
-    )
-    if renewed is None:  # someone else published meanwhile
-        return await asyncio.to_thread(service.current_version, version.list_id)
-    await _log_versions_of(app, [renewed])
-    return renewed
-
-
-RENEWAL_PERIOD_MAX_SECONDS: Final = 60.0
-"""Longest pause between two rounds of renewing lists whose validUntil is near."""
-
-
-async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
-    """When lists have a validUntil, renew every one that is due in the background (not
-    only when it is fetched), so that exported static copies and lists nobody fetched stay
-    valid. A round every ttl / 2, at most :data:`RENEWAL_PERIOD_MAX_SECONDS` apart.
-
-    A failure (the store is full or failing, the log refuses) is logged, makes the task
-    unhealthy (``/healthz``, ``/metrics``: task ``status-renewal``) and is retried after
-    1, 2, 4... seconds, at most one period; one list failing does not stop the others."""
-    service: StatusService = app[STATUS]
-    if service.settings.valid_ms is None:
-        yield
-        return
-    period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, service.settings.ttl_ms / 2000))
-    health = TaskHealth("status-renewal")
-    app[TASKS].append(health)
-
-    async def round_() -> AnchorError | None:
-        failure: AnchorError | None = None
-        try:
-            due = await asyncio.to_thread(service.due_for_renewal, now_ms())
-        except AnchorError as err:
-            return err
-        for version in due:
-            try:
-                await _renewed(app, version)
-            except AnchorError as err:  # the store or the log failed: retry it soon
-                _LOG.warning("renewing status list %s failed: %s", version.list_id, err.detail)
-                failure = err
-        return failure
-
-    async def loop() -> None:
-        health.started()
-        try:
-            while True:
-                failure = await round_()
-                if failure is None:
-                    health.succeeded()
-                else:
-                    health.failed(failure)
-                    _LOG.warning("renewing status lists failed: %s", failure.diagnostics())
-                await asyncio.sleep(period if failure is None else health.backoff(1.0, period))
-        finally:
-            health.stopped()
-
-    task = asyncio.create_task(loop(), name="status-renewal")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 @routes.get(f"/v1/status-lists/{{id:{LIST_ID_RE}}}")
 async def get_list(request: web.Request) -> web.Response:
     list_id = request.match_info["id"]
@@ -443,9 +299,7 @@ async def get_list(request: web.Request) -> web.Response:
     if raw is not None:
         version = await asyncio.to_thread(service.version_at, list_id, parse_timestamp(raw))
     else:
-        version = await _renewed(
-            request.app, await asyncio.to_thread(service.current_version, list_id)
-        )
+        version = await _publisher(request).current(list_id)
     ttl_seconds = service.settings.ttl_ms // 1000
     cache = (
         IMMUTABLE_CACHE if version.superseded_ms is not None else f"public, max-age={ttl_seconds}"
@@ -531,7 +385,7 @@ async def get_status_key(request: web.Request) -> web.Response:
         check_did(did)
     except EncodingError as err:
         raise InvalidInput(err.detail, hint=err.hint) from None
-    info = await asyncio.to_thread(_service(request).key_info, did)
+    info = await asyncio.to_thread(_service(request).keys.key_info, did)
     if info is None:
         raise NotFound(f"{did} has no status list key yet")
     vm = await find_assertion_method(request.app[RESOLVER], did, info.public_key)

@@ -3,7 +3,7 @@
 It uses what it already has: its DID resolver, its chain backend, its own log (a receipt is
 looked up there, from a final anchor, when none is given; its own log, chain and contract
 are the verifier's one trust root) and one
-:class:`~anchor.status_check.StatusChecker` per application on the shared HTTP session (so
+:class:`~anchor.status.check.StatusChecker` per application on the shared HTTP session (so
 status lists are cached for their ``ttl`` across requests). Receipts must come from this
 service's log and anchor contract. The answer is the report, ``200`` whatever the verdict;
 ``400`` for a body that is not ``{"credential": {...}, "receipt"?: {...}}``. The answer
@@ -11,8 +11,8 @@ adds ``issuer``: the credential's issuer DID and the name this service's issuer 
 gives it (``null`` when the DID is not registered here). The credential is neither stored nor
 logged.
 
-Outbound work is bounded: at most :data:`~anchor.status_check.MAX_STATUS_ENTRIES` status
-entries on :data:`~anchor.status_check.MAX_STATUS_HOSTS` hosts are fetched (the excess is
+Outbound work is bounded: at most :data:`~anchor.status.check.MAX_STATUS_ENTRIES` status
+entries on :data:`~anchor.status.check.MAX_STATUS_HOSTS` hosts are fetched (the excess is
 ``unknown``), and each list fetched costs the client one more token of its ``--fetch-rate``
 bucket (429 when it has too few).
 """
@@ -32,8 +32,8 @@ from anchor.credentials import issuer_id
 from anchor.errors import InvalidInput
 from anchor.openapi import errors, json_request, json_response
 from anchor.routes.bodies import json_object
-from anchor.status_check import StatusChecker
-from anchor.status_list import MIN_ENTRIES
+from anchor.status.bitstring import MIN_ENTRIES
+from anchor.status.check import StatusChecker
 from anchor.trust import TrustRoot
 from anchor.verify import CHECKS, CredentialVerifier, LogReceipts, Verdict
 

@@ -11,7 +11,7 @@ For every ``BitstringStatusListEntry`` in a credential's ``credentialStatus``,
    :class:`did_methods.Resolver`) lists under ``assertionMethod``;
 3. requires the list's ``issuer`` to be the credential's issuer and the list to be within
    its ``validFrom`` .. ``validUntil`` period;
-4. runs :func:`anchor.status_list.validate_status` (purpose, ``statusSize``, minimum length,
+4. runs :func:`anchor.status.credential.validate_status` (purpose, ``statusSize``, minimum length,
    range) and maps the result to an :class:`Outcome`: ``valid``, ``revoked``,
    ``suspended``, ``message`` (with the message), or ``unknown`` with the error as RFC 9457
    problem details. Whatever cannot be fetched, parsed or verified is ``unknown``, never
@@ -50,9 +50,8 @@ from anchor.errors import (
     VerificationError,
 )
 from anchor.identity import ed25519_key_for
-from anchor.status_list import (
-    MAX_ENCODED_LIST_CHARS,
-    MIN_ENTRIES,
+from anchor.status.bitstring import MAX_ENCODED_LIST_CHARS, MIN_ENTRIES
+from anchor.status.credential import (
     BitstringStatusListCredential,
     BitstringStatusListEntry,
     StatusResult,
