@@ -18,7 +18,7 @@ import pytest
 from anchor import merkle
 from anchor.entry import Entry, EntryKind
 from anchor.errors import InvalidInput, NotFound, StoreError
-from anchor.store import SQLiteStore, connect
+from anchor.store import SCHEMA_VERSION, SQLiteStore, connect
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 OTHER = "did:web:college.example"
@@ -185,7 +185,7 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
     s.append([entry(i) for i in range(8)])
     with s.transaction() as conn:
         conn.execute("UPDATE tiles SET hashes = zeroblob(length(hashes)) WHERE tile = 0")
-    with pytest.raises(StoreError, match="hashes of tile 0 do not match"):
+    with pytest.raises(StoreError, match="hashes of leaf block 0 do not match"):
         s.check_integrity()
     s.close()
 
@@ -388,7 +388,7 @@ def test_a_version_2_database_is_migrated_at_open(tmp_path: Path) -> None:
     conn.close()
 
     s = SQLiteStore(path)
-    assert s.meta("schema_version") == "3"
+    assert s.meta("schema_version") == str(SCHEMA_VERSION)
     assert s.check_integrity() == 151
     assert s.root() == root
     assert [e.index for e in s.find(entries[3].digest)] == [3, 150]
