@@ -21,7 +21,13 @@ from anchor import merkle
 from anchor.db import SQLiteDatabase, open_database
 from anchor.db.api import Connection, Dialect
 from anchor.db.migrations import Schema, Step, table_exists
-from anchor.db.postgres import PostgresDatabase, redact, translate
+from anchor.db.postgres import (
+    PostgresDatabase,
+    multi_row_insert,
+    numbered,
+    redact,
+    translate,
+)
 from anchor.entry import Entry, EntryKind
 from anchor.errors import StorageUnavailable, StoreError
 from anchor.store import LOG_SCHEMA, SCHEMA_VERSION, SQLiteStore, open_store
@@ -64,6 +70,24 @@ def test_ddl_types_are_translated_and_only_in_ddl() -> None:
     assert translate("SELECT CAST(x AS INTEGER) FROM blob_table") == (
         "SELECT CAST(x AS INTEGER) FROM blob_table"
     )
+
+
+def test_one_row_inserts_become_multi_row_statements_with_native_placeholders() -> None:
+    sql = "INSERT INTO d (key, idx) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+    assert multi_row_insert(sql) == (
+        "INSERT INTO d (key, idx) VALUES ",
+        "(?, ?)",
+        " ON CONFLICT (key) DO NOTHING",
+    )
+    assert numbered(sql, 3) == (
+        "INSERT INTO d (key, idx) VALUES ($1, $2),($3, $4),($5, $6) ON CONFLICT (key) DO NOTHING"
+    )
+    assert numbered("SELECT '5%' WHERE a = ? AND b LIKE '?'") == (
+        "SELECT '5%' WHERE a = $1 AND b LIKE '?'"
+    )
+    # an upsert may touch one row twice across rows: it stays one statement per row
+    assert multi_row_insert(sql.replace("DO NOTHING", "DO UPDATE SET idx = excluded.idx")) is None
+    assert multi_row_insert("INSERT INTO d (k) SELECT k FROM e") is None
 
 
 def test_passwords_are_redacted() -> None:
