@@ -404,7 +404,7 @@ class LogStore:
     def write_error(self) -> StorageUnavailable | None:
         """The failure of the last write when it was a :class:`StorageUnavailable` (the disk
         is full, read-only, failing; the server is down); ``None`` once a write commits."""
-        return getattr(self.db, "write_error", None)
+        return self.db.write_error
 
     def reader(self) -> Connection:
         """A read connection (single statements, each on a consistent snapshot)."""

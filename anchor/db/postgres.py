@@ -16,6 +16,9 @@ SQLite's:
 * **Consistent reads.** A reader statement runs in its own ``REPEATABLE READ, READ ONLY``
   transaction on a pooled connection, and its rows are fetched before the connection goes
   back to the pool.
+* **Restarts.** A pooled connection the server dropped is replaced: the writer's pool checks
+  each connection before a write transaction, and a read found broken runs once more on a
+  fresh connection; only when the server stays away does a call fail (503).
 * **SQL written once.** Statements use SQLite's ``?`` placeholders and types; :func:`translate`
   rewrites the placeholders (outside string literals, quoted names and comments) and the DDL
   types (``BLOB``, ``INTEGER``, ``INTEGER PRIMARY KEY AUTOINCREMENT``, ``WITHOUT ROWID``).
@@ -336,6 +339,7 @@ class PostgresDatabase:
                 open=False,
                 name="ler-anchor-writer",
                 timeout=connect_timeout,
+                check=psycopg_pool.ConnectionPool.check_connection,  # a round trip per write
                 kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
                 configure=_configure_writer,
             )
@@ -397,14 +401,27 @@ class PostgresDatabase:
         return pg_error(exc, self._where, self._secret)
 
     def read(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
-        """Run one read statement in its own snapshot and return its rows."""
-        try:
-            with self._readers.connection() as raw:
-                cur = raw.execute(translate(sql), tuple(parameters))
-                rows = cur.fetchall() if cur.description is not None else []
-                return _Rows(rows, cur.rowcount)
-        except psycopg.Error as exc:
-            raise self.error(exc) from exc
+        """Run one read statement in its own snapshot and return its rows. A pooled
+        connection found broken (the server restarted, or dropped it) is replaced, with every
+        idle one found broken too, and the statement, which changes nothing, is run once more
+        on a fresh one."""
+        for attempt in range(2):
+            broken = False
+            try:
+                with self._readers.connection() as raw:
+                    try:
+                        cur = raw.execute(translate(sql), tuple(parameters))
+                        rows = cur.fetchall() if cur.description is not None else []
+                        return _Rows(rows, cur.rowcount)
+                    except psycopg.OperationalError:
+                        if attempt or not raw.broken:
+                            raise
+                        broken = True  # the pool discards it on return
+            except psycopg.Error as exc:
+                if not broken:
+                    raise self.error(exc) from exc
+            self._readers.check()  # the others were most likely dropped too: replace them
+        raise StoreError("unreachable: a read was retried without an answer")
 
     def reader(self) -> Connection:
         return _ReadConnection(self)
