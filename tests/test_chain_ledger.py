@@ -168,7 +168,7 @@ def test_the_ledgers_writes_run_on_a_traced_connection_without_sqlite_only_sql(
     """The statements SQLite actually runs for the writes above, as it reports them."""
     book, ref = ledger
     ran: list[str] = []
-    writer = book.store._writer
+    writer = book.store.db._writer  # type: ignore[attr-defined]
     assert isinstance(writer, sqlite3.Connection)
     writer.set_trace_callback(ran.append)
     try:
