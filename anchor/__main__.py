@@ -2,6 +2,6 @@
 
 import sys
 
-from anchor.cli import main
+from anchor.cli.main import main
 
 sys.exit(main())

@@ -59,13 +59,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from anchor import jsonlimits
+from anchor.core import jsonlimits
 from anchor.errors import ConfigError, InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:  # eth_account costs ~0.5 s to import: loaded only for chain keys
     from eth_account.signers.local import LocalAccount
 
-_LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 KeyKind = Literal["ed25519", "secp256k1"]
 """The kinds of key files: an Ed25519 JWK or a secp256k1 chain account key."""
@@ -547,7 +547,7 @@ def generate_if_missing(path: str | os.PathLike[str], kind: KeyKind) -> tuple[Ke
         if target.exists():  # another process generated it first: use theirs
             return load_key(target, kind), False
         raise
-    _LOG.warning(
+    logger.warning(
         "generated a new %s key in %s (%s); keep a backup of this file",
         kind,
         target,

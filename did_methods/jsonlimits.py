@@ -10,7 +10,7 @@ deeply or holds too many values, before :func:`json.loads` sees it. ``NaN`` and
 
 Pure: no I/O, no state. Cost: one regular-expression pass over the text, ``O(n)``, with a
 Python step per bracket and per string only (cut short at the first exceeded limit), then
-:func:`json.loads`. This package never imports ``anchor``; :mod:`anchor.jsonlimits` is the
+:func:`json.loads`. This package never imports ``anchor``; :mod:`anchor.core.jsonlimits` is the
 same scan with LER Anchor's errors (and without importing this package, which loads the
 Ethereum libraries).
 """

@@ -56,9 +56,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from anchor import merkle
-from anchor.entry import Entry, EntryKind
-from anchor.store import SQLiteStore, connect
+from anchor.core import merkle
+from anchor.core.entry import Entry, EntryKind
+from anchor.log.store import SQLiteStore, connect
 
 DID = "did:web:college.example"
 
@@ -318,11 +318,11 @@ def _free_port() -> int:
 
 def bench_tiles(n: int, workdir: Path) -> list[Row]:
     """Tiles on the fly from the store vs the same tiles stored pre-built (bare SQLite)."""
-    from anchor.checkpoint import NoteSigner
-    from anchor.log import Log
-    from anchor.logfiles import export_tiles
-    from anchor.routes.tile_routes import read_tile
-    from anchor.tiles import Tile, tiles_for_size
+    from anchor.core.checkpoint import NoteSigner
+    from anchor.core.tiles import Tile, tiles_for_size
+    from anchor.http.routes.tile_routes import read_tile
+    from anchor.log.log import Log
+    from anchor.log.logfiles import export_tiles
 
     rng = random.Random(7)
     db = workdir / "bench-tiles.db"
@@ -411,7 +411,7 @@ def _tiles_over_http(store: Any, conn: Any, tiles: list[Any], n: int) -> list[Ro
 
     from aiohttp import ClientSession, web
 
-    from anchor.routes.tile_routes import read_tile
+    from anchor.http.routes.tile_routes import read_tile
 
     async def fly(request: web.Request) -> web.Response:
         tile = tiles[int(request.match_info["i"])]
@@ -478,8 +478,8 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
     import aiohttp
 
     from anchor.auth.issuers import IssuerRegistry, ensure_schema
+    from anchor.client.signing import signed_headers
     from anchor.keys import Ed25519Key
-    from anchor.signing_client import signed_headers
 
     data = workdir / "serve-data"
     key = Ed25519Key.generate()
@@ -686,7 +686,7 @@ def bench_chain() -> list[Row]:
     from eth_utils.crypto import keccak
     from web3 import Web3
 
-    from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
+    from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
 
     eas = _compile_eas()
     oa_code = _oa_creation_code()
@@ -813,13 +813,16 @@ def bench_chain_restart(workdir: Path, anchors: int = RESTART_ANCHORS) -> list[R
     import subprocess
 
     from anchor import keys
-    from anchor.app import create_app, make_runner  # before tests/ is on the path (did_methods)
     from anchor.chain import ChainClient, ChainConfig
     from anchor.config import Config
-    from anchor.store import SQLiteStore
+    from anchor.http.app import (  # before tests/ is on the path (did_methods)
+        create_app,
+        make_runner,
+    )
+    from anchor.log.store import SQLiteStore
 
     sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-    from chain_helpers import anchor_directly
+    from helpers.chain import anchor_directly
 
     port = _free_port()
     config = Config(data_dir=workdir / "restart", port=port).check()
@@ -887,9 +890,9 @@ def bench_status(workdir: Path) -> list[Row]:
     import asyncio
     import json as json_module
 
-    from anchor.checkpoint import NoteSigner
+    from anchor.core.checkpoint import NoteSigner
     from anchor.keys import Ed25519Key
-    from anchor.log import Log
+    from anchor.log.log import Log
     from anchor.status.check import StatusChecker
     from anchor.status.credential import parse_status_list_credential
     from anchor.status.custody import StatusSigner
@@ -957,10 +960,10 @@ def bench_status(workdir: Path) -> list[Row]:
 def bench_audit(workdir: Path, n: int = 200_000) -> list[Row]:
     import asyncio
 
-    from anchor.audit import audit
-    from anchor.checkpoint import NoteSigner
-    from anchor.log import Log
-    from anchor.logfiles import DirectorySource, export_log
+    from anchor.core.checkpoint import NoteSigner
+    from anchor.log.log import Log
+    from anchor.log.logfiles import DirectorySource, export_log
+    from anchor.verify.audit import audit
 
     store = SQLiteStore(workdir / "audit.db")
     signer = NoteSigner("bench.example/log", hashlib.sha256(b"bench").digest())
@@ -984,12 +987,12 @@ def bench_verify(workdir: Path, rounds: int = 300) -> list[Row]:
 
     from aiohttp import web
 
-    from anchor import credentials
-    from anchor.app import ISSUERS, create_app
-    from anchor.appkeys import VERIFIER
-    from anchor.client import ServiceClient, Signer
+    from anchor.client.api import ServiceClient, Signer
     from anchor.config import Config
+    from anchor.http.app import ISSUERS, create_app
+    from anchor.http.appkeys import VERIFIER
     from anchor.keys import Ed25519Key
+    from anchor.vc import credentials
 
     async def run() -> float:
         port = _free_port()
@@ -1049,7 +1052,7 @@ def bench_sd(iterations: int = 30) -> list[Row]:
 
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from anchor import ecdsa_sd, jsonld_contexts
+    from anchor.vc import ecdsa_sd, jsonld_contexts
     from did_methods.multikey import b58encode
 
     repo = Path(__file__).resolve().parent.parent
@@ -1084,7 +1087,7 @@ def bench_sd(iterations: int = 30) -> list[Row]:
         "derive": rate(lambda: ecdsa_sd.derive_proof(signed, selective)),
         "verify": rate(lambda: ecdsa_sd.verify_derived_proof(derived, key.public_key())),
     }
-    contexts_dir = Path(jsonld_contexts.__file__).parent / "contexts"
+    contexts_dir = Path(jsonld_contexts.__file__).parents[1] / "contexts"
     request = {
         "op": "bench",
         "document": document,
@@ -1121,10 +1124,10 @@ PG_MAX_ENTRIES = 200_000
 def bench_pg(n: int) -> list[Row]:
     """Durable appends through the store on PostgreSQL vs a bare ``COPY`` of the same entries."""
     sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-    from service_helpers import POSTGRES_INSTALL_HINT, start_postgres
+    from helpers.service import POSTGRES_INSTALL_HINT, start_postgres
 
     from anchor.db.postgres import translate
-    from anchor.store import BLOCKS_TABLE, DIGESTS_TABLE, open_store
+    from anchor.log.store import BLOCKS_TABLE, DIGESTS_TABLE, open_store
 
     try:
         server = start_postgres()

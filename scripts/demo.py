@@ -66,9 +66,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from eth_account import Account
 
-from anchor import credentials
-from anchor.entry import Entry, decode
+from anchor.core.entry import Entry, decode
 from anchor.keys import load_ed25519_key
+from anchor.vc import credentials
 
 REPO = Path(__file__).resolve().parent.parent
 ANVIL_WRAPPER = REPO / "contracts" / "node_modules" / ".bin" / "anvil"
@@ -755,7 +755,7 @@ class Demo:
         signed = credentials.sign(document, seed, key.verification_method)
         path = self.workdir / "credentials" / "provider" / "forklift-lead-operator.json"
         path.write_text(json.dumps(signed, indent=2) + "\n")
-        self.note(f"built and signed (anchor.credentials.open_badge, sign) → {self.rel(path)}")
+        self.note(f"built and signed (anchor.vc.credentials.open_badge, sign) → {self.rel(path)}")
         result = self.run(
             "submit", "--service", self.service, "--key", "provider.jwk", "--file", self.rel(path)
         )

@@ -1,15 +1,18 @@
 """Shared pytest fixtures: chains to test against.
 
-* ``anvil`` (session): one real anvil node (see ``tests/anvil.py``), stopped at the end.
+* ``anvil`` (session): one real anvil node (see ``tests/helpers/anvil.py``), stopped at the end.
 * ``anvil_factory``: ``anvil_factory("--no-mining")`` starts an extra node with those flags,
   stopped after the test (for reorgs, unmined transactions, block times).
 * ``embedded_w3``: a fresh ``Web3(EthereumTesterProvider())``, the in-process py-evm chain.
 * ``private_trust_file`` (autouse): ``LER_ANCHOR_TRUST_FILE`` names a fresh path per test.
 * ``evm_chain``: parametrized over both, ``embedded`` and ``anvil``, as an ``EvmChain`` with
   funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
-* ``chain``: parametrized likewise, a ``chain_helpers.Chain`` (LogAnchor deployed) for the
+* ``chain``: parametrized likewise, a ``helpers.chain.Chain`` (LogAnchor deployed) for the
   chain client, batcher and recovery tests.
-* ``postgres`` (session): a real PostgreSQL server (``service_helpers.PostgresServer``);
+* ``make_client``: ``await make_client(**overrides)`` is the service
+  (``create_app(service_config(tmp_path, **overrides))``) behind a test client over a socket;
+  ``client`` is ``await make_client()`` (a module may define its own ``client`` instead).
+* ``postgres`` (session): a real PostgreSQL server (``helpers.service.PostgresServer``);
   ``pg_url``: a fresh database on it per test; ``database``: parametrized ``sqlite`` /
   ``postgresql``, the target to open a store on.
 
@@ -24,13 +27,24 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from anvil import AnvilNode, EvmChain, start_anvil
-from chain_helpers import CHAINS, Chain, open_chain
+from aiohttp.test_utils import TestClient
 from eth_account import Account
-from service_helpers import POSTGRES_INSTALL_HINT, PostgresServer, start_postgres
+from helpers.anvil import AnvilNode, EvmChain, start_anvil
+from helpers.chain import CHAINS, Chain, open_chain
+from helpers.service import (
+    POSTGRES_INSTALL_HINT,
+    MakeClient,
+    PostgresServer,
+    service_config,
+    start_postgres,
+)
+from pytest_aiohttp import AiohttpClient
 from web3 import EthereumTesterProvider, Web3
+
+from anchor.http.app import create_app
 
 EMBEDDED = "embedded"
 ANVIL = "anvil"
@@ -53,6 +67,24 @@ def private_trust_file(
     path = tmp_path_factory.mktemp("trust") / "trust.json"
     monkeypatch.setenv("LER_ANCHOR_TRUST_FILE", str(path))
     return path
+
+
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> MakeClient:
+    """``await make_client(**overrides)``: the service configured by
+    ``service_config(tmp_path, **overrides)``, behind a test client over a socket."""
+
+    async def make(**overrides: Any) -> TestClient:
+        made: TestClient = await aiohttp_client(create_app(service_config(tmp_path, **overrides)))
+        return made
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient:
+    """The service with the test defaults, behind a test client."""
+    return await make_client()
 
 
 @pytest.fixture(scope="session")

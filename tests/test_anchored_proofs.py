@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from service_helpers import service_config
+from helpers.service import service_config
 from web3.contract import Contract
 
-from anchor.app import ISSUERS, create_app
-from anchor.client import ServiceClient, Signer
-from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.client.api import ServiceClient, Signer
+from anchor.http.app import ISSUERS, create_app
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 
 pytestmark = pytest.mark.anvil

@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import AnvilNode, EvmChain, free_port
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from helpers.anvil import AnvilNode, EvmChain, free_port
 from web3 import EthereumTesterProvider, Web3
 
-from anchor.audit import (
+from anchor.chain.contracts import DID_REGISTRY, LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.cli.main import main
+from anchor.core.checkpoint import Checkpoint, NoteSigner
+from anchor.core.entry import Entry, EntryKind
+from anchor.db.backup import backup
+from anchor.errors import CannotAudit, InvalidInput, NoMatchingAnchor, NotALogAnchor
+from anchor.log.log import Log
+from anchor.log.logfiles import DirectorySource, export_log
+from anchor.log.store import SQLiteStore
+from anchor.verify.audit import (
     AuditReport,
     audit,
     check_log_anchor_code,
@@ -29,15 +38,6 @@ from anchor.audit import (
     read_anchor_events,
     read_log_anchor,
 )
-from anchor.backup import backup
-from anchor.checkpoint import Checkpoint, NoteSigner
-from anchor.cli import main
-from anchor.contracts import DID_REGISTRY, LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
-from anchor.entry import Entry, EntryKind
-from anchor.errors import CannotAudit, InvalidInput, NoMatchingAnchor, NotALogAnchor
-from anchor.log import Log
-from anchor.logfiles import DirectorySource, export_log
-from anchor.store import SQLiteStore
 
 ORIGIN = "audit.test/log"
 SEED = hashlib.sha256(b"audit log key").digest()
@@ -278,7 +278,7 @@ async def test_audit_over_http_checks_the_running_service_including_status_versi
     import asyncio
 
     import aiohttp
-    from service_helpers import (
+    from helpers.service import (
         allocate,
         list_id_of,
         new_issuer,
@@ -287,9 +287,9 @@ async def test_audit_over_http_checks_the_running_service_including_status_versi
         set_statuses,
     )
 
-    from anchor.app import create_app
+    from anchor.http.app import create_app
     from anchor.keys import ChainAccountKey, save_key
-    from anchor.logfiles import HttpSource
+    from anchor.log.logfiles import HttpSource
     from anchor.status.model import MAX_VERSIONS_PAGE
 
     node = anvil_factory()

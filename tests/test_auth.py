@@ -2,7 +2,7 @@
 
 The service side is a real aiohttp application served by pytest-aiohttp on a local port,
 with the durable nonce table in a real SQLite file. Requests are signed by
-``anchor.signing_client``. Keys are resolved by a small did:key resolver written here from
+``anchor.client.signing``. Keys are resolved by a small did:key resolver written here from
 the did:key method: a did:key document has one verification method, ``<did>#<id>``, and lists
 it under ``authentication``; anything else is not an authentication key of that DID.
 """
@@ -25,7 +25,6 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from multidict import CIMultiDict
 
-from anchor.appkeys import AUTHENTICATOR_KEY
 from anchor.auth.middleware import (
     PRINCIPAL_KEY,
     Authenticator,
@@ -51,15 +50,16 @@ from anchor.auth.signatures import (
     verify_canonical,
     verify_signature,
 )
-from anchor.errors import ConfigError, InvalidInput, Unauthorized
-from anchor.keys import Ed25519Key, public_key_from_did_key
-from anchor.signing_client import (
+from anchor.client.signing import (
     COVERED_COMPONENTS,
     new_nonce,
     signed_headers,
     target_uri,
 )
-from anchor.store import SQLiteStore
+from anchor.errors import ConfigError, InvalidInput, Unauthorized
+from anchor.http.appkeys import AUTHENTICATOR_KEY
+from anchor.keys import Ed25519Key, public_key_from_did_key
+from anchor.log.store import SQLiteStore
 
 PATH = "/v1/things"
 BODY = b'{"digest": "sha-256:00ff", "kind": "credential"}'

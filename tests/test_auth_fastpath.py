@@ -25,11 +25,11 @@ from anchor.auth.signatures import (
     verify_canonical,
     verify_with_package,
 )
+from anchor.client.signing import signed_headers
 from anchor.errors import Unauthorized
-from anchor.identity import did_key_ed25519
 from anchor.keys import Ed25519Key
-from anchor.signing_client import signed_headers
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
+from anchor.verify.identity import did_key_ed25519
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ async def test_non_canonical_serialisation_is_left_to_the_package(client: TestCl
 
 @pytest.mark.parametrize("keyid_suffix", ["", "?service=files", '#key-"quoted"', "#back\\slash"])
 def test_direct_signer_matches_the_package_byte_for_byte(keyid_suffix: str) -> None:
-    from anchor.signing_client import signed_headers_reference
+    from anchor.client.signing import signed_headers_reference
 
     key = Ed25519Key.generate()
     keyid = key.verification_method + keyid_suffix

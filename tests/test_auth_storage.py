@@ -18,20 +18,20 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from helpers.service import post_signed, service_config
 from pytest_aiohttp import AiohttpClient
-from service_helpers import post_signed, service_config
 
-from anchor.app import ISSUERS, STORE, create_app
-from anchor.appkeys import AUTHENTICATOR_KEY
 from anchor.auth import issuers, nonces
 from anchor.auth.issuers import IssuerRegistry
 from anchor.auth.middleware import Authenticator, principal_of, require_signature
 from anchor.auth.nonces import NonceStore
+from anchor.client.signing import signed_headers
 from anchor.errors import NotFound
-from anchor.identity import did_key_ed25519
+from anchor.http.app import ISSUERS, STORE, create_app
+from anchor.http.appkeys import AUTHENTICATOR_KEY
 from anchor.keys import Ed25519Key
-from anchor.signing_client import signed_headers
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
+from anchor.verify.identity import did_key_ed25519
 
 AUTH_PACKAGE = Path(__file__).resolve().parents[1] / "anchor" / "auth"
 PUBLIC_BASE = "https://anchor.example"

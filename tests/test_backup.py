@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from anvil import AnvilNode
-from chain_helpers import (
+from helpers.anvil import AnvilNode
+from helpers.chain import (
     ANVIL,
     EMBEDDED,
     Running,
@@ -21,12 +21,12 @@ from chain_helpers import (
     wait_for,
 )
 
-from anchor.backup import AnchoredRoot, backup, mismatches, restore
 from anchor.chain.batcher import Batcher
-from anchor.cli import main
-from anchor.entry import Entry, EntryKind
+from anchor.cli.main import main
+from anchor.core.entry import Entry, EntryKind
+from anchor.db.backup import AnchoredRoot, backup, mismatches, restore
 from anchor.errors import Conflict, InvalidInput, NotFound, RestoreRefused
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 
 def entries(start: int, count: int, who: str = "did:web:college.example") -> list[Entry]:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from anvil import AnvilNode, free_port
-from chain_helpers import (
+from eth_account import Account
+from helpers.anvil import AnvilNode, free_port
+from helpers.chain import (
     ANVIL,
     Chain,
     Running,
@@ -26,7 +27,6 @@ from chain_helpers import (
     trust_root,
     wait_for,
 )
-from eth_account import Account
 
 from anchor.chain import (
     AnchorRecord,
@@ -39,8 +39,8 @@ from anchor.chain import (
 )
 from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.errors import AnchorError, ConfigError, NotFound, VerificationError
-from anchor.log import Log
-from anchor.receipts import build_receipt, verify_receipt
+from anchor.log.log import Log
+from anchor.log.receipts import build_receipt, verify_receipt
 
 
 def sizes(log: Log, *, all_chains: bool = False) -> list[int]:

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from anvil import AnvilNode
-from chain_helpers import (
+from eth_abi.abi import encode
+from eth_account import Account
+from eth_utils.crypto import keccak
+from helpers.anvil import AnvilNode
+from helpers.chain import (
     ANVIL,
     EMBEDDED,
     Chain,
@@ -22,9 +25,6 @@ from chain_helpers import (
     trust_root,
     wait_for,
 )
-from eth_abi.abi import encode
-from eth_account import Account
-from eth_utils.crypto import keccak
 
 from anchor.chain import (
     DEFAULT_CONFIRMATIONS_EMBEDDED,
@@ -41,10 +41,10 @@ from anchor.chain import (
     TxState,
     list_anchors,
 )
-from anchor.contracts import LOG_ANCHOR, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, load_artifact
 from anchor.errors import ChainError, ConfigError, NotFound, VerificationError
-from anchor.log import Log
-from anchor.receipts import build_receipt, verify_receipt
+from anchor.log.log import Log
+from anchor.log.receipts import build_receipt, verify_receipt
 
 KEY = hashlib.sha256(b"a chain key").digest()
 
@@ -141,7 +141,7 @@ def test_revert_decoder_names_the_custom_errors() -> None:
 
 
 async def test_a_closed_port_is_a_chain_error(tmp_path: Path) -> None:
-    from anvil import free_port
+    from helpers.anvil import free_port
 
     log = open_log(tmp_path / "db")
     config = ChainConfig(

@@ -17,7 +17,7 @@ from eth_utils.address import to_checksum_address
 
 from anchor.chain import AnchorState, ChainIdentity, Fees, TxState, ensure_schema, list_anchors
 from anchor.chain.ledger import _Ledger
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 LEDGER = Path(__file__).resolve().parents[1] / "anchor" / "chain" / "ledger.py"
 ACCOUNT = to_checksum_address("0x" + "22" * 20)

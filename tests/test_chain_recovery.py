@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import AnvilNode
-from chain_helpers import (
+from helpers.anvil import AnvilNode
+from helpers.chain import (
     ANVIL,
     EMBEDDED,
     Chain,
@@ -27,9 +27,8 @@ from chain_helpers import (
     trust_root,
     wait_for,
 )
-from service_helpers import service_config
+from helpers.service import service_config
 
-from anchor.app import CHAIN, LOG_KEY, create_app
 from anchor.chain import (
     DEFAULT_REORG_DEPTH,
     MAX_REORG_DEPTH,
@@ -41,14 +40,15 @@ from anchor.chain import (
     Web3Backend,
     list_anchors,
 )
-from anchor.cli import main
+from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.cli.main import main
 from anchor.config import Config, from_sources
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
-from anchor.entry import Entry, EntryKind
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import ConfigError, NotFound, VerificationError
+from anchor.http.app import CHAIN, MERKLE_LOG, create_app
 from anchor.keys import ChainAccountKey, save_key
-from anchor.receipts import build_receipt, verify_receipt
-from anchor.trust import TrustRoot
+from anchor.log.receipts import build_receipt, verify_receipt
+from anchor.verify.trust import TrustRoot
 
 SERVICE_WAIT_SECONDS = 60.0
 
@@ -206,7 +206,7 @@ class Service:
             Entry(EntryKind.CREDENTIAL, hashlib.sha256(b"recovery %d" % i).digest(), "did:web:a.b")
             for i in range(count)
         ]
-        self.client.app[LOG_KEY].append(entries)
+        self.client.app[MERKLE_LOG].append(entries)
         return [e.digest.hex() for e in entries]
 
     async def until(self, what: str, check: Callable[[], Any]) -> float:

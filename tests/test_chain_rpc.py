@@ -12,23 +12,17 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from anvil import AnvilNode
-from service_helpers import service_config
+from helpers.anvil import AnvilNode
+from helpers.service import service_config
 
 from anchor import keys
-from anchor.app import CHAIN, create_app
 from anchor.chain import rpc
-from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.http.app import CHAIN, create_app
 
 PATH = "/v1/chain/rpc"
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()
 ANCHOR_SELECTOR = "0xdb2c4aca"  # anchor(bytes32,uint64)
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(service_config(tmp_path)))
-    return client
 
 
 async def call(client: TestClient, method: str, *params: object) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from anchor.checkpoint import (
+from anchor.core.checkpoint import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,

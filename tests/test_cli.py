@@ -7,16 +7,17 @@ import sys
 
 import pytest
 
-from anchor import cli, commands
+from anchor.cli import commands
+from anchor.cli import main as cli
 
 _IMPORTS_OF = """
 import sys
-from anchor.cli import main
+from anchor.cli.main import main
 try:
     main({argv!r})
 except SystemExit:
     pass
-print("HEAVY:" + " ".join(sorted(m for m in ("web3", "eth_account", "eth_tester", "anchor.app")
+print("HEAVY:" + " ".join(sorted(m for m in ("web3", "eth_account", "eth_tester", "anchor.http.app")
                       if m in sys.modules)))
 """
 

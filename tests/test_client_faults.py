@@ -14,16 +14,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from anvil import free_port
-from service_helpers import service_config
+from helpers.anvil import free_port
+from helpers.service import service_config
 
-from anchor.app import LOG_KEY, create_app, make_runner
-from anchor.cli import main
-from anchor.entry import Entry, EntryKind
+from anchor.cli.main import main
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import InvalidInput
+from anchor.http.app import MERKLE_LOG, create_app, make_runner
+from anchor.http.routes.status_routes import parse_timestamp
 from anchor.keys import Ed25519Key, save_key
-from anchor.logfiles import HttpSource
-from anchor.routes.status_routes import parse_timestamp
+from anchor.log.logfiles import HttpSource
 
 TOKEN = "operator-secret-token"
 
@@ -165,7 +165,7 @@ async def test_checkpoints_are_paged_and_the_audit_source_follows_the_pages(
     service: tuple[str, int, web.Application],
 ) -> None:
     base, _port, app = service
-    log = app[LOG_KEY]
+    log = app[MERKLE_LOG]
     for i in range(5):
         log.append([Entry(EntryKind.CREDENTIAL, bytes([i]) * 32, "did:web:a.example")])
         log.checkpoint()

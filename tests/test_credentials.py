@@ -10,9 +10,9 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 
-from anchor import credentials, data_integrity
 from anchor.errors import InvalidInput, VerificationError
 from anchor.keys import Ed25519Key
+from anchor.vc import credentials, data_integrity
 
 ACHIEVEMENT = {
     "id": "https://college.example/achievements/welding-1",

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
-from anchor.data_integrity import (
+from anchor.errors import EncodingError, InvalidInput, VerificationError
+from anchor.vc.data_integrity import (
     canonical_digest,
     canonicalize,
     create_proof,
@@ -26,7 +27,6 @@ from anchor.data_integrity import (
     transform,
     verify_proof,
 )
-from anchor.errors import EncodingError, InvalidInput, VerificationError
 
 VECTORS = Path(__file__).parent / "vectors" / "eddsa-jcs-2022"
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from anchor import merkle
-from anchor.checkpoint import NoteSigner
+from anchor.core import merkle
+from anchor.core.checkpoint import NoteSigner
+from anchor.core.entry import Entry, EntryKind
 from anchor.db import SQLiteDatabase, open_database
 from anchor.db.api import Connection, Dialect
 from anchor.db.migrations import Schema, Step, table_exists
@@ -30,10 +31,9 @@ from anchor.db.postgres import (
     redact,
     translate,
 )
-from anchor.entry import Entry, EntryKind
 from anchor.errors import StorageUnavailable, StoreError
-from anchor.log import GroupCommitter, Log
-from anchor.store import LOG_SCHEMA, SCHEMA_VERSION, SQLiteStore, open_store
+from anchor.log.log import GroupCommitter, Log
+from anchor.log.store import LOG_SCHEMA, SCHEMA_VERSION, SQLiteStore, open_store
 
 DID = "did:web:college.example"
 
@@ -294,8 +294,8 @@ def test_a_connection_lost_mid_transaction_is_storage_unavailable_then_recovers(
 
 _APPENDER = """
 import json, sys, hashlib, time
-from anchor.entry import Entry, EntryKind
-from anchor.store import open_store
+from anchor.core.entry import Entry, EntryKind
+from anchor.log.store import open_store
 url, worker, batches, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 store = open_store(url)
 time.sleep(max(0.0, start - time.time()))  # all workers start appending together

@@ -16,19 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anvil import free_port
-from chain_helpers import open_log
-from service_helpers import run_cli, serve_command, wait_healthy
+from helpers.anvil import free_port
+from helpers.chain import open_log
+from helpers.service import run_cli, serve_command, wait_healthy
 
-from anchor import dbfiles
-from anchor.backup import backup, restore
-from anchor.cli import main
-from anchor.client import ServiceClient, Signer
-from anchor.entry import Entry, EntryKind
+from anchor.cli.main import main
+from anchor.client.api import ServiceClient, Signer
+from anchor.core.entry import Entry, EntryKind
+from anchor.db import dbfiles
+from anchor.db.backup import backup, restore
 from anchor.errors import DatabaseLocked, NoDatabase, StoreError
 from anchor.keys import Ed25519Key
+from anchor.log.store import SQLiteStore
 from anchor.status.repository import ensure_schema as ensure_status_schema
-from anchor.store import SQLiteStore
 
 DB_NAME = "ler-anchor.db"
 
@@ -338,7 +338,7 @@ def test_an_existing_readable_database_is_tightened_once(
     assert reader.size() == 3
     reader.close()
     assert mode(db) == 0o644
-    with caplog.at_level(logging.WARNING, logger="ler_anchor"):
+    with caplog.at_level(logging.WARNING, logger="anchor.db.dbfiles"):
         writer = SQLiteStore(db, create=False)
         writer.append(entries(4))
         for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):  # the reader's were 0644 too

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from anchor.cli import main
-from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
+from anchor.cli.main import main
 from anchor.keys import ChainAccountKey, save_key
 
 

@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
+from helpers.service import WebDidHost, serve_web_did, service_config
 from pytest_aiohttp import AiohttpClient
-from service_helpers import WebDidHost, serve_web_did, service_config
 from yarl import URL
 
-from anchor.app import create_app
+from anchor.http.app import create_app
 from anchor.keys import Ed25519Key
 
 DID_JSON = "application/did+json"

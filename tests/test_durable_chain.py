@@ -23,22 +23,22 @@ from typing import Any
 
 import aiohttp
 import pytest
-from anvil import free_port
-from chain_helpers import anchor_directly
-from service_helpers import service_config, wait_healthy
+from helpers.anvil import free_port
+from helpers.chain import anchor_directly
+from helpers.service import service_config, wait_healthy
 from web3 import Web3
 
 from anchor import keys
-from anchor.app import create_app, make_runner
 from anchor.auth.issuers import IssuerRegistry, ensure_schema
 from anchor.chain import AnchorState, ChainClient, ChainConfig
+from anchor.chain.contracts import LOG_ANCHOR, load_artifact
 from anchor.chain.durable import CHAIN_FILE_NAME
-from anchor.contracts import LOG_ANCHOR, load_artifact
+from anchor.client.signing import signed_headers
+from anchor.http.app import create_app, make_runner
 from anchor.keys import Ed25519Key
-from anchor.receipts import verify_receipt
-from anchor.signing_client import signed_headers
-from anchor.store import SQLiteStore
-from anchor.trust import TrustRoot
+from anchor.log.receipts import verify_receipt
+from anchor.log.store import SQLiteStore
+from anchor.verify.trust import TrustRoot
 
 STOP_TIMEOUT_SECONDS = 30
 IDLE_SECONDS = 2.2
@@ -298,7 +298,7 @@ async def test_a_log_with_many_anchors_restarts_fast(tmp_path: Path) -> None:
     await runner.setup()  # opens the store and the chain, checks continuity, starts tasks
     elapsed = time.perf_counter() - started
     try:
-        from anchor.app import CHAIN
+        from anchor.http.app import CHAIN
 
         assert app[CHAIN].identity == identity
         finals = await app[CHAIN].anchors(states=[AnchorState.FINAL], limit=MANY_ANCHORS + 1)

@@ -12,9 +12,9 @@ import base58
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from anchor import ecdsa_sd as sd
-from anchor import jsonld_contexts
 from anchor.errors import VerificationError
+from anchor.vc import ecdsa_sd as sd
+from anchor.vc import jsonld_contexts
 
 VECTORS = Path(__file__).parent / "vectors" / "ecdsa-sd-2023"
 CASES = ("employ", "prc")

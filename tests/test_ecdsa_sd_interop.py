@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from helpers.service import run_db_ecdsa_sd
 
-from anchor import ecdsa_sd as sd
 from anchor.errors import VerificationError
-from tests.service_helpers import run_db_ecdsa_sd
+from anchor.vc import ecdsa_sd as sd
 
 VECTORS = Path(__file__).parent / "vectors" / "ecdsa-sd-2023"
 CREDENTIAL: dict[str, Any] = json.loads((VECTORS / "employmentAuth.json").read_text())

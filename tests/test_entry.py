@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anchor.entry import MAX_DID_LENGTH, Entry, EntryKind, decode, parse_digest
+from anchor.core.entry import MAX_DID_LENGTH, Entry, EntryKind, decode, parse_digest
 from anchor.errors import EncodingError
 
 DID = "did:web:college.example:registrar"

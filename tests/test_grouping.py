@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from anchor.grouping import GroupCall
+from anchor.log.grouping import GroupCall
 
 
 async def test_concurrent_calls_share_batches_and_get_their_own_results() -> None:

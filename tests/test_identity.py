@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from anchor.identity import did_key_ed25519, ed25519_key_for
 from anchor.keys import Ed25519Key
+from anchor.verify.identity import did_key_ed25519, ed25519_key_for
 from did_methods import build_resolver
 
 

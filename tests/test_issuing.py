@@ -13,22 +13,22 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from anvil import free_port
-from pytest_aiohttp import AiohttpClient
-from service_helpers import (
+from helpers.anvil import free_port
+from helpers.service import (
     assert_clr_valid,
     assert_ob3_valid,
     clr_schema_errors,
     ob3_schema_errors,
     service_config,
 )
+from pytest_aiohttp import AiohttpClient
 
-from anchor import credentials, data_integrity
-from anchor.app import ISSUERS, create_app
-from anchor.cli import main
+from anchor.cli.main import main
 from anchor.errors import InvalidInput
+from anchor.http.app import ISSUERS, create_app
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
+from anchor.vc import credentials, data_integrity
 
 STATUS = {
     "id": "https://anchor.example/v1/status-lists/1#42",

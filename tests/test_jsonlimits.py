@@ -13,10 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from service_helpers import ServiceProcess
+from helpers.service import ServiceProcess
 
-from anchor import jsonlimits
-from anchor.cli import main
+from anchor.cli.main import main
+from anchor.core import jsonlimits
 from anchor.errors import InvalidInput, LimitExceeded, StatusRetrievalError
 from anchor.status.check import StatusChecker
 from did_methods import build_resolver
@@ -75,8 +75,9 @@ def test_recursion_limit_is_sane_after_importing_the_service() -> None:
     """py_ecc raises the limit to 100,000 on import (py-evm to 12,288); the service puts it
     back, and nothing imported later raises it again."""
     code = (
-        "import sys, anchor.app; first = sys.getrecursionlimit();"
-        "import anchor.commands.verify_cmd, anchor.chain, anchor.contracts, eth, py_ecc, web3;"
+        "import sys, anchor.http.app; first = sys.getrecursionlimit();"
+        "import anchor.cli.commands.verify_cmd, anchor.chain, anchor.chain.contracts;"
+        "import eth, py_ecc, web3;"
         "print(first, sys.getrecursionlimit())"
     )
     out = subprocess.run(

@@ -18,18 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("anchor", "did_methods")
 TESTS = ROOT / "tests"
 
-MAX_LINES = 800
+MAX_LINES = 700
 """A module longer than this is split (unless it is one of :data:`BIG_MODULES`)."""
-
-LAID_OUT = ("anchor/chain/",)
-"""Packages already in the design's layout: their modules stay within :data:`LAID_OUT_MAX_LINES`."""
-LAID_OUT_MAX_LINES = 700
 
 GROWTH = 50
 """How many lines a listed big module may still grow."""
 
 BIG_MODULES = {
-    "anchor/store.py": 1209,
+    "anchor/log/store.py": 1094,
+    "anchor/http/routes/status_routes.py": 783,
 }
 """Today's modules over :data:`MAX_LINES` and their line counts: a ratchet (shrink them,
 then lower or drop the number here)."""
@@ -204,8 +201,8 @@ def test_layers_cover_packages_by_prefix_only_below_the_top() -> None:
     assert layer_of("did_methods.web") == 1
     assert layer_of("did_methods.ethr.document") == 0
     assert layer_of("did_methods.ethr.driver") == 1
-    assert layer_of("anchor.routes.log_routes") == 2
-    assert layer_of("anchor.commands.verify_cmd") == 3
+    assert layer_of("anchor.http.routes.log_routes") == 2
+    assert layer_of("anchor.cli.commands.verify_cmd") == 3
     assert layer_of("anchor.something_new") is None
 
 
@@ -221,13 +218,13 @@ def test_did_methods_never_imports_anchor(graph: dict[str, set[str]]) -> None:
 
 
 def test_only_the_app_imports_the_route_modules(graph: dict[str, set[str]]) -> None:
-    shared = {"anchor.routes.bodies", "anchor.routes.links", "anchor.routes.params"}
+    shared = {"anchor.http.routes.bodies", "anchor.http.routes.links", "anchor.http.routes.params"}
     offending = sorted(
         f"{name} imports {target}"
         for name, targets in graph.items()
-        if name != "anchor.app"
+        if name != "anchor.http.app"
         for target in targets
-        if target.startswith("anchor.routes.") and target not in shared
+        if target.startswith("anchor.http.routes.") and target not in shared
     )
     assert not offending, offending
 
@@ -238,23 +235,12 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "anchor",
+                "anchor.errors",
+                "anchor.core.*",
+                "anchor.vc.*",
                 "anchor.auth",
                 "anchor.auth.policy",
                 "anchor.auth.signatures",
-                "anchor.checkpoint",
-                "anchor.credential_summary",
-                "anchor.credentials",
-                "anchor.data_integrity",
-                "anchor.ecdsa_sd",
-                "anchor.ecdsa_sd_encoding",
-                "anchor.ecdsa_sd_pointers",
-                "anchor.entry",
-                "anchor.errors",
-                "anchor.jsonld_contexts",
-                "anchor.jsonlimits",
-                "anchor.merkle",
-                "anchor.tiles",
-                "anchor.sd_kind",
                 "anchor.status",
                 "anchor.status.allocation",
                 "anchor.status.bitstring",
@@ -275,67 +261,38 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "I/O",
         frozenset(
             {
-                "anchor.audit",
-                "anchor.auth.issuers",
-                "anchor.auth.nonces",
-                "anchor.backup",
+                "anchor.auth.*",
                 "anchor.chain.*",
-                "anchor.client",
+                "anchor.client.*",
                 "anchor.config",
-                "anchor.contracts",
                 "anchor.db.*",
-                "anchor.dbfiles",
-                "anchor.grouping",
-                "anchor.identity",
                 "anchor.keys",
-                "anchor.log",
-                "anchor.logfiles",
-                "anchor.metrics",
+                "anchor.log.*",
                 "anchor.outbound",
-                "anchor.receipts",
-                "anchor.signing_client",
-                "anchor.status.authorisation",
-                "anchor.status.check",
-                "anchor.status.custody",
-                "anchor.status.publisher",
-                "anchor.status.repository",
-                "anchor.store",
-                "anchor.taskhealth",
-                "anchor.trust",
-                "anchor.verify",
+                "anchor.status.*",
+                "anchor.verify.*",
                 "did_methods.*",
             }
         ),
     ),
-    (
-        "service",
-        frozenset(
-            {
-                "anchor.app",
-                "anchor.appkeys",
-                "anchor.auth.middleware",
-                "anchor.openapi",
-                "anchor.page",
-                "anchor.ratelimit",
-                "anchor.routes.*",
-                "anchor.selfcheck",
-            }
-        ),
-    ),
-    ("CLI", frozenset({"anchor.__main__", "anchor.cli", "anchor.commands.*"})),
+    ("service", frozenset({"anchor.http.*", "anchor.auth.middleware"})),
+    ("CLI", frozenset({"anchor.__main__", "anchor.cli.*"})),
 )
-"""The layers of ARCHITECTURE.md, top first: a module belongs to the layer listing it, or
-``pkg.*`` for its package (``anchor.chain.*`` covers ``anchor.chain`` and ``anchor.chain.rpc``)."""
+"""The layers of ARCHITECTURE.md, top first, mostly by package: ``pkg.*`` covers the package
+``pkg`` and every module in it (``anchor.chain.*`` covers ``anchor.chain`` and
+``anchor.chain.rpc``), and a module named on its own overrides its package's layer (the pure
+modules of ``anchor.status``, the aiohttp wiring of ``anchor.auth``)."""
 
 
 def layer_of(module: str) -> int | None:
-    """The rank in :data:`LAYERS` of the entry naming ``module``, or ``pkg.*`` for the
-    package ``pkg`` it is in or is."""
+    """The rank in :data:`LAYERS` of the most specific entry covering ``module``: its own
+    name, else ``pkg.*`` for the innermost package ``pkg`` it is in or is."""
     parts = module.split(".")
-    names = {module} | {".".join(parts[:n]) + ".*" for n in range(1, len(parts) + 1)}
-    for rank, (_, members) in enumerate(LAYERS):
-        if names & members:
-            return rank
+    candidates = [module] + [".".join(parts[:n]) + ".*" for n in range(len(parts), 0, -1)]
+    for candidate in candidates:
+        for rank, (_, members) in enumerate(LAYERS):
+            if candidate in members:
+                return rank
     return None
 
 
@@ -409,8 +366,13 @@ def test_imports_go_to_the_same_layer_or_the_ones_above(graph: dict[str, set[str
 
 
 def test_an_upward_import_is_named() -> None:
-    graph = {"anchor.merkle": {"anchor.store", "anchor.entry"}, "anchor.app": {"anchor.log"}}
-    assert upward_imports(graph) == ["anchor.merkle (pure core) imports anchor.store (I/O)"]
+    graph = {
+        "anchor.core.merkle": {"anchor.log.store", "anchor.core.entry"},
+        "anchor.http.app": {"anchor.log.log"},
+    }
+    assert upward_imports(graph) == [
+        "anchor.core.merkle (pure core) imports anchor.log.store (I/O)"
+    ]
 
 
 def test_modules_stay_small() -> None:
@@ -419,8 +381,6 @@ def test_modules_stay_small() -> None:
         relative = path.relative_to(ROOT).as_posix()
         lines = len(path.read_text(encoding="utf-8").splitlines())
         allowed = BIG_MODULES[relative] + GROWTH if relative in BIG_MODULES else MAX_LINES
-        if relative.startswith(LAID_OUT):
-            allowed = min(allowed, LAID_OUT_MAX_LINES)
         if lines > allowed:
             problems.append(f"{relative}: {lines} lines (at most {allowed}): split it")
     assert not problems, "\n".join(problems)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from anchor import merkle
-from anchor.checkpoint import NoteSigner, open_checkpoint
-from anchor.entry import Entry, EntryKind
+from anchor.core import merkle
+from anchor.core.checkpoint import NoteSigner, open_checkpoint
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import StoreError
-from anchor.log import GroupCommitter, Log
-from anchor.store import open_store
+from anchor.log.log import GroupCommitter, Log
+from anchor.log.store import open_store
 
 DID = "did:web:college.example"
 

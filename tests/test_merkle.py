@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anchor import merkle
+from anchor.core import merkle
 from anchor.errors import VerificationError
 
 VECTORS = Path(__file__).parent / "vectors" / "merkle-rfc6962"
@@ -27,7 +27,7 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "pure-python":
         monkeypatch.setattr(merkle, "_accel", None)
     elif _BUILT_ACCEL is None:
-        pytest.skip("the C accelerator anchor._merklehash was not built")
+        pytest.skip("the C accelerator anchor.core._merklehash was not built")
     return str(request.param)
 
 

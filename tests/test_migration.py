@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import service_config
+from helpers.service import service_config
 
-from anchor.app import CHAIN, ISSUERS, create_app
-from anchor.audit import read_log_anchor
-from anchor.client import ServiceClient, Signer
-from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
+from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
+from anchor.http.app import CHAIN, ISSUERS, create_app
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
-from anchor.receipts import verify_receipt
-from anchor.trust import TrustRoot, TrustSet
+from anchor.log.receipts import verify_receipt
+from anchor.verify.audit import read_log_anchor
+from anchor.verify.trust import TrustRoot, TrustSet
 
 pytestmark = pytest.mark.anvil
 

@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from service_helpers import service_config
+from helpers.service import service_config
 
 from anchor import outbound
-from anchor.app import create_app
 from anchor.errors import ConfigError
+from anchor.http.app import create_app
 
 
 @pytest.mark.parametrize(

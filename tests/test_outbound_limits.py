@@ -23,14 +23,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from helpers.service import TarPit, service_config
 from pytest_aiohttp import AiohttpClient
-from service_helpers import TarPit, service_config
 
 from anchor import outbound
-from anchor.app import ISSUERS, STORE, create_app
+from anchor.client.signing import signed_headers
+from anchor.http.app import ISSUERS, STORE, create_app
+from anchor.http.ratelimit import RateLimiter, client_key
 from anchor.keys import Ed25519Key
-from anchor.ratelimit import RateLimiter, client_key
-from anchor.signing_client import signed_headers
 from anchor.status.check import MAX_STATUS_ENTRIES, MAX_STATUS_HOSTS
 
 ISSUER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"

@@ -35,16 +35,16 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from anvil import free_port
-from service_helpers import serve_command, service_config, wait_healthy
+from helpers.anvil import free_port
+from helpers.service import serve_command, service_config, wait_healthy
 
-from anchor import credentials
-from anchor.app import create_app, make_runner
-from anchor.cli import main
-from anchor.credential_summary import summarize
+from anchor.cli.main import main
 from anchor.errors import ConfigError
+from anchor.http.app import create_app, make_runner
+from anchor.http.page import CSP
 from anchor.keys import Ed25519Key, save_key
-from anchor.page import CSP
+from anchor.vc import credentials
+from anchor.vc.credential_summary import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ROOT / "contracts" / "node_modules"

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import service_config
+from helpers.service import service_config
 
-from anchor.app import create_app
 from anchor.errors import ConfigError
-from anchor.ratelimit import RateLimiter
+from anchor.http.app import create_app
+from anchor.http.ratelimit import RateLimiter
 
 
 class Clock:

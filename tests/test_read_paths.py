@@ -14,7 +14,7 @@ import pytest
 
 from anchor.chain import anchor_covering, current_chain, latest_anchor, list_anchors
 from anchor.chain.ledger import ensure_schema
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 PROMPT_SECONDS = 1.0
 """Well under the store's busy timeout (10 s): a read that waited for the lock would exceed it."""

@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
-from service_helpers import ok_json, post_signed, service_config
+from helpers.service import MakeClient, ok_json, post_signed
 
-from anchor.app import ISSUERS, create_app
-from anchor.appkeys import ANCHOR_CHANGES, BATCHER, LOG_KEY
 from anchor.errors import NotFound
+from anchor.http.app import ISSUERS
+from anchor.http.appkeys import ANCHOR_CHANGES, BATCHER, MERKLE_LOG
 from anchor.keys import Ed25519Key
-from anchor.receipts import build_receipt
+from anchor.log.receipts import build_receipt
 
 
 def digest(i: int) -> str:
@@ -26,9 +24,9 @@ def digest(i: int) -> str:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
+async def client(make_client: MakeClient) -> TestClient:
     # a long interval: after the first anchor (at once), nothing is anchored unless asked
-    return await aiohttp_client(create_app(service_config(tmp_path, anchor_interval=60)))
+    return await make_client(anchor_interval=60)
 
 
 async def test_a_receipt_wait_is_woken_by_the_batcher_or_ends_at_its_deadline(
@@ -50,7 +48,7 @@ async def test_a_receipt_wait_is_woken_by_the_batcher_or_ends_at_its_deadline(
 
     changes = client.app[ANCHOR_CHANGES]
     batcher = client.app[BATCHER]
-    log = client.app[LOG_KEY]
+    log = client.app[MERKLE_LOG]
 
     async def final_at() -> float:
         """When the batcher round that made the entry's anchor final ended."""

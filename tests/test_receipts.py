@@ -15,8 +15,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from anvil import AnvilNode
-from chain_helpers import (
+from helpers.anvil import AnvilNode
+from helpers.chain import (
     CHAINS,
     RECEIPT_MUTATIONS,
     SUBMITTER,
@@ -30,10 +30,10 @@ from chain_helpers import (
 )
 
 from anchor.chain import AnchorState, ChainClient, list_anchors
-from anchor.checkpoint import Checkpoint, NoteSigner
+from anchor.core.checkpoint import Checkpoint, NoteSigner
 from anchor.errors import NotFound, VerificationError, What
-from anchor.log import Log
-from anchor.receipts import (
+from anchor.log.log import Log
+from anchor.log.receipts import (
     build_receipt,
     check_receipt,
     receipt_for_digest,
@@ -41,7 +41,7 @@ from anchor.receipts import (
     refresh_receipt,
     verify_receipt,
 )
-from anchor.trust import TrustSet
+from anchor.verify.trust import TrustSet
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "anchor" / "schemas" / "receipt.schema.json"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from anchor.cli import main
+from anchor.cli.main import main
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 

@@ -24,18 +24,18 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from anvil import free_port
+from helpers.anvil import free_port
+from helpers.service import service_config
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.errors import SchemathesisError
 from schemathesis.core.failures import FailureGroup
 from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.pytest._test_builder import build_operation_test
-from service_helpers import service_config
 
-from anchor.app import ISSUERS, STATUS, create_app, make_runner
+from anchor.client.signing import signed_headers
+from anchor.http.app import ISSUERS, STATUS, create_app, make_runner
 from anchor.keys import Ed25519Key
-from anchor.signing_client import signed_headers
 
 TOKEN = "operator-secret-token"
 

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import free_port
-from service_helpers import WebDidHost, serve_web_did, service_config
+from helpers.anvil import free_port
+from helpers.service import WebDidHost, serve_web_did, service_config
 
-from anchor import ecdsa_sd
-from anchor.app import ISSUERS, RESOLVER, create_app
-from anchor.cli import main
-from anchor.credentials import PERSON_FIELDS, digest
-from anchor.data_integrity import ed25519_public_key_to_multibase
+from anchor.cli.main import main
+from anchor.http.app import ISSUERS, RESOLVER, create_app
 from anchor.keys import Ed25519Key, load_p256_key, save_key
+from anchor.vc import ecdsa_sd
+from anchor.vc.credentials import PERSON_FIELDS, digest
+from anchor.vc.data_integrity import ed25519_public_key_to_multibase
 
 ACHIEVEMENT = {
     "id": "https://college.example/achievements/welding-1",

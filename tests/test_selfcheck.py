@@ -25,22 +25,22 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from anvil import AnvilNode, free_port
-from chain_helpers import SUBMITTER, entry
+from helpers.anvil import AnvilNode, free_port
+from helpers.chain import SUBMITTER, entry
+from helpers.service import service_config
 from pytest_aiohttp import AiohttpClient
-from service_helpers import service_config
 
-from anchor import merkle
-from anchor.app import BATCHER, COMMITTER, LOG_KEY, STORE, create_app, make_runner
-from anchor.checkpoint import NoteVerifier, open_checkpoint
-from anchor.cli import main
+from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.cli.main import main
 from anchor.config import Config
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
-from anchor.entry import Entry
+from anchor.core import merkle
+from anchor.core.checkpoint import NoteVerifier, open_checkpoint
+from anchor.core.entry import Entry
 from anchor.errors import IndexDamaged, IntegrityFailure
+from anchor.http.app import BATCHER, COMMITTER, MERKLE_LOG, STORE, create_app, make_runner
 from anchor.keys import ChainAccountKey, save_key
-from anchor.log import FAILURE_META
-from anchor.store import PAGE_SIZE, SQLiteStore, _index_key
+from anchor.log.log import FAILURE_META
+from anchor.log.store import PAGE_SIZE, SQLiteStore, _index_key
 
 pytestmark = pytest.mark.anvil
 
@@ -98,7 +98,7 @@ async def _build(config: Config, entries: list[Entry]) -> str:
     await site.start()
     url = f"http://{config.host}:{config.port}"
     try:
-        await asyncio.to_thread(app[LOG_KEY].append, entries)
+        await asyncio.to_thread(app[MERKLE_LOG].append, entries)
         app[BATCHER].wake(anchor_now=True)
         async with aiohttp.ClientSession() as session:
 
@@ -269,7 +269,7 @@ async def _nothing_new_is_signed(client: TestClient) -> None:
     assert conn.execute("SELECT max(size), count(*) FROM checkpoints").fetchone() == (SIZE, 1)
     assert conn.execute("SELECT count(*), max(size) FROM anchors").fetchone() == (1, SIZE)
     with pytest.raises(IntegrityFailure):
-        await asyncio.to_thread(app[LOG_KEY].checkpoint)
+        await asyncio.to_thread(app[MERKLE_LOG].checkpoint)
     assert "Log integrity failure" in (app[BATCHER].status().last_error or "")
 
 

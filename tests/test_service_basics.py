@@ -11,23 +11,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from anvil import free_port
+from helpers.anvil import free_port
+from helpers.service import service_config
 from openapi_spec_validator import validate
 from pytest_aiohttp import AiohttpClient
-from service_helpers import service_config
 
-from anchor import merkle
-from anchor.app import LOG_KEY, create_app, make_runner
-from anchor.checkpoint import NoteVerifier, open_checkpoint
-from anchor.entry import Entry, EntryKind
+from anchor.core import merkle
+from anchor.core.checkpoint import NoteVerifier, open_checkpoint
+from anchor.core.entry import Entry, EntryKind
+from anchor.http.app import MERKLE_LOG, create_app, make_runner
 
 TOKEN = {"Authorization": "Bearer operator-secret-token"}
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    app = create_app(service_config(tmp_path))
-    return await aiohttp_client(app)
 
 
 def _fill(app: web.Application, n: int) -> list[bytes]:
@@ -39,7 +33,7 @@ def _fill(app: web.Application, n: int) -> list[bytes]:
         )
         for i in range(n)
     ]
-    app[LOG_KEY].append(entries)
+    app[MERKLE_LOG].append(entries)
     return [merkle.leaf_hash(e.encode()) for e in entries]
 
 

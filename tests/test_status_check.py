@@ -20,8 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pytest_aiohttp import AiohttpClient
-from service_helpers import (
+from helpers.service import (
     allocate,
     list_id_of,
     new_issuer,
@@ -30,9 +29,9 @@ from service_helpers import (
     service_config,
     set_statuses,
 )
+from pytest_aiohttp import AiohttpClient
 
-from anchor.app import STATUS, create_app
-from anchor.data_integrity import create_proof
+from anchor.http.app import STATUS, create_app
 from anchor.keys import Ed25519Key
 from anchor.status.bitstring import Bitstring
 from anchor.status.check import Outcome, StatusChecker, summarize
@@ -41,6 +40,7 @@ from anchor.status.credential import (
     parse_status_entry,
     parse_status_list_credential,
 )
+from anchor.vc.data_integrity import create_proof
 from did_methods import build_resolver
 
 RETRIEVAL_ERROR = "https://www.w3.org/ns/credentials/status-list#STATUS_RETRIEVAL_ERROR"

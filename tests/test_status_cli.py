@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
-from service_helpers import service_config
 
-from anchor.app import ISSUERS, STATUS, create_app
-from anchor.cli import main
+from anchor.cli.main import main
+from anchor.http.app import ISSUERS, STATUS
 from anchor.keys import Ed25519Key, save_key
 from anchor.status.credential import parse_status_list_credential, validate_status
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
-from service_helpers import (
+from helpers.service import (
     WebDidHost,
     allocate,
     list_id_of,
@@ -33,14 +32,10 @@ from service_helpers import (
     set_statuses,
     signed_post,
 )
+from pytest_aiohttp import AiohttpClient
 
-from anchor.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
-from anchor.data_integrity import (
-    canonical_digest,
-    ed25519_public_key_to_multibase,
-    verify_proof,
-)
-from anchor.entry import EntryKind
+from anchor.core.entry import EntryKind
+from anchor.http.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
 from anchor.keys import Ed25519Key
 from anchor.status.allocation import HIDDEN_ID_PREFIX, hide_credential_id
 from anchor.status.bitstring import Bitstring
@@ -52,6 +47,11 @@ from anchor.status.credential import (
 )
 from anchor.status.model import MAX_ALLOCATION, ROLLOVER_FRACTION, now_ms
 from anchor.status.repository import StatusRepository
+from anchor.vc.data_integrity import (
+    canonical_digest,
+    ed25519_public_key_to_multibase,
+    verify_proof,
+)
 from did_methods import build_resolver
 
 CHI_SQUARE_BUCKETS = 64
@@ -73,11 +73,6 @@ async def fetch_list(client: TestClient, list_id: str, **params: str) -> dict[st
 
 def bits_of(doc: dict[str, Any]) -> Bitstring:
     return parse_status_list_credential(doc, min_entries=0).bitstring
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture
@@ -679,7 +674,7 @@ async def test_lists_nobody_fetches_are_renewed_in_the_background(
     valid_until = datetime.fromisoformat(current.credential()["validUntil"])
     assert valid_until > datetime.now(UTC)
     assert service.due_for_renewal(now_ms()) == []
-    from anchor.cli import main
+    from anchor.cli.main import main
 
     export = ["status", "export", "--out", str(tmp_path / "x"), "--data-dir", str(config.data_dir)]
     assert await asyncio.to_thread(main, export) == 0

@@ -20,15 +20,15 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from chain_helpers import entry, open_log, wait_for
-from service_helpers import service_config
+from helpers.chain import entry, open_log, wait_for
+from helpers.service import service_config
 
-from anchor.app import BATCHER, ISSUERS, STATUS, create_app
+from anchor.client.signing import signed_headers
 from anchor.errors import StorageUnavailable, StoreError
+from anchor.http.app import BATCHER, ISSUERS, STATUS, create_app
 from anchor.keys import Ed25519Key
-from anchor.log import GroupCommitter
-from anchor.signing_client import signed_headers
-from anchor.store import STORAGE_RETRY_AFTER_SECONDS, storage_error
+from anchor.log.log import GroupCommitter
+from anchor.log.store import STORAGE_RETRY_AFTER_SECONDS, storage_error
 
 TMPFS_SIZE = "24m"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from anchor import merkle
-from anchor.entry import Entry, EntryKind
+from anchor.core import merkle
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import InvalidInput, NotFound, StoreError
-from anchor.store import SCHEMA_VERSION, LogStore, SQLiteStore, connect, open_store
+from anchor.log.store import SCHEMA_VERSION, LogStore, SQLiteStore, connect, open_store
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 OTHER = "did:web:college.example"
@@ -45,7 +45,7 @@ def store(database: str) -> Iterator[LogStore]:
 
 
 def test_python_and_accelerated_append_rows_agree() -> None:
-    from anchor import store as store_module
+    from anchor.log import store as store_module
 
     data = [entry(i).encode() for i in range(300)]
     size, front = 0, b""
@@ -59,7 +59,7 @@ def test_python_and_accelerated_append_rows_agree() -> None:
 
 
 def test_accelerated_append_rows_rejects_bad_input() -> None:
-    from anchor import store as store_module
+    from anchor.log import store as store_module
 
     with pytest.raises(ValueError, match="frontier does not match"):
         store_module._append_rows(3, b"", [bytes(40)], 64, b"s")
@@ -252,8 +252,8 @@ def test_million_entry_log_flat_memory_and_random_proofs(tmp_path: Path) -> None
 CHILD = textwrap.dedent(
     """
     import hashlib, sys
-    from anchor.entry import Entry, EntryKind
-    from anchor.store import SQLiteStore
+    from anchor.core.entry import Entry, EntryKind
+    from anchor.log.store import SQLiteStore
     store = SQLiteStore(sys.argv[1])
     batch = int(sys.argv[2])
     i = store.size()
@@ -305,7 +305,7 @@ def test_kill_9_mid_append_leaves_whole_batches(tmp_path: Path) -> None:
 def test_taken_index_keys_are_probed_and_found(store: LogStore) -> None:
     """Entries whose index key is taken (simulated by occupying the keys first, as a 64-bit
     collision would) take the next free keys, and every look-up still finds them."""
-    from anchor import store as store_module
+    from anchor.log import store as store_module
 
     first, second, third = entry(1), entry(2), entry(3)
     store.append([first])
@@ -334,7 +334,7 @@ def test_same_digest_from_two_submitters_is_two_entries(store: LogStore) -> None
 
 
 def test_index_keys_wrap_around_the_key_space(store: LogStore) -> None:
-    from anchor import store as store_module
+    from anchor.log import store as store_module
 
     top, bottom = 2**63 - 1, -(2**63)
     with store.transaction() as conn:

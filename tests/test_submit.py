@@ -14,23 +14,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from anvil import free_port
-from pytest_aiohttp import AiohttpClient
-from service_helpers import post_signed, service_config, wait_healthy
+from helpers.anvil import free_port
+from helpers.service import post_signed, wait_healthy
 
-from anchor.app import ISSUERS, create_app
+from anchor.client.signing import signed_headers
+from anchor.http.app import ISSUERS
 from anchor.keys import Ed25519Key
-from anchor.signing_client import signed_headers
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 
 def digest(i: int) -> str:
     return hashlib.sha256(f"credential {i}".encode()).hexdigest()
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))
 
 
 @pytest.fixture

@@ -14,18 +14,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from service_helpers import service_config
+from helpers.service import service_config
 
-from anchor import merkle
-from anchor.app import LOG_KEY, STORE, create_app
-from anchor.checkpoint import NoteSigner, NoteVerifier, open_checkpoint
-from anchor.entry import Entry, EntryKind
-from anchor.errors import IntegrityFailure, NotFound
-from anchor.log import Log
-from anchor.logfiles import export_tiles
-from anchor.routes.tile_routes import read_tile
-from anchor.store import SQLiteStore
-from anchor.tiles import (
+from anchor.core import merkle
+from anchor.core.checkpoint import NoteSigner, NoteVerifier, open_checkpoint
+from anchor.core.entry import Entry, EntryKind
+from anchor.core.tiles import (
     Tile,
     encode_index,
     entry_bundles_for_size,
@@ -33,6 +27,12 @@ from anchor.tiles import (
     tiles_for_size,
     width_in,
 )
+from anchor.errors import IntegrityFailure, NotFound
+from anchor.http.app import MERKLE_LOG, STORE, create_app
+from anchor.http.routes.tile_routes import read_tile
+from anchor.log.log import Log
+from anchor.log.logfiles import export_tiles
+from anchor.log.store import SQLiteStore
 
 GO_SOURCE = Path(__file__).parent / "tlog_client" / "main.go"
 GO_PATH = "/usr/share/gocode"  # Debian's golang-golang-x-mod-dev installs the source here
@@ -137,7 +137,7 @@ async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     queued it waits an hour and for a billion entries, so it signs nothing during a test."""
     app = create_app(service_config(tmp_path, anchor_interval=3600, anchor_size=10**9))
     client: TestClient = await aiohttp_client(app)
-    log = app[LOG_KEY]
+    log = app[MERKLE_LOG]
     await asyncio.to_thread(log.append, _entries(0, OLD_SIZE))
     await asyncio.to_thread(log.checkpoint)
     await asyncio.to_thread(log.append, _entries(OLD_SIZE, SIZE))
@@ -186,7 +186,7 @@ async def test_served_tiles_hold_the_tree(client: TestClient) -> None:
 
 
 async def test_only_what_is_signed_is_served(client: TestClient) -> None:
-    await asyncio.to_thread(client.app[LOG_KEY].append, _entries(SIZE, SIZE + 100))
+    await asyncio.to_thread(client.app[MERKLE_LOG].append, _entries(SIZE, SIZE + 100))
     assert client.app[STORE].size() == SIZE + 100  # stored, but not yet signed
     for path in (
         "/tile/0/011.p/185",
@@ -203,12 +203,12 @@ async def test_only_what_is_signed_is_served(client: TestClient) -> None:
         resp = await client.get(path)
         assert resp.status == 404, path
         assert resp.content_type == "application/problem+json"
-    await asyncio.to_thread(client.app[LOG_KEY].checkpoint)
+    await asyncio.to_thread(client.app[MERKLE_LOG].checkpoint)
     assert (await client.get("/tile/0/011")).status == 200  # signed now
 
 
 async def test_nothing_is_served_from_a_failed_log(client: TestClient) -> None:
-    client.app[LOG_KEY].fail(IntegrityFailure("leaf 5: its stored hash is not its entry's"))
+    client.app[MERKLE_LOG].fail(IntegrityFailure("leaf 5: its stored hash is not its entry's"))
     for path in ("/checkpoint", "/tile/0/000", "/tile/entries/000", "/tile/1/000.p/11"):
         resp = await client.get(path)
         assert resp.status == 503, path

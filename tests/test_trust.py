@@ -25,32 +25,31 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from anvil import AnvilNode
-from chain_helpers import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
-from pytest_aiohttp import AiohttpClient
-from service_helpers import run_cli, service_config
+from helpers.anvil import AnvilNode
+from helpers.chain import ANVIL, LOG_ORIGIN, Chain, open_chain, trust_root, wait_for
+from helpers.service import MakeClient, run_cli
 
-from anchor import credentials
-from anchor.app import CHAIN, LOG_KEY, create_app
 from anchor.chain import AnchorState, ChainClient, Web3Backend, list_anchors
-from anchor.checkpoint import NoteSigner
-from anchor.commands.trust_cmd import MAX_LOG_INFO_BYTES
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
-from anchor.entry import Entry, EntryKind
+from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.cli.commands.trust_cmd import MAX_LOG_INFO_BYTES
+from anchor.core.checkpoint import NoteSigner
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import ConfigError, Conflict, InvalidInput, NotFound, UntrustedLog
+from anchor.http.app import CHAIN, MERKLE_LOG
 from anchor.keys import Ed25519Key
-from anchor.log import Log
-from anchor.receipts import build_receipt, check_receipt, verify_receipt
+from anchor.log.log import Log
+from anchor.log.receipts import build_receipt, check_receipt, verify_receipt
+from anchor.log.store import SQLiteStore
 from anchor.status.check import StatusChecker
-from anchor.store import SQLiteStore
-from anchor.trust import (
+from anchor.vc import credentials
+from anchor.verify.trust import (
     TrustRoot,
     TrustSet,
     default_trust_path,
     load_trust_file,
     save_trust_file,
 )
-from anchor.verify import CredentialVerifier, Verdict
+from anchor.verify.verifier import CredentialVerifier, Verdict
 from did_methods import build_resolver
 
 ACHIEVEMENT = credentials.Achievement(
@@ -399,10 +398,8 @@ async def test_receipt_verify_usage_errors_are_one_line(
 
 
 @pytest.fixture
-async def service(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(
-        create_app(service_config(tmp_path, anchor_interval=0.2, confirmations=1))
-    )
+async def service(make_client: MakeClient) -> TestClient:
+    return await make_client(anchor_interval=0.2, confirmations=1)
 
 
 async def test_trust_add_list_remove(
@@ -413,7 +410,7 @@ async def test_trust_add_list_remove(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = str(service.make_url("")).rstrip("/")
-    log = service.app[LOG_KEY]
+    log = service.app[MERKLE_LOG]
     chain = service.app[CHAIN]
     assert chain.identity is not None
     info = await (await service.get("/v1/log")).json()

@@ -9,7 +9,7 @@ test's own (its own session and resolver). did:web issuers are served over HTTPS
 server; the did:ethr key rotation and the reorganised receipt run on private anvil nodes
 with a log anchored by the real chain client and batcher.
 
-Decision (see :mod:`anchor.verify`): a receipt whose block was reorganised away is
+Decision (see :mod:`anchor.verify.verifier`): a receipt whose block was reorganised away is
 ``invalid``.
 """
 
@@ -30,8 +30,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from anvil import AnvilNode, free_port
-from chain_helpers import (
+from cryptography.hazmat.primitives import serialization
+from helpers.anvil import AnvilNode, free_port
+from helpers.chain import (
     ANVIL,
     Chain,
     Running,
@@ -42,9 +43,7 @@ from chain_helpers import (
     trust_root,
     wait_for,
 )
-from cryptography.hazmat.primitives import serialization
-from pytest_aiohttp import AiohttpClient
-from service_helpers import (
+from helpers.service import (
     WebDidHost,
     allocate,
     list_id_of,
@@ -54,22 +53,23 @@ from service_helpers import (
     set_statuses,
     signed_post,
 )
+from pytest_aiohttp import AiohttpClient
 
-from anchor import credentials
-from anchor.app import CHAIN, ISSUERS, LOG_KEY, STATUS, create_app
 from anchor.chain.batcher import Batcher
-from anchor.checkpoint import NoteSigner
-from anchor.cli import main
-from anchor.contracts import DID_REGISTRY, deploy, load_artifact
-from anchor.data_integrity import ed25519_public_key_to_multibase
-from anchor.entry import Entry, EntryKind
+from anchor.chain.contracts import DID_REGISTRY, deploy, load_artifact
+from anchor.cli.main import main
+from anchor.core.checkpoint import NoteSigner
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import NotFound
+from anchor.http.app import CHAIN, ISSUERS, MERKLE_LOG, STATUS, create_app
 from anchor.keys import Ed25519Key
-from anchor.log import Log
-from anchor.receipts import build_receipt
+from anchor.log.log import Log
+from anchor.log.receipts import build_receipt
 from anchor.status.check import StatusChecker
-from anchor.trust import TrustRoot
-from anchor.verify import (
+from anchor.vc import credentials
+from anchor.vc.data_integrity import ed25519_public_key_to_multibase
+from anchor.verify.trust import TrustRoot
+from anchor.verify.verifier import (
     CredentialVerifier,
     ServiceReceipts,
     Verdict,
@@ -181,7 +181,7 @@ def verifier(
 
 def service_trust(client: TestClient) -> TrustRoot:
     """The service's log as a verifier pins it: origin, key, chain, contract."""
-    log = client.app[LOG_KEY]
+    log = client.app[MERKLE_LOG]
     chain = client.app[CHAIN]
     assert chain.identity is not None
     return TrustRoot(log.origin, log.verifier.vkey(), chain.identity.caip2, chain.contract_address)
@@ -333,7 +333,7 @@ async def test_a_credential_not_anchored_yet_is_unknown(
     await ok_json(
         await signed_post(client, issuer, "/v1/entries", {"digests": [digest.hex()]}), 201
     )
-    log = client.app[LOG_KEY]
+    log = client.app[MERKLE_LOG]
 
     async def included() -> bool:
         try:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from anvil import AnvilNode, free_port
-from service_helpers import run_cli, wait_healthy
+from helpers.anvil import AnvilNode, free_port
+from helpers.service import run_cli, wait_healthy
 
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 
 ACHIEVEMENT = {

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import rfc8785
 from aiohttp.test_utils import TestClient
+from helpers.service import service_config
 from pytest_aiohttp import AiohttpClient
-from service_helpers import service_config
 
-from anchor.app import CHAIN, ISSUERS, create_app
-from anchor.client import ServiceClient, Signer
-from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
+from anchor.http.app import CHAIN, ISSUERS, create_app
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
-from anchor.receipts import verify_receipt
-from anchor.trust import TrustRoot
+from anchor.log.receipts import verify_receipt
+from anchor.verify.trust import TrustRoot
 
 CREDENTIAL = {
     "@context": ["https://www.w3.org/ns/credentials/v2"],

@@ -7,7 +7,7 @@ before an operator's ``issuer add``); a registry object never creates it, so rea
 reads. The statements use ``?`` placeholders and ``ON CONFLICT``, nothing SQLite-only,
 except :func:`_has_table`'s look at SQLite's catalogue.
 
-I/O: SQLite through :class:`~anchor.store.SQLiteStore`. Cost: one indexed read per look-up
+I/O: SQLite through :class:`~anchor.log.store.SQLiteStore`. Cost: one indexed read per look-up
 (one query per 500 DIDs for a batch), one short write transaction per change.
 """
 
@@ -17,9 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from anchor.entry import check_did
+from anchor.core.entry import check_did
 from anchor.errors import Conflict, EncodingError, InvalidInput, NotFound
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 

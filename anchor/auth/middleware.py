@@ -19,7 +19,7 @@ state, cheapest first:
 The ``@target-uri`` is built from the configured public base URL when the service runs
 behind a proxy, else from the request as received.
 
-Wiring: store the :class:`Authenticator` under :data:`~anchor.appkeys.AUTHENTICATOR_KEY` in
+Wiring: store the :class:`Authenticator` under :data:`~anchor.http.appkeys.AUTHENTICATOR_KEY` in
 the application, then protect handlers with :func:`require_signature`. The verified
 :class:`~anchor.auth.policy.Principal` is in ``request[PRINCIPAL_KEY]`` (or
 :func:`principal_of`). A failure becomes an ``application/problem+json`` response made by the
@@ -43,7 +43,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
-from anchor.appkeys import AUTHENTICATOR_KEY
 from anchor.auth.nonces import NonceStore
 from anchor.auth.policy import MAX_CLOCK_SKEW_SECONDS, Principal, check_request
 from anchor.auth.signatures import (
@@ -56,7 +55,8 @@ from anchor.auth.signatures import (
     verify_signature,
 )
 from anchor.errors import AnchorError, ConfigError, Forbidden, Unauthorized
-from anchor.grouping import GroupCall
+from anchor.http.appkeys import AUTHENTICATOR_KEY
+from anchor.log.grouping import GroupCall
 
 AUTH_REALM: Final = "ler-anchor"
 

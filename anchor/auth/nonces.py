@@ -14,7 +14,7 @@ database, cannot both succeed. The statements use ``?`` placeholders, ``ON CONFL
 ``rowcount`` only, so they run unchanged on SQLite and on PostgreSQL (the DDL's
 ``WITHOUT ROWID`` is SQLite's storage hint, kept for existing databases).
 
-I/O: SQLite through :class:`~anchor.store.SQLiteStore`. Cost: one write transaction (one
+I/O: SQLite through :class:`~anchor.log.store.SQLiteStore`. Cost: one write transaction (one
 fsync) per :meth:`NonceStore.remember_many` batch, however many nonces it holds.
 """
 
@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 NONCE_TABLE: Final = "auth_nonces"
 

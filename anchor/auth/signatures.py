@@ -2,7 +2,7 @@
 them: the structured fields (RFC 8941) parsed and type-checked, the signature base built and
 the Ed25519 signature verified.
 
-What a signed request carries (see :mod:`anchor.signing_client` for the client side)::
+What a signed request carries (see :mod:`anchor.client.signing` for the client side)::
 
     Content-Digest:  sha-256=:<base64 of SHA-256(body)>:            (RFC 9530)
     Signature-Input: sig1=("@method" "@target-uri" "content-digest");created=<unix time>;
@@ -16,7 +16,7 @@ signatures are acceptable (times, nonces, key ids) is :mod:`anchor.auth.policy`.
 A request is seen as a :class:`SignedMessage` (method, target URI, header fields), so nothing
 here knows aiohttp: :mod:`anchor.auth.middleware` builds the message from a request. The
 signature base (RFC 9421 §2.5) is built and checked by the ``http-message-signatures``
-package (:func:`verify_with_package`); what :mod:`anchor.signing_client` sends, the canonical
+package (:func:`verify_with_package`); what :mod:`anchor.client.signing` sends, the canonical
 serialisation, takes a direct path first (:func:`verify_canonical`).
 
 Pure: no I/O, no clock. Cost: parsing three short fields (a regular expression for the usual
@@ -428,7 +428,7 @@ def verify_canonical(
     signature: bytes,
     public_key: bytes,
 ) -> bool:
-    """The direct path for what :mod:`anchor.signing_client` (and any RFC 9421 signer that
+    """The direct path for what :mod:`anchor.client.signing` (and any RFC 9421 signer that
     serialises canonically) sends: covered components exactly ``@method``,
     ``@target-uri`` and, when present, ``content-digest``. The signature base (RFC 9421
     §2.5) is built directly, its ``@signature-params`` line being the received member

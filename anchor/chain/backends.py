@@ -36,6 +36,7 @@ from web3.providers.async_base import AsyncBaseProvider
 from web3.providers.eth_tester import AsyncEthereumTesterProvider
 from web3.types import FilterParams, LogReceipt, RPCEndpoint, RPCResponse, TxParams
 
+from anchor.chain.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.chain.durable import (
     CHAIN_FILE_NAME,
     DurableTesterBackend,
@@ -58,10 +59,9 @@ from anchor.chain.values import (
     TransactionInfo,
     _public_url,
 )
-from anchor.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.errors import ConfigError, StoreError
 
-log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -463,7 +463,7 @@ class EmbeddedChain:
         except BaseException:
             await chain.close()
             raise
-        log.info(
+        logger.info(
             "embedded chain %s; LogAnchor at %s",
             "started" if fresh else f"opened from {directory}",
             chain.contract_address,
@@ -492,7 +492,7 @@ class EmbeddedChain:
             address = to_checksum_address(recorded)
             if await self.backend.code(address):
                 return address
-            log.warning("the embedded chain lost contract %s at %s; deploying it again",
+            logger.warning("the embedded chain lost contract %s at %s; deploying it again",
                         name, address)  # fmt: skip
         address = await self.deploy(name, owner_key)
         await self._record(META_CONTRACT + name, address)

@@ -3,7 +3,7 @@
 Every ``poll_interval`` seconds (or at once after :meth:`Batcher.wake`) it advances the chain
 client's state machine (receipts, confirmations, replacements, reorgs: see
 :mod:`anchor.chain`) and, when an anchor is due, asks the log for a signed checkpoint of its
-current size (:meth:`anchor.log.Log.checkpoint`) and queues its root and size for anchoring.
+current size (:meth:`anchor.log.log.Log.checkpoint`) and queues its root and size for anchoring.
 
 An anchor is due when the log has grown past the largest size that is anchored or on its way
 (states ``pending``, ``submitted``, ``included``, ``final`` on the current chain) and
@@ -54,11 +54,11 @@ from anchor.chain.values import (
     AnchorRecord,
     AnchorState,
 )
+from anchor.core.taskhealth import TaskHealth
 from anchor.errors import AnchorError, ConfigError
-from anchor.log import Log
-from anchor.taskhealth import TaskHealth
+from anchor.log.log import Log
 
-log = logging.getLogger("anchor.batcher")  # its logger before it moved into anchor.chain
+logger = logging.getLogger(__name__)
 
 DEFAULT_ANCHOR_INTERVAL_SECONDS = 60.0
 """Seconds between anchors while the log grows slowly."""
@@ -211,7 +211,9 @@ class Batcher:
             self._last_error = err.diagnostics()
             self._last_error_at = time.time()
             self.health.failed(err)
-            log.warning("anchoring: %s (attempt %d)", err.diagnostics(), self._consecutive_errors)
+            logger.warning(
+                "anchoring: %s (attempt %d)", err.diagnostics(), self._consecutive_errors
+            )
             if self._on_error is not None:
                 self._on_error(err)
             backoff = self.config.poll_interval * 2 ** min(self._consecutive_errors, 30)
@@ -237,7 +239,7 @@ class Batcher:
             if checkpoint.size > 0:
                 record = await self.client.enqueue(checkpoint.size, checkpoint.root)
                 self._queued += 1
-                log.info("queued tree size %d for anchoring (anchor %d)", record.size, record.id)
+                logger.info("queued tree size %d for anchoring (anchor %d)", record.size, record.id)
                 await self.client.step()
             self._anchor_answered = max(self._anchor_answered, asked)
 

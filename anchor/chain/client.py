@@ -37,9 +37,9 @@ from anchor.chain.values import (
     TxRecord,
 )
 from anchor.errors import ChainError, ConfigError
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
-log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
+logger = logging.getLogger(__name__)
 
 __all__ = ["KEPT_FINAL_REORGS", "ChainClient"]
 
@@ -143,7 +143,7 @@ class ChainClient(AnchorMachine):
             )
         ref, previous = await self._db(self._ledger.adopt_identity, identity)
         if previous is not None and previous.same_chain(identity):
-            log.warning(
+            logger.warning(
                 "the anchoring contract moved on %s from %s to %s (e.g. LogAnchor v1 to v2): "
                 "receipts naming %s still verify against its events; the latest checkpoint is "
                 "anchored on %s and later receipts name it",
@@ -151,7 +151,7 @@ class ChainClient(AnchorMachine):
                 identity.contract,
             )  # fmt: skip
         elif previous is not None:
-            log.warning(
+            logger.warning(
                 "the chain changed: the database recorded %s (genesis 0x%s, contract %s), the "
                 "service now runs on %s (genesis 0x%s, contract %s); anchors of the old chain "
                 "are kept but no longer used for receipts, and the latest checkpoint will be "
@@ -185,7 +185,7 @@ class ChainClient(AnchorMachine):
         why = "no longer on the chain (it was reset, or reorganised deeper than the confirmations)"
         await self._db(self._ledger.forget_lost_anchors, ref, [a.id for a in gone], why)
         self._record_final_reorgs(gone)
-        log.warning(
+        logger.warning(
             "%d final anchor(s) recorded for %s are no longer on it (the newest: tree size %d, "
             "transaction 0x%s): the chain was reset or reorganised deeper than %d "
             "confirmations; the newest is anchored again, older ones are marked failed",

@@ -34,7 +34,7 @@ from anchor.chain.values import (
     _now_ms,
 )
 from anchor.errors import StoreError
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
 # ---- the database ---------------------------------------------------------------------------
 

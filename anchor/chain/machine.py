@@ -31,9 +31,9 @@ from anchor.chain.values import (
     _now_ms,
 )
 from anchor.errors import ChainError
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
-log = logging.getLogger("anchor.chain")  # the package's logger
+logger = logging.getLogger(__name__)
 
 KEPT_FINAL_REORGS = 100
 """Final anchors lost to reorganisations that the client remembers (newest; the count is
@@ -66,7 +66,7 @@ class AnchorMachine(AnchorSender):
         await self._send_pending(ref, problems)
         if problems:
             for extra in problems[1:]:
-                log.warning("%s", extra.diagnostics())
+                logger.warning("%s", extra.diagnostics())
             raise problems[0]
 
     def _record_final_reorgs(self, lost: Iterable[AnchorRecord]) -> None:
@@ -91,7 +91,7 @@ class AnchorMachine(AnchorSender):
                 if tx is None:
                     await self._reorged(ref, anchor, "its block is no longer canonical")
                 else:
-                    log.info(
+                    logger.info(
                         "anchor of tree size %d moved to block %d after a reorganisation",
                         anchor.size, receipt.block_number,
                     )  # fmt: skip
@@ -105,7 +105,7 @@ class AnchorMachine(AnchorSender):
                 await self._reorged(ref, anchor, "its block is no longer canonical")
                 continue
             await self._db(self._ledger.mark_final, anchor.id)
-            log.info(
+            logger.info(
                 "anchor of tree size %d is final (transaction 0x%s, block %d, %d confirmations)",
                 anchor.size, anchor.tx_hash.hex(), receipt.block_number, depth,
             )  # fmt: skip
@@ -137,7 +137,7 @@ class AnchorMachine(AnchorSender):
             if receipt is None or tx is None:
                 await self._reorged(ref, anchor, "its final block is no longer canonical")
             else:
-                log.warning(
+                logger.warning(
                     "final anchor of tree size %d moved from block %d to block %d after a "
                     "reorganisation deeper than %d confirmations; it is final again once "
                     "confirmed",
@@ -156,7 +156,7 @@ class AnchorMachine(AnchorSender):
     async def _reorged(self, ref: int, anchor: AnchorRecord, why: str) -> None:
         detail = f"removed by a reorganisation: {why} (was in block {anchor.block_number})"
         await self._db(self._ledger.mark_reorged, ref, anchor, detail)
-        log.warning(
+        logger.warning(
             "anchor of tree size %d (transaction 0x%s) was %s; it will be anchored again",
             anchor.size, (anchor.tx_hash or b"").hex(), detail,
         )  # fmt: skip
@@ -197,7 +197,7 @@ class AnchorMachine(AnchorSender):
         """Broadcast again the attempts the node never acknowledged (e.g. it was down)."""
         for tx in await self._db(self._ledger.attempts_of, anchor.id):
             if tx.state is TxState.SIGNED:
-                log.info("re-broadcasting transaction 0x%s (nonce %d)", tx.hash.hex(), tx.nonce)
+                logger.info("re-broadcasting transaction 0x%s (nonce %d)", tx.hash.hex(), tx.nonce)
                 await self._broadcast(ref, tx)
 
     async def _resend_forgotten(self, ref: int, anchor: AnchorRecord) -> bool:
@@ -216,10 +216,10 @@ class AnchorMachine(AnchorSender):
                 if await self.backend.transaction(tx.hash) is not None:
                     return False
             except RpcRejected as exc:  # a node without it: replacement after the wait
-                log.debug("could not look up transaction 0x%s: %s", tx.hash.hex(), exc.detail)
+                logger.debug("could not look up transaction 0x%s: %s", tx.hash.hex(), exc.detail)
                 return False
         newest = sent[0]
-        log.warning(
+        logger.warning(
             "%s forgot the anchor transaction 0x%s (tree size %d, nonce %d); broadcasting it "
             "again",
             self.backend.description, newest.hash.hex(), anchor.size, newest.nonce,
@@ -238,7 +238,7 @@ class AnchorMachine(AnchorSender):
                 what = "sending the anchor again as a new transaction"
             else:
                 raise
-            log.warning(
+            logger.warning(
                 "%s refused the forgotten transaction again (%s); %s",
                 self.backend.description, exc.rpc_message, what,
             )  # fmt: skip

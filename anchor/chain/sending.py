@@ -25,6 +25,7 @@ from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from anchor.chain.backends import ChainBackend
+from anchor.chain.contracts import LOG_ANCHOR, load_artifact
 from anchor.chain.ledger import _Ledger
 from anchor.chain.reverts import (
     RevertDecoder,
@@ -59,11 +60,10 @@ from anchor.chain.values import (
     _bump,
     _now_ms,
 )
-from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.errors import ChainError, StoreError
-from anchor.store import SQLiteStore
+from anchor.log.store import SQLiteStore
 
-log = logging.getLogger("anchor.chain")  # the package's logger
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -137,7 +137,7 @@ class AnchorSender:
             await self._db(
                 self._ledger.mark_mined, ref, tx, receipt, event.log_index, block.timestamp
             )
-            log.info(
+            logger.info(
                 "anchor of tree size %d included: transaction 0x%s in block %d",
                 anchor.size, tx.hash.hex(), receipt.block_number,
             )  # fmt: skip
@@ -195,7 +195,7 @@ class AnchorSender:
         fees = self._bumped_fees(attempts, await self._suggest_fees())
         if fees.max_fee > self.config.max_fee_cap_wei:
             if not self.at_fee_cap:
-                log.warning(
+                logger.warning(
                     "the anchor of tree size %d (nonce %d) is not mined after %.0f s, but a "
                     "replacement would offer %d wei per gas, above the cap of %d; waiting",
                     anchor.size, anchor.nonce, self.config.replace_after_seconds,
@@ -204,7 +204,7 @@ class AnchorSender:
             self.at_fee_cap = True
             return
         self.at_fee_cap = False
-        log.info(
+        logger.info(
             "replacing the unmined anchor of tree size %d (nonce %d): fees %d / %d wei",
             anchor.size, anchor.nonce, fees.max_fee, fees.max_priority_fee,
         )  # fmt: skip
@@ -272,7 +272,7 @@ class AnchorSender:
                 raise ExecutionReverted(
                     detail, data=exc.data, reason=reason, hint=_revert_hint(reason)
                 ) from exc
-            log.warning(
+            logger.warning(
                 "re-sending the anchor of tree size %d on nonce %d although it would revert "
                 "(%s), so that the nonce is used",
                 anchor.size, anchor.nonce, reason,
@@ -295,7 +295,7 @@ class AnchorSender:
             pending = await self.backend.transaction_count(self.address, "pending")
             return max(pending, used)
         if used > stored:
-            log.warning(
+            logger.warning(
                 "the chain has %d transactions from %s, the service expected %d: the key is "
                 "used elsewhere, or the database is older than the chain",
                 used, self.address, stored,
@@ -312,7 +312,7 @@ class AnchorSender:
                 self.contract_address, [ANCHORED_TOPIC, anchor.root, size_topic], 0, "latest"
             )
         except RpcRejected as exc:  # e.g. a provider limiting eth_getLogs ranges
-            log.warning("could not search the chain for an earlier anchor: %s", exc.detail)
+            logger.warning("could not search the chain for an earlier anchor: %s", exc.detail)
             return False
         event = self._find_event(events, anchor.root, anchor.size)
         if event is None:
@@ -321,7 +321,7 @@ class AnchorSender:
         if block is None or block.hash != event.block_hash:
             return False
         await self._db(self._ledger.mark_adopted, anchor.id, event, block.timestamp)
-        log.info(
+        logger.info(
             "tree size %d was already anchored on chain (transaction 0x%s); adopted it",
             anchor.size, event.transaction_hash.hex(),
         )  # fmt: skip
@@ -348,7 +348,7 @@ class AnchorSender:
             self._ledger.record_attempt, anchor.id, ref, self.address, nonce, gas, fees,
             bytes(signed.hash), bytes(signed.raw_transaction),
         )  # fmt: skip
-        log.info(
+        logger.info(
             "anchoring tree size %d: transaction 0x%s (nonce %d, max fee %d, tip %d wei)",
             anchor.size, tx.hash.hex(), nonce, fees.max_fee, fees.max_priority_fee,
         )  # fmt: skip

@@ -11,7 +11,7 @@ Cost: opening is one connection (SQLite) or two small pools (PostgreSQL) and one
 read when no migration is due.
 
 Using the seam from a feature (the tables of the log are the worked example, see
-:data:`anchor.store.LOG_SCHEMA`): add the feature's ``CREATE TABLE`` statements as a new
+:data:`anchor.log.store.LOG_SCHEMA`): add the feature's ``CREATE TABLE`` statements as a new
 :class:`~anchor.db.migrations.Step` of the schema (and to its ``create``), type the code
 against :class:`~anchor.db.api.Database` / :class:`~anchor.db.api.Connection`, and use
 ``INSERT ... ON CONFLICT`` rather than ``INSERT OR REPLACE`` or a caught constraint error.

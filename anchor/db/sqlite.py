@@ -21,7 +21,7 @@ from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from anchor import dbfiles
+from anchor.db import dbfiles
 from anchor.db.migrations import Schema, migrate, read_version
 from anchor.errors import StorageUnavailable, StoreError
 
@@ -31,7 +31,7 @@ PAGE_SIZE = 8192
 BUSY_TIMEOUT_MS = 10_000
 """How long a connection waits for another writer before failing."""
 
-LOG = logging.getLogger("ler_anchor")
+logger = logging.getLogger(__name__)
 
 TRANSIENT_SQLITE_CODES: Final = frozenset(
     {
@@ -248,7 +248,7 @@ class SQLiteDatabase:
                 hint="check the path, its permissions, and that it is an LER Anchor database",
             ) from exc
         if new_database:
-            LOG.warning("created a new database %s (mode 0600)", self.path)
+            logger.warning("created a new database %s (mode 0600)", self.path)
 
     @property
     def dialect(self) -> Literal["sqlite"]:

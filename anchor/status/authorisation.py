@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Mapping
 
 from anchor.errors import Conflict
-from anchor.identity import ResolutionUnavailable, ed25519_key_for
 from anchor.keys import DID_KEY_PREFIX
 from anchor.status.custody import PROOF_PURPOSE, StatusKeyCustody, StatusKeyInfo, StatusSigner
+from anchor.verify.identity import ResolutionUnavailable, ed25519_key_for
 from did_methods import ErrorCode, Resolver, absolute_did_url
 
 
@@ -34,7 +34,7 @@ async def find_assertion_method(resolver: Resolver, did: str, public_key: bytes)
 
     Works for any fragment: the issuer's own choice for did:web, ``#delegate-N`` for a
     did:ethr attribute, the key itself for did:key. Raises
-    :class:`~anchor.identity.ResolutionUnavailable` when the DID cannot be resolved now.
+    :class:`~anchor.verify.identity.ResolutionUnavailable` when the DID cannot be resolved now.
     """
     result = await resolver.resolve(did)
     if result.error == ErrorCode.INTERNAL_ERROR:

@@ -38,8 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from anchor import jsonlimits
-from anchor.data_integrity import CRYPTOSUITE, canonical_digest, verify_proof
+from anchor.core import jsonlimits
 from anchor.errors import (
     AnchorError,
     InvalidInput,
@@ -49,7 +48,6 @@ from anchor.errors import (
     StatusVerificationError,
     VerificationError,
 )
-from anchor.identity import ed25519_key_for
 from anchor.status.bitstring import MAX_ENCODED_LIST_CHARS, MIN_ENTRIES
 from anchor.status.credential import (
     BitstringStatusListCredential,
@@ -59,6 +57,8 @@ from anchor.status.credential import (
     parse_status_list_credential,
     validate_status,
 )
+from anchor.vc.data_integrity import CRYPTOSUITE, canonical_digest, verify_proof
+from anchor.verify.identity import ed25519_key_for
 from did_methods import Resolver, is_did_url, parse_did_url
 
 DEFAULT_TTL_MS: Final = 300_000

@@ -7,7 +7,7 @@ bitstring itself is :mod:`anchor.status.bitstring`):
 
 * :class:`BitstringStatusListEntry` (§2.1) and :class:`BitstringStatusListCredential`
   (§2.2) with their parsers, and :func:`build_status_list_credential` (unsigned, VC Data
-  Model 2.0; sign it with :mod:`anchor.data_integrity`).
+  Model 2.0; sign it with :mod:`anchor.vc.data_integrity`).
 * :func:`validate_status`: the Validate Algorithm of §3.2 with the errors of §3.5 (the
   classes in :mod:`anchor.errors` whose ``problem()`` carries the spec's ``type`` URI).
 
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from anchor.data_integrity import is_datetime_stamp
 from anchor.errors import (
     StatusListTooLargeError,
     StatusRetrievalError,
@@ -43,6 +42,7 @@ from anchor.status.bitstring import (
     range_error,
     require_length,
 )
+from anchor.vc.data_integrity import is_datetime_stamp
 
 MAX_INDEX_DIGITS: Final = 1_000
 """Longest ``statusListIndex`` string parsed (the spec's integers are of arbitrary size, but
@@ -481,7 +481,7 @@ def build_status_list_credential(
     ``subject_id`` defaults to ``credential_id + "#list"``; ``status_size`` defaults to
     the bitstring's when it is not 1. The result is checked with
     :func:`parse_status_list_credential` before it is returned, so it always parses.
-    Add the proof with :func:`anchor.data_integrity.create_proof`.
+    Add the proof with :func:`anchor.vc.data_integrity.create_proof`.
     """
     if isinstance(bitstring, Bitstring):
         encoded = bitstring.encode()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from anchor.data_integrity import create_proof, ed25519_public_key_to_multibase
 from anchor.errors import ConfigError, Conflict, Forbidden
 from anchor.keys import (
     DID_KEY_PREFIX,
@@ -26,6 +25,7 @@ from anchor.keys import (
     load_ed25519_key,
     save_key,
 )
+from anchor.vc.data_integrity import create_proof, ed25519_public_key_to_multibase
 
 STATUS_KEY_DIR: Final = "status-keys"
 """Directory under the data directory holding the issuers' status keys."""

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from anchor.entry import Entry, EntryKind
+from anchor.core.entry import Entry, EntryKind
 from anchor.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 from anchor.status.bitstring import (
     MAX_STATUS_SIZE,

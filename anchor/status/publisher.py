@@ -31,9 +31,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from anchor.core.taskhealth import TaskHealth
 from anchor.errors import AnchorError, Forbidden
-from anchor.identity import ResolutionUnavailable
-from anchor.log import GroupCommitter
+from anchor.log.log import GroupCommitter
 from anchor.status.allocation import allocation_count
 from anchor.status.authorisation import StatusKeyNotAuthorized, authorized_signer
 from anchor.status.custody import StatusSigner
@@ -48,10 +48,10 @@ from anchor.status.model import (
     now_ms,
 )
 from anchor.status.repository import StatusRepository
-from anchor.taskhealth import TaskHealth
+from anchor.verify.identity import ResolutionUnavailable
 from did_methods import Resolver
 
-_LOG = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 RENEWAL_PERIOD_MAX_SECONDS: Final = 60.0
 """Longest pause between two rounds of renewing lists whose validUntil is near."""
@@ -182,7 +182,7 @@ class StatusPublisher:
         try:
             signer = await self.signer(version.issuer)
         except (StatusKeyNotAuthorized, ResolutionUnavailable) as err:
-            _LOG.warning("cannot renew status list %s: %s", version.list_id, err.detail)
+            logger.warning("cannot renew status list %s: %s", version.list_id, err.detail)
             return version
         renewed = await asyncio.to_thread(
             repository.republish, version.list_id, signer, if_version=version.version
@@ -204,7 +204,7 @@ class StatusPublisher:
             try:
                 await self.renewed(version)
             except AnchorError as err:  # the store or the log failed: retry it soon
-                _LOG.warning("renewing status list %s failed: %s", version.list_id, err.detail)
+                logger.warning("renewing status list %s failed: %s", version.list_id, err.detail)
                 failure = err
         return failure
 
@@ -235,7 +235,7 @@ class StatusPublisher:
                         health.succeeded()
                     else:
                         health.failed(failure)
-                        _LOG.warning("renewing status lists failed: %s", failure.diagnostics())
+                        logger.warning("renewing status lists failed: %s", failure.diagnostics())
                     pause = period if failure is None else health.backoff(1.0, period)
                     await asyncio.sleep(pause)
             finally:

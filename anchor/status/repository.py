@@ -34,7 +34,7 @@ Versions
     Every change publishes a new version: the ``BitstringStatusListCredential`` (VC Data
     Model 2.0; ``validFrom`` = the version's time, ``validUntil`` when configured, ``ttl``)
     secured with an ``eddsa-jcs-2022`` proof by the issuer's status key, stored as RFC 8785
-    canonical JSON. Its SHA-256 (= :func:`anchor.data_integrity.canonical_digest` of the
+    canonical JSON. Its SHA-256 (= :func:`anchor.vc.data_integrity.canonical_digest` of the
     signed credential) is the version's digest, its HTTP ``ETag``, and the digest of the
     ``status-list`` entry that anchors it in the log (``log_index`` once appended).
 
@@ -66,8 +66,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from anchor.data_integrity import canonicalize
 from anchor.errors import Forbidden, NotFound
+from anchor.log.store import SQLiteStore
 from anchor.status.allocation import (
     HIDDEN_ID_PREFIX,
     allocation_count,
@@ -102,10 +102,10 @@ from anchor.status.model import (
     plan_changes,
     require_kind,
 )
-from anchor.store import SQLiteStore
+from anchor.vc.data_integrity import canonicalize
 
 if TYPE_CHECKING:
-    from anchor.log import Log
+    from anchor.log.log import Log
 
 _SQL_CHUNK: Final = 500
 SCHEMA: Final = (

@@ -1,4 +1,4 @@
-"""The anvil test helper (tests/anvil.py) against real anvil processes."""
+"""The anvil test helper (tests/helpers/anvil.py) against real anvil processes."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from anvil import (
+from eth_account.datastructures import SignedTransaction
+from eth_account.signers.local import LocalAccount
+from helpers.anvil import (
     AnvilError,
     AnvilNode,
     find_anvil,
     running_anvil,
 )
-from eth_account.datastructures import SignedTransaction
-from eth_account.signers.local import LocalAccount
 from web3.exceptions import TransactionNotFound
 
 pytestmark = pytest.mark.anvil
@@ -146,7 +146,7 @@ def test_bad_flags_fail_with_anvil_output(anvil_factory: Callable[..., AnvilNode
 
 
 def test_missing_install_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    import anvil as anvil_module
+    import helpers.anvil as anvil_module
 
     monkeypatch.setattr(anvil_module, "ANVIL_WRAPPER", anvil_module.NODE_MODULES / "absent")
     with pytest.raises(AnvilError, match=r"npm ci --prefix contracts"):

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from anvil import EvmChain
 from eth_account import Account
 from eth_typing import HexStr
+from helpers.anvil import EvmChain
 
-from anchor.contracts import (
+from anchor.chain.contracts import (
     DID_REGISTRY,
     LOG_ANCHOR,
     LOG_ANCHOR_V2,

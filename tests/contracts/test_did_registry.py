@@ -9,24 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from anvil import EvmChain
-from contract_helpers import (
-    custom_error_data,
-    deploy_contract,
-    revert_data,
-    reverts_with,
-    send,
-)
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import Hash32
 from eth_utils.conversions import to_bytes
 from eth_utils.crypto import keccak
+from helpers.anvil import EvmChain
+from helpers.contracts import (
+    custom_error_data,
+    deploy_contract,
+    revert_data,
+    reverts_with,
+    send,
+)
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError
 
-from anchor.contracts import DID_REGISTRY, load_artifact
+from anchor.chain.contracts import DID_REGISTRY, load_artifact
 
 EIP191_VERSION_0 = b"\x19\x00"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

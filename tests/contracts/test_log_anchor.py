@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import EvmChain
-from contract_helpers import deploy_contract, reverts_with, send
+from helpers.anvil import EvmChain
+from helpers.contracts import deploy_contract, reverts_with, send
 from web3.contract import Contract
 
-from anchor.contracts import LOG_ANCHOR
+from anchor.chain.contracts import LOG_ANCHOR
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors" / "merkle-rfc6962" / "inclusion"
 HASH_SIZE = 32

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil import EvmChain
-from contract_helpers import deploy_contract, reverts_with, send
+from helpers.anvil import EvmChain
+from helpers.contracts import deploy_contract, reverts_with, send
 from web3.contract import Contract
 
-from anchor import merkle
+from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
 from anchor.chain.values import ANCHORED_TOPIC
-from anchor.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, load_artifact
+from anchor.core import merkle
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors" / "merkle-rfc6962"
 HASH_SIZE = 32
@@ -35,7 +35,7 @@ GAS_ACCOUNT_BUDGET = 31_700
 
 
 class Leaves:
-    """An in-memory :class:`anchor.merkle.HashReader` over a list of leaf hashes."""
+    """An in-memory :class:`anchor.core.merkle.HashReader` over a list of leaf hashes."""
 
     def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
         self.leaf_hashes = list(leaf_hashes)
@@ -260,7 +260,7 @@ def test_consistency_vectors_against_the_anchored_root(evm_chain: EvmChain) -> N
 def test_log_proofs_against_the_latest_anchor(
     evm_chain: EvmChain, log_anchor: Contract, size: int
 ) -> None:
-    """Proofs made by the log's own code (anchor.merkle) check against the anchored root."""
+    """Proofs made by the log's own code (anchor.core.merkle) check against the anchored root."""
     owner = evm_chain.accounts[0]
     leaves = Leaves([leaf_hash(f"entry {i}".encode()) for i in range(size)])
     root = merkle.tree_root(size, leaves)

@@ -24,13 +24,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from anvil import HOST, EvmChain, free_port
 from eth_abi.packed import encode_packed
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_keys.datatypes import PrivateKey as Secp256k1PrivateKey
 from eth_typing import ChecksumAddress, Hash32, HexAddress, HexStr
 from eth_utils.crypto import keccak
+from helpers.anvil import HOST, EvmChain, free_port
 from nacl.public import PrivateKey as X25519PrivateKey
 from nacl.signing import SigningKey
 from web3 import Web3
@@ -38,7 +38,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import TxParams
 
-from anchor.contracts import DID_REGISTRY, deploy, load_artifact
+from anchor.chain.contracts import DID_REGISTRY, deploy, load_artifact
 from did_methods import (
     ErrorCode,
     EthrDriver,

@@ -1,0 +1,4 @@
+"""Pure values and algorithms: Merkle hashing and proofs (RFC 9162), signed notes and
+checkpoints (C2SP), the entry encoding, tlog-tiles coordinates, JSON limits, task health.
+No I/O.
+"""

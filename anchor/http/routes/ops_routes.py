@@ -1,0 +1,46 @@
+"""Operations: ``/healthz``, Prometheus ``/metrics`` and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from anchor.http.appkeys import HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
+from anchor.http.metrics import CONTENT_TYPE
+from anchor.http.openapi import openapi_document
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and the state of the store, the log's integrity and, when anchoring runs,
+    the chain: ``200`` with ``status: ok``, or ``503`` with ``status: failing`` when any
+    probe reports unhealthy (its member says why)."""
+    store = request.app[STORE]
+    size = await asyncio.to_thread(store.size)
+    body: dict[str, object] = {
+        "status": "ok",
+        "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
+        "store": {"ok": True, "treeSize": size},
+    }
+    for probe in request.app[HEALTH_PROBES]:
+        name, value, ok = await probe(request.app)
+        body[name] = value
+        if not ok:
+            body["status"] = "failing"
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    data = await asyncio.to_thread(request.app[METRICS].render)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    modules = request.app[ROUTE_MODULES]
+    return web.json_response(openapi_document(modules))

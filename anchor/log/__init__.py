@@ -1,0 +1,3 @@
+"""The Merkle log: its store of leaf blocks and digest index, signed checkpoints, group
+commit, exports, server-side receipts and the background integrity pass (I/O).
+"""
