@@ -41,6 +41,7 @@ from helpers.service import (
     service_config,
     start_postgres,
 )
+from helpers.system import missing
 from pytest_aiohttp import AiohttpClient
 from web3 import EthereumTesterProvider, Web3
 
@@ -169,10 +170,7 @@ def postgres() -> Iterator[PostgresServer]:
     ``CI=true``)."""
     server = start_postgres()
     if server is None:
-        message = f"initdb is missing: {POSTGRES_INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PostgreSQL's initdb", POSTGRES_INSTALL_HINT)
     try:
         yield server
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.system import missing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,11 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if request.param == "pure-python":
         monkeypatch.setattr(merkle, "_accel", None)
     elif _BUILT_ACCEL is None:
-        pytest.skip("the C accelerator anchor.core._merklehash was not built")
+        missing(
+            "the C accelerator anchor.core._merklehash",
+            "install gcc and OpenSSL's headers (apt-get install gcc libssl-dev), then"
+            " pip install -e . again",
+        )
     return str(request.param)
 
 
@@ -331,11 +336,6 @@ def test_stored_index_is_append_order() -> None:
             level, idx = level + 1, idx >> 1
             order.append((level, idx))
     assert [merkle.stored_index(lv, i) for lv, i in order] == list(range(len(order)))
-
-
-def test_accelerator_is_built() -> None:
-    """CI builds the accelerator; a silent fallback would hide a broken build."""
-    assert _BUILT_ACCEL is not None
 
 
 def test_empty_tree_root() -> None:

@@ -37,6 +37,7 @@ import pytest
 from aiohttp import web
 from helpers.anvil import free_port
 from helpers.service import serve_command, service_config, wait_healthy
+from helpers.system import missing
 
 from anchor.cli.main import main
 from anchor.errors import ConfigError
@@ -69,14 +70,6 @@ ACHIEVEMENT = {
 }
 STOP_TIMEOUT_SECONDS = 10
 DRIVER_TIMEOUT_SECONDS = 180
-
-
-def _missing(what: str, install: str) -> None:
-    """Skip (fail under CI=true) because ``what`` is not installed."""
-    message = f"{what} is missing: {install}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def cli(*argv: str) -> str:
@@ -194,12 +187,12 @@ def _checks(case: dict[str, Any]) -> dict[str, str]:
 def browser_run(issued: Issued, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One run of the browser driver over every case (one browser launch)."""
     if shutil.which("node") is None:
-        _missing("node", "install Node.js 20+")
+        missing("node", "install Node.js 20+")
     if not CHROMIUM.exists():
-        _missing(str(CHROMIUM), "apt-get install chromium")
+        missing(str(CHROMIUM), "apt-get install chromium")
     for package in ("playwright-core", "axe-core"):
         if not (MODULES / package).is_dir():
-            _missing(f"the npm package {package}", "npm ci --prefix contracts")
+            missing(f"the npm package {package}", "npm ci --prefix contracts")
     tmp = tmp_path_factory.mktemp("browser")
     artifacts = _artifacts(tmp)
     exported = tmp / "exported"
@@ -546,7 +539,7 @@ def test_summary_leads_with_what_the_credential_claims() -> None:
 def test_missing_browser_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
-        _missing(str(CHROMIUM), "apt-get install chromium")
+        missing(str(CHROMIUM), "apt-get install chromium")
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
-        _missing(str(CHROMIUM), "apt-get install chromium")
+        missing(str(CHROMIUM), "apt-get install chromium")

@@ -19,8 +19,8 @@ The trust file (JSON, ``version`` 1)::
      "logs": [{"origin": "...", "verifierKey": "name+id+base64", "chain": "eip155:N",
                "contract": "0x... (checksummed)"}]}
 
-lives at ``$LER_ANCHOR_TRUST_FILE``, else ``$XDG_CONFIG_HOME/ler-anchor/verify/trust.json``, else
-``~/.config/ler-anchor/verify/trust.json``; it is written atomically with mode 0600.
+lives at ``$LER_ANCHOR_TRUST_FILE``, else ``$XDG_CONFIG_HOME/ler-anchor/trust.json``, else
+``~/.config/ler-anchor/trust.json``; it is written atomically with mode 0600.
 
 Pure (values and checks) except :func:`load_trust_file` and :func:`save_trust_file`, which
 read or write one small file. Every check is a few string comparisons; a fingerprint is one
@@ -331,8 +331,8 @@ Trust = TrustRoot | TrustSet
 
 
 def default_trust_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$LER_ANCHOR_TRUST_FILE``, else ``$XDG_CONFIG_HOME/ler-anchor/verify/trust.json``, else
-    ``~/.config/ler-anchor/verify/trust.json``."""
+    """``$LER_ANCHOR_TRUST_FILE``, else ``$XDG_CONFIG_HOME/ler-anchor/trust.json``, else
+    ``~/.config/ler-anchor/trust.json``."""
     env = os.environ if environ is None else environ
     named = env.get(TRUST_FILE_ENV)
     if named:

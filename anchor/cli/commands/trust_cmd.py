@@ -83,7 +83,7 @@ def add_trust_file_arg(parser: argparse.ArgumentParser) -> None:
         "--trust-file",
         type=Path,
         help="the trust file (default: $LER_ANCHOR_TRUST_FILE, else "
-        "$XDG_CONFIG_HOME/ler-anchor/verify/trust.json)",
+        "$XDG_CONFIG_HOME/ler-anchor/trust.json)",
     )
 
 
