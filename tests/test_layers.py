@@ -24,9 +24,7 @@ MAX_LINES = 700
 GROWTH = 50
 """How many lines a listed big module may still grow."""
 
-BIG_MODULES = {
-    "anchor/log/store.py": 1094,
-}
+BIG_MODULES: dict[str, int] = {}
 """Today's modules over :data:`MAX_LINES` and their line counts: a ratchet (shrink them,
 then lower or drop the number here)."""
 
