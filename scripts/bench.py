@@ -58,7 +58,8 @@ from typing import Any
 
 from anchor.core import merkle
 from anchor.core.entry import Entry, EntryKind
-from anchor.log.store import SQLiteStore, connect
+from anchor.db.sqlite import connect
+from anchor.log.store import SQLiteStore
 
 DID = "did:web:college.example"
 
@@ -1127,7 +1128,9 @@ def bench_pg(n: int) -> list[Row]:
     from helpers.service import POSTGRES_INSTALL_HINT, start_postgres
 
     from anchor.db.postgres import translate
-    from anchor.log.store import BLOCKS_TABLE, DIGESTS_TABLE, open_store
+    from anchor.log.digest_index import DIGESTS_TABLE
+    from anchor.log.leafblocks import BLOCKS_TABLE
+    from anchor.log.store import open_store
 
     try:
         server = start_postgres()

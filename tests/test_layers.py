@@ -24,10 +24,7 @@ MAX_LINES = 700
 GROWTH = 50
 """How many lines a listed big module may still grow."""
 
-BIG_MODULES = {
-    "anchor/log/store.py": 1094,
-    "anchor/http/routes/status_routes.py": 783,
-}
+BIG_MODULES: dict[str, int] = {}
 """Today's modules over :data:`MAX_LINES` and their line counts: a ratchet (shrink them,
 then lower or drop the number here)."""
 
@@ -218,7 +215,12 @@ def test_did_methods_never_imports_anchor(graph: dict[str, set[str]]) -> None:
 
 
 def test_only_the_app_imports_the_route_modules(graph: dict[str, set[str]]) -> None:
-    shared = {"anchor.http.routes.bodies", "anchor.http.routes.links", "anchor.http.routes.params"}
+    shared = {
+        "anchor.http.routes.bodies",
+        "anchor.http.routes.links",
+        "anchor.http.routes.params",
+        "anchor.http.routes.status_bodies",
+    }
     offending = sorted(
         f"{name} imports {target}"
         for name, targets in graph.items()

@@ -36,11 +36,13 @@ from anchor.config import Config
 from anchor.core import merkle
 from anchor.core.checkpoint import NoteVerifier, open_checkpoint
 from anchor.core.entry import Entry
+from anchor.db.sqlite import PAGE_SIZE
 from anchor.errors import IndexDamaged, IntegrityFailure
 from anchor.http.app import BATCHER, COMMITTER, MERKLE_LOG, STORE, create_app, make_runner
 from anchor.keys import ChainAccountKey, save_key
+from anchor.log.digest_index import index_key
 from anchor.log.log import FAILURE_META
-from anchor.log.store import PAGE_SIZE, SQLiteStore, _index_key
+from anchor.log.store import SQLiteStore
 
 pytestmark = pytest.mark.anvil
 
@@ -374,7 +376,7 @@ async def test_digest_index_key_is_rebuilt(
     store = SQLiteStore(db)
     salt = bytes.fromhex(store.meta("index_salt") or "")
     store.close()
-    key = _index_key(salt, base.entries[20].digest)
+    key = index_key(salt, base.entries[20].digest)
     _flip(db, key.to_bytes(8, "big", signed=True), 7)  # the key column of its index row
     damaged = SQLiteStore(db)
     assert damaged.find(base.entries[20].digest) == []  # what the damage did
@@ -514,7 +516,7 @@ async def test_background_check_is_throttled(
     store = SQLiteStore(db)
     salt = bytes.fromhex(store.meta("index_salt") or "")
     store.close()
-    _flip(db, _index_key(salt, base.entries[150].digest).to_bytes(8, "big", signed=True), 7)
+    _flip(db, index_key(salt, base.entries[150].digest).to_bytes(8, "big", signed=True), 7)
     client = await _start(aiohttp_client, base, db, integrity_rate=TILE_RATE)
     status, body = await _health(client)
     assert status == 200

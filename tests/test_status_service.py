@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
+from helpers.chain import wait_for
 from helpers.service import (
     WebDidHost,
     allocate,
@@ -683,3 +686,63 @@ async def test_lists_nobody_fetches_are_renewed_in_the_background(
     assert printed is not None, out
     assert printed.group(1) >= current.credential()["validUntil"]  # or renewed since
     assert "export again before then" in out
+
+
+async def test_the_renewal_loop_survives_an_unexpected_error_and_recovers(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issuer's status key file is replaced by a Unix socket, which no one can open (even
+    root: ENXIO), so renewing its list fails with an error the code does not expect (an
+    ``OSError``, not an ``AnchorError``). The renewal loop logs it on one line with its type,
+    keeps running and says so in ``/healthz``; once the key file is back it renews the list
+    and is healthy again."""
+    config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    (entry,) = await allocate(client, issuer)
+    list_id = list_id_of(entry)
+    service = client.app[STATUS]
+    key_file = service.keys.key_path(issuer.did)
+    aside = key_file.with_name("moved-aside")
+
+    async def renewal() -> dict[str, Any]:
+        response = await client.get("/healthz")
+        assert response.status in (200, 503)
+        task: dict[str, Any] = (await response.json())["tasks"]["status-renewal"]
+        assert task["running"] is True  # failing or not, it never ends
+        return task
+
+    async def failing_again() -> bool:
+        return (await renewal())["consecutiveErrors"] >= 2
+
+    key_file.rename(aside)
+    blocker = socket.socket(socket.AF_UNIX)
+    cwd = Path.cwd()
+    os.chdir(key_file.parent)  # a socket's path is at most 107 bytes: bind it by its name
+    try:
+        blocker.bind(key_file.name)
+    finally:
+        os.chdir(cwd)
+    try:
+        await wait_for(failing_again, what="two failed renewal rounds")
+        task = await renewal()
+        assert task["ok"] is False
+        assert task["lastError"].startswith("unexpected OSError: "), task
+        stuck = len(service.versions(list_id))
+    finally:
+        blocker.close()
+        key_file.unlink()
+    aside.rename(key_file)
+
+    async def recovered() -> bool:
+        versions = service.versions(list_id)
+        renewed = len(versions) > stuck and all(v.log_index is not None for v in versions)
+        return renewed and bool((await renewal())["ok"])
+
+    await wait_for(recovered, what="a logged renewal and a healthy task once the key is back")
+    assert service.due_for_renewal(now_ms()) == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "anchor.status.publisher"]
+    assert any(
+        line.startswith("renewing status lists failed: unexpected OSError: ") for line in lines
+    ), lines
+    assert all("\n" not in line for line in lines)

@@ -24,11 +24,11 @@ from helpers.chain import entry, open_log, wait_for
 from helpers.service import service_config
 
 from anchor.client.signing import signed_headers
+from anchor.db.sqlite import STORAGE_RETRY_AFTER_SECONDS, storage_error
 from anchor.errors import StorageUnavailable, StoreError
 from anchor.http.app import BATCHER, ISSUERS, STATUS, create_app
 from anchor.keys import Ed25519Key
 from anchor.log.log import GroupCommitter
-from anchor.log.store import STORAGE_RETRY_AFTER_SECONDS, storage_error
 
 TMPFS_SIZE = "24m"
 

@@ -18,8 +18,10 @@ import pytest
 
 from anchor.core import merkle
 from anchor.core.entry import Entry, EntryKind
+from anchor.db.sqlite import connect
 from anchor.errors import InvalidInput, NotFound, StoreError
-from anchor.log.store import SCHEMA_VERSION, LogStore, SQLiteStore, connect, open_store
+from anchor.log import digest_index, leafblocks
+from anchor.log.store import SCHEMA_VERSION, LogStore, SQLiteStore, open_store
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 OTHER = "did:web:college.example"
@@ -45,30 +47,26 @@ def store(database: str) -> Iterator[LogStore]:
 
 
 def test_python_and_accelerated_append_rows_agree() -> None:
-    from anchor.log import store as store_module
-
     data = [entry(i).encode() for i in range(300)]
     size, front = 0, b""
     for chunk in (data[:1], data[1:77], data[77:78], data[78:300], []):
         for tile_size in (1, 3, 64):
-            got = store_module._append_rows(size, front, list(chunk), tile_size, b"salt")
-            want = store_module._append_rows_python(size, front, list(chunk), tile_size, b"salt")
+            got = leafblocks.append_rows(size, front, list(chunk), tile_size, b"salt")
+            want = leafblocks.append_rows_python(size, front, list(chunk), tile_size, b"salt")
             assert got == want
         size, front = size + len(chunk), got[2]
-    assert store_module._append_rows is not store_module._append_rows_python  # C is built
+    assert leafblocks.append_rows is not leafblocks.append_rows_python  # C is built
 
 
 def test_accelerated_append_rows_rejects_bad_input() -> None:
-    from anchor.log import store as store_module
-
     with pytest.raises(ValueError, match="frontier does not match"):
-        store_module._append_rows(3, b"", [bytes(40)], 64, b"s")
+        leafblocks.append_rows(3, b"", [bytes(40)], 64, b"s")
     with pytest.raises(ValueError, match="entry length out of range"):
-        store_module._append_rows(0, b"", [bytes(35)], 64, b"s")
+        leafblocks.append_rows(0, b"", [bytes(35)], 64, b"s")
     with pytest.raises(TypeError, match="entries must be bytes"):
-        store_module._append_rows(0, b"", ["text"], 64, b"s")  # type: ignore[list-item]
+        leafblocks.append_rows(0, b"", ["text"], 64, b"s")  # type: ignore[list-item]
     with pytest.raises(ValueError, match="tile size must be positive"):
-        store_module._append_rows(0, b"", [bytes(40)], 0, b"s")
+        leafblocks.append_rows(0, b"", [bytes(40)], 0, b"s")
 
 
 def test_empty_store(store: LogStore) -> None:
@@ -305,11 +303,9 @@ def test_kill_9_mid_append_leaves_whole_batches(tmp_path: Path) -> None:
 def test_taken_index_keys_are_probed_and_found(store: LogStore) -> None:
     """Entries whose index key is taken (simulated by occupying the keys first, as a 64-bit
     collision would) take the next free keys, and every look-up still finds them."""
-    from anchor.log import store as store_module
-
     first, second, third = entry(1), entry(2), entry(3)
     store.append([first])
-    key = store_module._index_key(store._salt, second.digest)
+    key = digest_index.index_key(store._salt, second.digest)
     with store.transaction() as conn:  # other leaves already hold second's key and the next
         conn.execute("INSERT INTO digests (key, idx) VALUES (?, 0), (?, 0)", (key, key + 1))
     result = store.append([second, third])
@@ -334,17 +330,15 @@ def test_same_digest_from_two_submitters_is_two_entries(store: LogStore) -> None
 
 
 def test_index_keys_wrap_around_the_key_space(store: LogStore) -> None:
-    from anchor.log import store as store_module
-
     top, bottom = 2**63 - 1, -(2**63)
     with store.transaction() as conn:
-        store_module._insert_probing(conn, "digests", [(top, 10), (top, 11), (top, 12)])
+        digest_index.insert_probing(conn, "digests", [(top, 10), (top, 11), (top, 12)])
         conn.execute("INSERT INTO digests (key, idx) VALUES (?, 13)", (bottom + 3,))
     rows = store.reader().execute("SELECT key, idx FROM digests ORDER BY key").fetchall()
     assert rows == [(bottom, 11), (bottom + 1, 12), (bottom + 3, 13), (top, 10)]
     # a look-up walks the run across the wrap and stops at the first free key
-    assert sorted(store._indexes_by_keys(store.reader(), {top})) == [10, 11, 12]
-    assert store._indexes_by_keys(store.reader(), {bottom + 2}) == []
+    assert sorted(digest_index.indexes_by_keys(store.reader(), {top})) == [10, 11, 12]
+    assert digest_index.indexes_by_keys(store.reader(), {bottom + 2}) == []
 
 
 def test_the_digest_index_is_rebuilt_from_the_entries(store: LogStore) -> None:

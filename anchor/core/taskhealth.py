@@ -22,6 +22,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from anchor.errors import AnchorError
 
 
+def describe(error: Exception) -> str:
+    """One line for a task's failure: an :class:`AnchorError`'s diagnostics, else the
+    exception's type and message (an error the code did not expect, which the task
+    survived)."""
+    if isinstance(error, AnchorError):
+        return error.diagnostics()
+    return f"unexpected {type(error).__name__}: {error}"
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSnapshot:
     """One task's health at one instant."""
@@ -78,10 +87,12 @@ class TaskHealth:
         self.consecutive_errors = 0
         self.last_success_at = self._clock()
 
-    def failed(self, error: AnchorError) -> None:
+    def failed(self, error: Exception) -> None:
+        """Record a failed round: ``error`` is an :class:`AnchorError`, or any other exception
+        a task survived (see :func:`describe`)."""
         self.consecutive_errors += 1
         self.total_errors += 1
-        self.last_error = error.diagnostics()
+        self.last_error = describe(error)
         self.last_error_at = self._clock()
 
     def backoff(self, base: float, cap: float) -> float:

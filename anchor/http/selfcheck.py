@@ -41,8 +41,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from anchor.errors import AnchorError, IndexDamaged, IntegrityFailure
 from anchor.http.appkeys import CONFIG, HEALTH_PROBES, INTEGRITY, MERKLE_LOG, METRICS
+from anchor.log.leafblocks import LEAF_BLOCK_SIZE
 from anchor.log.log import Log
-from anchor.log.store import LEAF_BLOCK_SIZE
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from anchor.core import merkle
 from anchor.core.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint
 from anchor.core.entry import Entry
 from anchor.core.taskhealth import TaskHealth
+from anchor.db.sqlite import is_corruption
 from anchor.errors import (
     AnchorError,
     EncodingError,
@@ -30,7 +31,7 @@ from anchor.errors import (
     StoreError,
     VerificationError,
 )
-from anchor.log.store import AppendResult, LogStore, StoredEntry, is_corruption, size_in
+from anchor.log.store import AppendResult, LogStore, StoredEntry, size_in
 
 logger = logging.getLogger(__name__)
 

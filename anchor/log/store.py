@@ -1,36 +1,12 @@
 """The log's durable store (:class:`LogStore`) on the database seam (:mod:`anchor.db`): SQLite
 in WAL mode (:class:`SQLiteStore`, the default) or PostgreSQL (:func:`open_store`).
 
-I/O. Layout: leaves are packed into *leaf blocks* of :data:`LEAF_BLOCK_SIZE` consecutive
-leaves, one row each in table ``tiles`` (its historical name; a leaf block is not a C2SP
-tile, see :mod:`anchor.core.tiles` for those)::
-
-    tile     INTEGER PRIMARY KEY   leaves [tile * LEAF_BLOCK_SIZE, (tile + 1) * LEAF_BLOCK_SIZE)
-    count    INTEGER               leaves present (LEAF_BLOCK_SIZE except in the last block)
-    hashes   BLOB                  per leaf, in order: its leaf hash, then the hash of every
-                                   complete subtree it completes, bottom up (32 bytes each)
-    entries  BLOB                  per leaf: 2-byte length + canonical entry bytes
-    created  BLOB                  per leaf: append time, 8-byte big-endian milliseconds
-
-Appending leaf ``m`` completes the subtrees at levels ``1..t`` (``t`` = trailing one bits of
-``m``), so the ``hashes`` blobs, read in block order, list every complete subtree exactly once
-in :func:`anchor.core.merkle.stored_index` order: subtree ``(level, index)`` sits at byte
-``32 * (stored_index(level, index) - stored_index(0, first leaf of its block))`` of the block
-that holds its last leaf. A write touches only the last block; any root or proof is one
-batched primary-key read of ``O(log n)`` blocks.
-
-Table ``digests`` (``WITHOUT ROWID``: ``key INTEGER PRIMARY KEY``, ``idx INTEGER``) finds
-leaves by digest. A digest's key is the first 8 bytes of ``SHA-256(salt || digest)`` as a
-signed integer, with a random ``salt`` per database (``meta.index_salt``), so nobody can
-choose digests whose keys crowd together. Keys are open-addressed: an entry whose key is
-taken (the same digest from another submitter or of another kind, or a 64-bit collision)
-takes the next free key, and a look-up walks the run of consecutive keys from the digest's
-own, confirming every candidate against the full entry. Rows are never deleted, so a run
-ends at the first free key. The index also makes appends idempotent without a look-up per
-entry: a batch is indexed as new, and only if a key is taken is the batch looked up.
-
-Packing leaves in blocks leaves one small B-tree insert per leaf (the digest index) instead of
-a row plus an index entry (``scripts/bench.py`` measures the difference).
+I/O. The log is two tables: the leaves in *leaf blocks* of :data:`LEAF_BLOCK_SIZE`
+consecutive leaves, one row each in table ``tiles`` (the row format and what an append writes:
+:mod:`anchor.log.leafblocks`), and the digest index ``digests``, which finds leaves by digest
+and makes appends idempotent (:mod:`anchor.log.digest_index`). A write touches only the last
+block and one small B-tree insert per leaf; any root or proof is one batched primary-key read
+of ``O(log n)`` blocks (:mod:`anchor.log.nodes`, which caches the upper levels).
 
 The store keeps in memory only the *frontier*: the hashes of the at most 64 complete subtrees
 that make up the current tree, so memory does not grow with the log.
@@ -52,11 +28,9 @@ Schema: :data:`LOG_SCHEMA`, applied by :mod:`anchor.db.migrations` once at open.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -70,38 +44,36 @@ from anchor.core.entry import DIGEST_SIZE, Entry, decode
 from anchor.db import is_postgres_url, open_database
 from anchor.db.api import Connection, Database, Dialect
 from anchor.db.migrations import Schema, Step, table_exists
-from anchor.db.sqlite import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
-from anchor.db.sqlite import PAGE_SIZE as PAGE_SIZE
-from anchor.db.sqlite import STORAGE_RETRY_AFTER_SECONDS as STORAGE_RETRY_AFTER_SECONDS
-from anchor.db.sqlite import TRANSIENT_SQLITE_CODES as TRANSIENT_SQLITE_CODES
-from anchor.db.sqlite import MappedConnection as MappedConnection
-from anchor.db.sqlite import SQLiteDatabase
-from anchor.db.sqlite import connect as connect
-from anchor.db.sqlite import is_corruption as is_corruption
-from anchor.db.sqlite import storage_error as storage_error
+from anchor.db.sqlite import SQLiteDatabase, is_corruption
 from anchor.errors import (
-    IndexDamaged,
     IntegrityFailure,
     InvalidInput,
     NotFound,
     StorageUnavailable,
     StoreError,
 )
+from anchor.log import digest_index
+from anchor.log.digest_index import DIGESTS_TABLE, INDEX_SALT_SIZE, INSERT_KEY, insert_probing
+from anchor.log.leafblocks import (
+    BLOCKS_TABLE,
+    LEAF_BLOCK_SIZE,
+    LeafBlock,
+    append_rows,
+    assign_indexes,
+    block_rows,
+    check_block,
+    decode_block,
+    entry_in,
+    inclusion_root,
+    split_entries,
+    tile_bundle,
+)
+from anchor.log.nodes import NodeReader
 
 SCHEMA_VERSION = 4
 """Version of the table layout written to ``meta`` (see :data:`LOG_SCHEMA`). Version 2
 (digest index keyed on digest and leaf-hash prefixes) and version 3 (no ``checkpoints``
 table yet) are migrated at open; any other is refused."""
-
-INDEX_SALT_SIZE = 16
-"""Bytes of the per-database random salt of digest-index keys (one SHA-256 block with the
-digest)."""
-
-LEAF_BLOCK_SIZE = 64
-"""Leaves per leaf block (one ``tiles`` row)."""
-
-TILE_SIZE = LEAF_BLOCK_SIZE
-"""The former name of :data:`LEAF_BLOCK_SIZE` (a leaf block is not a C2SP tile)."""
 
 MAX_APPEND_BATCH = 1_000_000
 """Most entries one :meth:`SQLiteStore.append` call accepts."""
@@ -109,35 +81,9 @@ MAX_APPEND_BATCH = 1_000_000
 MAX_ENTRIES_PAGE = 10_000
 """Most entries one :meth:`SQLiteStore.entries` call returns."""
 
-NODE_CACHE_NODES = 65_536
-"""Upper-level subtree hashes kept in memory (a fixed bound, about 10 MiB): they never
-change, and the few near the top of the tree serve every proof."""
-
-NODE_CACHE_MIN_LEVEL = 6
-"""Only subtrees of at least this level (64 leaves) are cached."""
-
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
-_LEAF_OFFSETS: Final = tuple(
-    32 * (merkle.stored_index(0, k) - merkle.stored_index(0, 0)) for k in range(LEAF_BLOCK_SIZE)
-)
-"""Byte offset of each leaf's hash in its row's ``hashes`` blob (rows start at multiples of
-:data:`LEAF_BLOCK_SIZE`, a power of two, so the offsets are the same in every row)."""
-
 logger = logging.getLogger(__name__)
-
-
-_KEY_MAX = 2**63 - 1
-
-
-def _index_key(salt: bytes, digest: bytes) -> int:
-    """The digest-index key of ``digest`` (before any probing)."""
-    return int.from_bytes(hashlib.sha256(salt + digest).digest()[:8], "big", signed=True)
-
-
-def _next_key(key: int) -> int:
-    """The key after ``key``: the key space wraps around."""
-    return key + 1 if key < _KEY_MAX else -_KEY_MAX - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +105,6 @@ class AppendResult:
     size: int
 
 
-DIGESTS_TABLE = "CREATE TABLE {name} (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID"
-
-BLOCKS_TABLE = (
-    "CREATE TABLE IF NOT EXISTS tiles (tile INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
-    " hashes BLOB NOT NULL, entries BLOB NOT NULL, created BLOB NOT NULL)"
-)
-"""The leaf blocks (the table keeps its historical name ``tiles``)."""
-
 CHECKPOINTS_TABLE = (
     "CREATE TABLE IF NOT EXISTS checkpoints ("
     " size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,"
@@ -174,41 +112,10 @@ CHECKPOINTS_TABLE = (
 )
 """The signed checkpoints of :mod:`anchor.log.log`."""
 
-_INSERT_KEY = "INSERT INTO {table} (key, idx) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
-
-
-def _insert_probing(conn: Connection, table: str, rows: Iterable[tuple[int, int]]) -> None:
-    """Insert digest-index rows one by one, each at the first free key from its own (a taken
-    key inserts nothing: no constraint error, which would abort a PostgreSQL transaction)."""
-    sql = _INSERT_KEY.format(table=table)
-    for key, idx in rows:
-        while conn.execute(sql, (key, idx)).rowcount == 0:
-            key = _next_key(key)
-
 
 def _migrate_from_v2(conn: Connection, dialect: Dialect) -> None:
-    """Rebuild the version-2 digest index (keyed on digest and leaf-hash prefixes) as the
-    salted, open-addressed version-3 index. Inside the caller's transaction; one pass over
-    the leaf blocks, memory bounded by one block."""
-    salt = os.urandom(INDEX_SALT_SIZE)
-    conn.execute("DROP TABLE IF EXISTS digests_v3")
-    conn.execute(DIGESTS_TABLE.format(name="digests_v3"))
-    for block, count, entries in conn.execute(
-        "SELECT tile, count, entries FROM tiles ORDER BY tile"
-    ):
-        first = int(block) * LEAF_BLOCK_SIZE
-        rows = [
-            (_index_key(salt, data[4 : 4 + DIGEST_SIZE]), first + k)
-            for k, data in enumerate(_split_entries(bytes(entries), int(count)))
-        ]
-        _insert_probing(conn, "digests_v3", rows)
-    conn.execute("DROP TABLE digests")
-    conn.execute("ALTER TABLE digests_v3 RENAME TO digests")
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        ("index_salt", salt.hex()),
-    )
+    """Step 3: the salted, open-addressed digest index (:mod:`anchor.log.digest_index`)."""
+    digest_index.migrate_from_v2(conn, _leaf_entries)
 
 
 def _create_log_tables(conn: Connection, dialect: Dialect) -> None:
@@ -245,125 +152,13 @@ def size_in(conn: Connection) -> int:
     return 0 if row is None else int(row[0]) * LEAF_BLOCK_SIZE + int(row[1])
 
 
-@dataclass(frozen=True, slots=True)
-class _LeafBlock:
-    """One decoded block row: the hash blobs, entries and append times of its leaves."""
-
-    first: int
-    hashes: bytes
-    entries: tuple[bytes, ...]
-    created: tuple[int, ...]
-
-    def leaf_hash(self, index: int) -> bytes:
-        off = 32 * (merkle.stored_index(0, index) - merkle.stored_index(0, self.first))
-        return self.hashes[off : off + 32]
-
-
-def _split_entries(blob: bytes, count: int) -> tuple[bytes, ...]:
-    out = []
-    pos = 0
-    for _ in range(count):
-        n = int.from_bytes(blob[pos : pos + 2], "big")
-        out.append(blob[pos + 2 : pos + 2 + n])
-        pos += 2 + n
-    if pos != len(blob):
-        raise StoreError("a leaf block's entries do not match its leaf count")
-    return tuple(out)
-
-
-_LENGTH = struct.Struct(">H")
-
-
-def _entry_in(blob: bytes, index: int) -> bytes:
-    """The bytes of leaf ``index`` in the entries blob of its block (length-prefixed)."""
-    k = index % LEAF_BLOCK_SIZE
-    pos = 0
-    unpack = _LENGTH.unpack_from
-    try:
-        for _ in range(k):
-            pos += 2 + unpack(blob, pos)[0]
-        (n,) = unpack(blob, pos)
-    except struct.error:
-        raise NotFound(f"the log has no leaf {index}") from None
-    data = blob[pos + 2 : pos + 2 + n]
-    if len(data) != n:
-        raise IntegrityFailure(
-            f"the entries of leaf block {index // LEAF_BLOCK_SIZE} are truncated"
-        )
-    return data
-
-
-def _decode_block(
-    block: int, count: int, hashes: bytes, entries: bytes, created: bytes
-) -> _LeafBlock:
-    times = tuple(
-        int.from_bytes(created[8 * i : 8 * i + 8], "big") for i in range(len(created) // 8)
-    )
-    if len(times) != count:
-        raise StoreError(f"leaf block {block} has {len(times)} times for {count} leaves")
-    return _LeafBlock(
-        block * LEAF_BLOCK_SIZE, bytes(hashes), _split_entries(bytes(entries), count), times
-    )
-
-
-def _extend_python(size: int, frontier: bytes, entries: list[bytes]) -> tuple[list[bytes], bytes]:
-    """Leaf rows for ``entries`` appended to a tree of ``size`` leaves (see the C version in
-    ``anchor/core/_ext/merklehash.c``, which computes the same): each entry's leaf hash followed by
-    the hashes of the subtrees it completes, and the new frontier."""
-    stack = [frontier[i : i + 32] for i in range(0, len(frontier), 32)]
-    sha = merkle._sha256
-    blobs = []
-    for data in entries:
-        blob = h = sha(b"\x00" + data).digest()
-        m = size
-        while m & 1:
-            h = sha(b"\x01" + stack.pop() + h).digest()
-            blob += h
-            m >>= 1
-        stack.append(h)
-        blobs.append(blob)
-        size += 1
-    return blobs, b"".join(stack)
-
-
-_Key = tuple[int, int]
-"""A digest-index row: the digest's key (see :func:`_index_key`) and the leaf index."""
-
-
-def _append_rows_python(
-    size: int, frontier: bytes, entries: list[bytes], block_size: int, salt: bytes
-) -> tuple[list[_Key], list[tuple[bytes, bytes]], bytes]:
-    """What :meth:`SQLiteStore.append` writes for ``entries`` appended to a tree of ``size``
-    leaves (the C version in ``anchor/core/_ext/merklehash.c`` computes the same): the entries'
-    digest-index rows, sorted; per run of leaves within one block, their concatenated hash rows and
-    their length-prefixed entries; and the new frontier."""
-    blobs, frontier = _extend_python(size, frontier, entries)
-    keys = sorted(  # in key order, B-tree inserts touch each page once
-        (_index_key(salt, data[4 : 4 + DIGEST_SIZE]), size + i) for i, data in enumerate(entries)
-    )
-    chunks = []
-    pos = 0
-    while pos < len(entries):
-        take = min(block_size - (size + pos) % block_size, len(entries) - pos)
-        chunks.append(
-            (
-                b"".join(blobs[pos : pos + take]),
-                b"".join(len(e).to_bytes(2, "big") + e for e in entries[pos : pos + take]),
-            )
-        )
-        pos += take
-    return keys, chunks, frontier
-
-
-try:
-    from anchor.core._merklehash import append_rows as _append_rows
-except ImportError:  # the optional C accelerator was not built
-    _append_rows = _append_rows_python
-
-try:
-    from anchor.core._merklehash import inclusion_root as _inclusion_root
-except ImportError:  # the optional C accelerator was not built: merkle.verify_inclusion
-    _inclusion_root = None  # type: ignore[assignment]
+def _leaf_entries(conn: Connection) -> Iterator[tuple[int, tuple[bytes, ...]]]:
+    """Every leaf block in order, as its first leaf index and its entries (all rows read
+    first: the caller writes on ``conn`` meanwhile)."""
+    for block, count, entries in conn.execute(
+        "SELECT tile, count, entries FROM tiles ORDER BY tile"
+    ).fetchall():
+        yield int(block) * LEAF_BLOCK_SIZE, split_entries(bytes(entries), int(count))
 
 
 class _Corrupt(StoreError):
@@ -393,7 +188,7 @@ class LogStore:
             raise StoreError("the database has no valid digest-index salt")
         self._size = -1
         self._frontier = b""  # hashes of the complete subtrees of the tree, left to right
-        self._node_cache: dict[tuple[int, int], bytes] = {}  # upper-level subtree hashes
+        self._nodes = NodeReader()  # reads subtree hashes, caching the upper levels
         self._sync_frontier(db.reader())
         if not table_exists(db.reader(), db.dialect, "digests") and not db.read_only:
             self.rebuild_digest_index()  # a rebuild was interrupted between drop and rename
@@ -500,36 +295,18 @@ class LogStore:
         entry is in the log already, or another with the same key is) write nothing and
         return ``None``, so the caller looks the batch up first. Otherwise a taken key (the
         look-up found no such entry) moves to the next free key."""
-        indexes: list[int]
-        new: list[bool]
-        fresh: list[bytes]
-        if not existing and len(dict.fromkeys(encoded)) == len(encoded):
-            fresh = list(encoded)  # the common case: all distinct, none known
-            indexes = list(range(size, size + len(fresh)))
-            new = [True] * len(fresh)
-        else:
-            indexes, new, fresh = [], [], []
-            seen = dict(existing)
-            for data in encoded:
-                idx = seen.get(data)
-                if idx is None:
-                    idx = seen[data] = size + len(fresh)
-                    fresh.append(data)
-                    new.append(True)
-                else:
-                    new.append(False)
-                indexes.append(idx)
-        rows, chunks, frontier = _append_rows(
+        indexes, new, fresh = assign_indexes(size, encoded, existing)
+        rows, chunks, frontier = append_rows(
             size, self._frontier, fresh, LEAF_BLOCK_SIZE, self._salt
         )
         conn.execute("SAVEPOINT place")
-        inserted = conn.executemany(_INSERT_KEY.format(table="digests"), rows).rowcount
+        inserted = conn.executemany(INSERT_KEY.format(table="digests"), rows).rowcount
         if inserted != len(rows):  # a key is taken: undo the batch's index rows
             conn.execute("ROLLBACK TO place")
             if optimistic:
                 conn.execute("RELEASE place")
                 return None
-            _insert_probing(conn, "digests", rows)
+            insert_probing(conn, "digests", rows)
         conn.execute("RELEASE place")
         return indexes, new, fresh, chunks, frontier
 
@@ -542,47 +319,28 @@ class LogStore:
         now: int,
     ) -> None:
         """Write ``count`` leaves from ``size`` on, given as per-block ``chunks`` of hash rows
-        and entries (see :func:`_append_rows_python`), extending the last, partial block.
-        Inside the caller's transaction."""
+        and entries (see :func:`~anchor.log.leafblocks.append_rows_python`), extending the
+        last, partial block. Inside the caller's transaction."""
         if not count:
             return
-        stamp = now.to_bytes(8, "big")
         block, used = divmod(size, LEAF_BLOCK_SIZE)
-        hashes = entries = created = b""
+        partial = (b"", b"", b"")
         if used:
             row = conn.execute(
                 "SELECT hashes, entries, created FROM tiles WHERE tile = ?", (block,)
             ).fetchone()
             if row is None:
                 raise StoreError(f"the leaf block of leaf {size} is missing")
-            hashes, entries, created = bytes(row[0]), bytes(row[1]), bytes(row[2])
-        rows: list[tuple[int, int, bytes, bytes, bytes]] = []
-        for chunk_hashes, chunk_entries in chunks:
-            take = min(LEAF_BLOCK_SIZE - used, count)
-            rows.append(
-                (
-                    block,
-                    used + take,
-                    hashes + chunk_hashes,
-                    entries + chunk_entries,
-                    created + stamp * take,
-                )
-            )
-            hashes = entries = created = b""
-            count -= take
-            block += 1
-            used = 0
-        if count:
-            raise StoreError(f"{count} appended leaves fell outside their tiles")
+            partial = (bytes(row[0]), bytes(row[1]), bytes(row[2]))
         conn.executemany(
             "INSERT INTO tiles (tile, count, hashes, entries, created) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (tile) DO UPDATE SET count = excluded.count, hashes = excluded.hashes,"
             " entries = excluded.entries, created = excluded.created",
-            rows,
+            block_rows(size, count, chunks, now, partial),
         )
 
-    def _blocks(self, conn: Connection, blocks: Iterable[int]) -> dict[int, _LeafBlock]:
-        out: dict[int, _LeafBlock] = {}
+    def _blocks(self, conn: Connection, blocks: Iterable[int]) -> dict[int, LeafBlock]:
+        out: dict[int, LeafBlock] = {}
         wanted = sorted(set(blocks))
         for i in range(0, len(wanted), _SQL_CHUNK):
             chunk = wanted[i : i + _SQL_CHUNK]
@@ -592,36 +350,14 @@ class LogStore:
                 f" WHERE tile IN ({marks})",
                 chunk,
             ):
-                out[int(row[0])] = _decode_block(int(row[0]), int(row[1]), row[2], row[3], row[4])
+                out[int(row[0])] = decode_block(int(row[0]), int(row[1]), row[2], row[3], row[4])
         return out
-
-    def _indexes_by_digest(self, conn: Connection, digests: Iterable[bytes]) -> list[int]:
-        """Candidate leaf indexes for ``digests``: every index in the run of consecutive keys
-        from each digest's own key. One query per ``_SQL_CHUNK`` keys and per step along the
-        longest run (almost always one step)."""
-        return self._indexes_by_keys(conn, {_index_key(self._salt, d) for d in digests})
-
-    @staticmethod
-    def _indexes_by_keys(conn: Connection, keys: set[int]) -> list[int]:
-        found: list[int] = []
-        while keys:
-            taken: set[int] = set()
-            unique = list(keys)
-            for i in range(0, len(unique), _SQL_CHUNK):
-                chunk = unique[i : i + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for key, idx in conn.execute(
-                    f"SELECT key, idx FROM digests WHERE key IN ({marks})",  # noqa: S608
-                    chunk,
-                ):
-                    found.append(int(idx))
-                    taken.add(int(key))
-            keys = {_next_key(k) for k in taken}
-        return found
 
     def _lookup(self, conn: Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
         """Indexes of those of ``encoded`` already in the log, by entry bytes."""
-        candidates = self._indexes_by_digest(conn, (d[4 : 4 + DIGEST_SIZE] for d in encoded))
+        candidates = digest_index.indexes_by_digest(
+            conn, self._salt, (d[4 : 4 + DIGEST_SIZE] for d in encoded)
+        )
         if not candidates:
             return {}
         wanted = set(encoded)
@@ -637,66 +373,9 @@ class LogStore:
     def _read_hashes(
         self, conn: Connection, nodes: Sequence[tuple[int, int]], size: int
     ) -> list[bytes]:
-        """One query for all ``nodes``: SQLite slices each 32-byte hash out of its block, so
-        only the hashes cross into Python. Upper-level hashes are cached (they never
-        change and every proof of a large tree needs some of them)."""
-        return self._read_nodes(conn, nodes, size)[0]
-
-    def _read_nodes(
-        self,
-        conn: Connection,
-        nodes: Sequence[tuple[int, int]],
-        size: int,
-        entries_of: int | None = None,
-    ) -> tuple[list[bytes], bytes | None]:
-        """:meth:`_read_hashes`, and in the same query the entries blob of block
-        ``entries_of`` (None when not asked for or absent)."""
-        last_leaf = [((index + 1) << level) - 1 for level, index in nodes]
-        if last_leaf and max(last_leaf) >= size:
-            raise NotFound(f"a subtree beyond the log's {size} leaves was requested")
-        cache = self._node_cache
-        found: dict[tuple[int, int], bytes] = {}
-        wanted: list[tuple[tuple[int, int], int, int]] = []
-        stored = merkle.stored_index
-        for node, m in zip(nodes, last_leaf, strict=True):
-            hit = cache.get(node)
-            if hit is not None:
-                found[node] = hit
-            elif node not in found:
-                block = m // LEAF_BLOCK_SIZE
-                wanted.append(
-                    (node, block, 32 * (stored(*node) - stored(0, block * LEAF_BLOCK_SIZE)) + 1)
-                )
-                found[node] = b""
-        entries: bytes | None = None
-        for i in range(0, max(len(wanted), 1 if entries_of is not None else 0), _SQL_CHUNK // 2):
-            chunk = wanted[i : i + _SQL_CHUNK // 2]
-            params: list[int] = []
-            for n, (_node, block, off) in enumerate(chunk):
-                params += (n, block, off)
-            if entries_of is not None and i == 0:  # offset 0 asks for the entries blob
-                params += (-1, entries_of, 0)
-            values = ",".join("(?,?,?)" for _ in range(len(params) // 3))
-            for n, h in conn.execute(
-                f"WITH o(n, tile, off) AS (VALUES {values}) "  # noqa: S608
-                "SELECT o.n, CASE o.off WHEN 0 THEN t.entries ELSE substr(t.hashes, o.off, 32)"
-                " END FROM o JOIN tiles t ON t.tile = o.tile",
-                params,
-            ):
-                if n < 0:
-                    entries = bytes(h)
-                    continue
-                node = chunk[n][0]
-                found[node] = h = bytes(h)
-                if node[0] >= NODE_CACHE_MIN_LEVEL and len(h) == 32:
-                    if len(cache) >= NODE_CACHE_NODES:
-                        cache.clear()
-                    cache[node] = h
-        out = [found[node] for node in nodes]
-        for node, h in zip(nodes, out, strict=True):
-            if len(h) != 32:
-                raise StoreError(f"stored hash of subtree {node} is missing")
-        return out, entries
+        """The hashes of subtrees ``nodes`` of the tree of ``size`` leaves, in one query
+        (:class:`~anchor.log.nodes.NodeReader`)."""
+        return self._nodes.read(conn, nodes, size)[0]
 
     def read_hashes(self, nodes: Sequence[tuple[int, int]]) -> list[bytes]:
         rows = [((index + 1) << level) - 1 for level, index in nodes]
@@ -748,7 +427,7 @@ class LogStore:
         return [self._stored(blocks[i // LEAF_BLOCK_SIZE], i) for i in range(start, end)]
 
     @staticmethod
-    def _stored(block: _LeafBlock, index: int) -> StoredEntry:
+    def _stored(block: LeafBlock, index: int) -> StoredEntry:
         k = index - block.first
         return StoredEntry(
             index, decode(block.entries[k]), block.leaf_hash(index), block.created[k]
@@ -768,7 +447,7 @@ class LogStore:
 
     def _find(self, digest: bytes, submitter: str | None) -> list[StoredEntry]:
         conn = self.reader()
-        candidates = sorted(self._indexes_by_digest(conn, [digest]))
+        candidates = sorted(digest_index.indexes_by_digest(conn, self._salt, [digest]))
         blocks = self._blocks(conn, (i // LEAF_BLOCK_SIZE for i in candidates))
         found = [self._stored(blocks[i // LEAF_BLOCK_SIZE], i) for i in candidates]
         found = [s for s in found if s.entry.digest == digest]
@@ -823,62 +502,17 @@ class LogStore:
             raise StoreError(f"leaf block {block} cannot be read: {exc}") from exc
         if row is None:
             return 0, frontier
-        first = block * LEAF_BLOCK_SIZE
-        try:
-            decoded = _decode_block(block, int(row[1]), row[2], row[3], row[4])
-            for data in decoded.entries:
-                decode(data)
-        except (StoreError, InvalidInput) as exc:
-            raise IntegrityFailure(f"leaf block {block} does not decode: {exc.detail}") from exc
-        _keys, chunks, after = _append_rows(
-            first, frontier, list(decoded.entries), LEAF_BLOCK_SIZE, self._salt
-        )
-        if [c[0] for c in chunks] != [decoded.hashes]:
-            raise IntegrityFailure(f"stored hashes of leaf block {block} do not match its entries")
+        decoded, after = check_block(row, frontier, self._salt)
         if index:
-            self._check_index_finds(conn, first, decoded.entries)
+            digest_index.check_finds(conn, self._salt, decoded.first, decoded.entries)
         return len(decoded.entries), after
-
-    def _check_index_finds(self, conn: Connection, first: int, entries: Sequence[bytes]) -> None:
-        keys = {_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]) for data in entries}
-        try:
-            found = set(self._indexes_by_keys(conn, keys))
-        except (sqlite3.DatabaseError, StoreError) as exc:
-            if isinstance(exc, StorageUnavailable):  # the disk, not the index
-                raise
-            raise IndexDamaged(f"the digest index cannot be read: {exc}") from exc
-        missing = [first + k for k in range(len(entries)) if first + k not in found]
-        if missing:
-            raise IndexDamaged(
-                f"the digest index does not find leaf {missing[0]}"
-                + (f" (and {len(missing) - 1} more of its block)" if len(missing) > 1 else "")
-            )
 
     def check_index_rows(self, *, full: bool = True) -> None:
         """Check that the digest index holds exactly one row per leaf (without ``full``, only
         as many rows as leaves), in one statement, so appends meanwhile do not matter.
         Raises :class:`IndexDamaged`. Cost: one scan of the index; ``full`` also sorts its
         leaf indexes (seconds for millions of rows)."""
-        counts = (
-            "count(*), count(DISTINCT idx), min(idx), max(idx)"
-            if full
-            else "count(*), count(*), 0, count(*) - 1"
-        )
-        sql = (
-            f"SELECT coalesce((SELECT tile * {LEAF_BLOCK_SIZE} + count FROM tiles"  # noqa: S608
-            f" ORDER BY tile DESC LIMIT 1), 0), {counts} FROM digests"
-        )
-        try:
-            size, rows, distinct, low, high = self.reader().execute(sql).fetchone()
-        except (sqlite3.DatabaseError, StoreError) as exc:
-            if isinstance(exc, StorageUnavailable):  # the disk, not the index
-                raise
-            raise IndexDamaged(f"the digest index cannot be read: {exc}") from exc
-        if rows != size or distinct != size or (size and (low, high) != (0, size - 1)):
-            raise IndexDamaged(
-                f"the digest index holds {distinct} distinct of {rows} rows for leaves"
-                f" {low}..{high}, but the log has {size} leaves"
-            )
+        digest_index.check_rows(self.reader(), LEAF_BLOCK_SIZE, full=full)
 
     def rebuild_digest_index(self) -> int:
         """Rebuild the digest index from the entries (it is derived data) and return the
@@ -889,69 +523,15 @@ class LogStore:
         :class:`IntegrityFailure` when the leaf blocks themselves cannot be read. Cost: one
         pass over the leaf blocks and one B-tree insert per leaf, memory of all the entries
         blobs; holds the write lock (appends wait) throughout."""
-        one_transaction = self.db.dialect != "sqlite"
         with self._append_lock:
             try:
-                with self.db.transaction() as conn:
-                    conn.execute("DROP TABLE IF EXISTS digests_rebuild")
-                    conn.execute(DIGESTS_TABLE.format(name="digests_rebuild"))
-                    indexed = 0
-                    for block, count, entries in conn.execute(
-                        "SELECT tile, count, entries FROM tiles ORDER BY tile"
-                    ).fetchall():
-                        first = int(block) * LEAF_BLOCK_SIZE
-                        rows = [
-                            (_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]), first + k)
-                            for k, data in enumerate(_split_entries(bytes(entries), int(count)))
-                        ]
-                        _insert_probing(conn, "digests_rebuild", sorted(rows))
-                        indexed += len(rows)
-                    if one_transaction:
-                        conn.execute("DROP TABLE IF EXISTS digests")
-                        conn.execute("ALTER TABLE digests_rebuild RENAME TO digests")
-                        conn.execute("ALTER INDEX digests_rebuild_pkey RENAME TO digests_pkey")
-                if not one_transaction:
-                    self._swap_index()
+                return digest_index.rebuild(self.db, self._salt, _leaf_entries)
             except (sqlite3.DatabaseError, StoreError) as exc:
                 if isinstance(exc, StorageUnavailable):
                     raise
                 if is_corruption(exc):
                     raise IntegrityFailure(f"the digest index cannot be rebuilt: {exc}") from exc
                 raise StoreError(f"the digest index cannot be rebuilt: {exc}") from exc
-        return indexed
-
-    def _swap_index(self) -> None:
-        """Replace ``digests`` by ``digests_rebuild`` (SQLite). Under the append lock."""
-        db = self.db
-        assert isinstance(db, SQLiteDatabase)
-
-        def run(*statements: str) -> None:
-            with db.transaction() as conn:
-                for sql in statements:
-                    conn.execute(sql)
-
-        rename = "ALTER TABLE digests_rebuild RENAME TO digests"
-        if table_exists(db.reader(), "sqlite", "digests"):
-            try:
-                run("DROP TABLE digests", rename)
-                return
-            except (sqlite3.DatabaseError, StoreError) as exc:
-                if not is_corruption(exc):
-                    raise
-            # Dropping walks the damaged B-tree: unlink it from the schema instead (a new
-            # schema version makes every connection reload it).
-            version = int(db.reader().execute("PRAGMA schema_version").fetchone()[0])
-            try:
-                run(
-                    "PRAGMA writable_schema = ON",
-                    "DELETE FROM sqlite_master WHERE name = 'digests'",
-                    f"PRAGMA schema_version = {version + 1}",
-                    "PRAGMA writable_schema = OFF",
-                )
-            finally:
-                run("PRAGMA writable_schema = OFF")
-            db.reopen_writer()  # a fresh writer connection reads the new schema
-        run(rename)
 
     def has_table(self, name: str) -> bool:
         """Whether table ``name`` exists (one catalogue read, on a reader)."""
@@ -966,7 +546,7 @@ class LogStore:
         )
         if row is None:
             raise NotFound(f"the log has no leaf {index}")
-        return _entry_in(bytes(row[0]), index)
+        return entry_in(bytes(row[0]), index)
 
     def checked_inclusion_proof(
         self, index: int, size: int, root: bytes
@@ -981,14 +561,14 @@ class LogStore:
             raise InvalidInput(f"leaf index {index} is not below tree size {size}")
         plan = merkle.inclusion_plan(index, size)
         needed = plan.needed()
-        hashes, entries = self._read_nodes(self.reader(), needed, size, index // LEAF_BLOCK_SIZE)
+        hashes, entries = self._nodes.read(self.reader(), needed, size, index // LEAF_BLOCK_SIZE)
         if entries is None:
             raise NotFound(f"the log has no leaf {index}")
         proof = merkle.build_proof(plan, dict(zip(needed, hashes, strict=True)))
-        leaf = merkle.leaf_hash(_entry_in(entries, index))
-        if _inclusion_root is not None:  # the proof is well formed (built above): one C call
+        leaf = merkle.leaf_hash(entry_in(entries, index))
+        if inclusion_root is not None:  # the proof is well formed (built above): one C call
             try:
-                if _inclusion_root(index, size, leaf, b"".join(proof)) == root:
+                if inclusion_root(index, size, leaf, b"".join(proof)) == root:
                     return proof, leaf
             except ValueError:
                 pass
@@ -1012,32 +592,7 @@ class LogStore:
             )
             .fetchall()
         )
-        if (
-            len(rows) != last - first + 1
-            or int(rows[-1][0]) * LEAF_BLOCK_SIZE + int(rows[-1][1]) < end
-        ):
-            raise NotFound(f"the log has no leaves [{start}, {end})")
-        hashes = bytearray()
-        entries = bytearray()
-        for block, count, blob, entry_blob in rows:
-            lo = max(start, int(block) * LEAF_BLOCK_SIZE) - int(block) * LEAF_BLOCK_SIZE
-            hi = min(end, (int(block) + 1) * LEAF_BLOCK_SIZE) - int(block) * LEAF_BLOCK_SIZE
-            hashes += b"".join([blob[off : off + 32] for off in _LEAF_OFFSETS[lo:hi]])
-            data = bytes(entry_blob)
-            if lo == 0 and hi == int(count):  # the whole row: its blob is already the bundle
-                entries += data
-                continue
-            pos = 0
-            for k in range(hi):
-                n = 2 + int.from_bytes(data[pos : pos + 2], "big")
-                if k >= lo:
-                    entries += data[pos : pos + n]
-                pos += n
-            if pos > len(data):
-                raise IntegrityFailure(f"the entries of leaf block {block} are truncated")
-        if len(hashes) != 32 * (end - start):
-            raise StoreError(f"stored leaf hashes of [{start}, {end}) are missing")
-        return bytes(hashes), bytes(entries)
+        return tile_bundle(rows, start, end)
 
 
 class SQLiteStore(LogStore):

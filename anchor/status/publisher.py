@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from anchor.core.taskhealth import TaskHealth
+from anchor.core.taskhealth import TaskHealth, describe
 from anchor.errors import AnchorError, Forbidden
 from anchor.log.log import GroupCommitter
 from anchor.status.allocation import allocation_count
@@ -192,10 +192,10 @@ class StatusPublisher:
         await self.log([renewed])
         return renewed
 
-    async def renewal_round(self) -> AnchorError | None:
-        """Renew every list that is due; the last failure, if any (one list failing does not
-        stop the others)."""
-        failure: AnchorError | None = None
+    async def renewal_round(self) -> Exception | None:
+        """Renew every list that is due; the last failure, if any (one list failing, for
+        whatever reason, does not stop the others)."""
+        failure: Exception | None = None
         try:
             due = await asyncio.to_thread(self.repository.due_for_renewal, now_ms())
         except AnchorError as err:
@@ -203,8 +203,8 @@ class StatusPublisher:
         for version in due:
             try:
                 await self.renewed(version)
-            except AnchorError as err:  # the store or the log failed: retry it soon
-                logger.warning("renewing status list %s failed: %s", version.list_id, err.detail)
+            except Exception as err:  # noqa: BLE001 - the store, the log, a key file: retried soon
+                logger.warning("renewing status list %s failed: %s", version.list_id, describe(err))
                 failure = err
         return failure
 
@@ -215,9 +215,11 @@ class StatusPublisher:
         nobody fetched stay valid. A round every ttl / 2, at most
         :data:`RENEWAL_PERIOD_MAX_SECONDS` apart.
 
-        A failure (the store is full or failing, the log refuses) is logged, makes the task
-        unhealthy (its :class:`TaskHealth`, appended to ``tasks``: ``/healthz``,
-        ``/metrics``) and is retried after 1, 2, 4... seconds, at most one period."""
+        A failure (the store is full or failing, the log refuses, an issuer's key file cannot
+        be read, or any error the code did not expect) is logged on one line with its type,
+        makes the task unhealthy (its :class:`TaskHealth`, appended to ``tasks``:
+        ``/healthz``, ``/metrics``) and is retried after 1, 2, 4... seconds, at most one
+        period: the loop survives every error."""
         settings = self.repository.settings
         if settings.valid_ms is None:
             yield
@@ -230,12 +232,15 @@ class StatusPublisher:
             health.started()
             try:
                 while True:
-                    failure = await self.renewal_round()
+                    try:
+                        failure = await self.renewal_round()
+                    except Exception as err:  # noqa: BLE001 - a background task survives every error
+                        failure = err
                     if failure is None:
                         health.succeeded()
                     else:
                         health.failed(failure)
-                        logger.warning("renewing status lists failed: %s", failure.diagnostics())
+                        logger.warning("renewing status lists failed: %s", describe(failure))
                     pause = period if failure is None else health.backoff(1.0, period)
                     await asyncio.sleep(pause)
             finally:
