@@ -465,6 +465,11 @@ def read_key_file(path: str | os.PathLike[str]) -> str:
             f"key file {target} cannot be read by this user",
             hint=f"run the service as the owner of {target}",
         ) from None
+    except OSError as exc:  # not a file one can open (a socket, a FIFO's device), I/O error
+        raise ConfigError(
+            f"key file {target} cannot be opened ({exc.strerror or type(exc).__name__})",
+            hint=f"make {target} a regular file readable by this user",
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,16 @@ def test_load_accepts_owner_read_only(tmp_path: Path) -> None:
 def test_load_reports_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_ed25519_key(tmp_path / "absent.jwk")
+
+
+def test_load_reports_a_file_that_cannot_be_opened(tmp_path: Path) -> None:
+    """A Unix socket where the key file should be: opening it fails (ENXIO) even as root."""
+    path = tmp_path / "key.jwk"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))
+        with pytest.raises(ConfigError, match="cannot be opened") as caught:
+            load_ed25519_key(path)
+    assert "regular file" in (caught.value.hint or "")
 
 
 def test_load_refuses_directory(tmp_path: Path) -> None:
