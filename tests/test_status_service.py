@@ -688,14 +688,15 @@ async def test_lists_nobody_fetches_are_renewed_in_the_background(
     assert "export again before then" in out
 
 
-async def test_the_renewal_loop_survives_an_unexpected_error_and_recovers(
-    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("damage", ["socket", "missing"])
+async def test_the_renewal_loop_survives_a_broken_key_file_and_recovers(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     """The issuer's status key file is replaced by a Unix socket, which no one can open (even
-    root: ENXIO), so renewing its list fails with an error the code does not expect (an
-    ``OSError``, not an ``AnchorError``). The renewal loop logs it on one line with its type,
-    keeps running and says so in ``/healthz``; once the key file is back it renews the list
-    and is healthy again."""
+    root: ENXIO), or is gone, so renewing its list fails. The renewal loop logs it on one line,
+    keeps running and says so in ``/healthz`` (a list it cannot renew is a failure there, not
+    only a warning in the log); once the key file is back it renews the list and is healthy
+    again."""
     config = service_config(tmp_path, status_ttl_ms=1000, status_valid_days=1.5 / 86_400)
     client = await aiohttp_client(create_app(config))
     issuer = await new_issuer(client)
@@ -717,21 +718,22 @@ async def test_the_renewal_loop_survives_an_unexpected_error_and_recovers(
 
     key_file.rename(aside)
     blocker = socket.socket(socket.AF_UNIX)
-    cwd = Path.cwd()
-    os.chdir(key_file.parent)  # a socket's path is at most 107 bytes: bind it by its name
-    try:
-        blocker.bind(key_file.name)
-    finally:
-        os.chdir(cwd)
+    if damage == "socket":
+        cwd = Path.cwd()
+        os.chdir(key_file.parent)  # a socket's path is at most 107 bytes: bind it by its name
+        try:
+            blocker.bind(key_file.name)
+        finally:
+            os.chdir(cwd)
     try:
         await wait_for(failing_again, what="two failed renewal rounds")
         task = await renewal()
         assert task["ok"] is False
-        assert task["lastError"].startswith("unexpected OSError: "), task
+        assert task["lastError"], task
         stuck = len(service.versions(list_id))
     finally:
         blocker.close()
-        key_file.unlink()
+        key_file.unlink(missing_ok=True)
     aside.rename(key_file)
 
     async def recovered() -> bool:
@@ -742,7 +744,5 @@ async def test_the_renewal_loop_survives_an_unexpected_error_and_recovers(
     await wait_for(recovered, what="a logged renewal and a healthy task once the key is back")
     assert service.due_for_renewal(now_ms()) == []
     lines = [r.getMessage() for r in caplog.records if r.name == "anchor.status.publisher"]
-    assert any(
-        line.startswith("renewing status lists failed: unexpected OSError: ") for line in lines
-    ), lines
+    assert any(line.startswith("renewing status lists failed: ") for line in lines), lines
     assert all("\n" not in line for line in lines)

@@ -173,15 +173,19 @@ class StatusPublisher:
         """The version of ``list_id`` to serve now (renewed first when it is due)."""
         return await self.renewed(await asyncio.to_thread(self.repository.current_version, list_id))
 
-    async def renewed(self, version: PublishedVersion) -> PublishedVersion:
+    async def renewed(self, version: PublishedVersion, *, strict: bool = False) -> PublishedVersion:
         """``version``, or a fresh signature of it (signed, stored and logged) when its
-        validUntil is within one ttl. When the issuer's key cannot sign now, ``version``."""
+        validUntil is within one ttl. When the issuer's key cannot sign now, ``version``
+        (logged), or with ``strict`` (the background round) the error, so that the renewal
+        task shows it in ``/healthz``."""
         repository = self.repository
         if not repository.needs_renewal(version, now_ms()):
             return version
         try:
             signer = await self.signer(version.issuer)
         except (StatusKeyNotAuthorized, ResolutionUnavailable) as err:
+            if strict:
+                raise
             logger.warning("cannot renew status list %s: %s", version.list_id, err.detail)
             return version
         renewed = await asyncio.to_thread(
@@ -202,7 +206,7 @@ class StatusPublisher:
             return err
         for version in due:
             try:
-                await self.renewed(version)
+                await self.renewed(version, strict=True)
             except Exception as err:  # noqa: BLE001 - the store, the log, a key file: retried soon
                 logger.warning("renewing status list %s failed: %s", version.list_id, describe(err))
                 failure = err
