@@ -215,6 +215,21 @@ def test_consistency_for_every_pair_of_sizes() -> None:
             merkle.verify_consistency(m, n, proof, roots[m], roots[n])
 
 
+def test_the_proof_length_is_known_before_hashing() -> None:
+    """``inclusion_proof_length`` is the length of the proof the reference builds, for every
+    leaf of small trees, and of the plan's proof for large ones."""
+    all_leaves = leaves(MAX_EXHAUSTIVE)
+    for n in range(1, MAX_EXHAUSTIVE + 1):
+        for m in range(n):
+            assert merkle.inclusion_proof_length(m, n) == len(ref_path(m, all_leaves[:n])), (m, n)
+    for n in (2**20 + 7, 2**40 + 12345, merkle.MAX_TREE_SIZE):
+        for m in (0, n // 3, n - 2, n - 1):
+            assert merkle.inclusion_proof_length(m, n) == len(merkle.inclusion_plan(m, n).elements)
+    for m, n in ((5, 5), (0, 0), (-1, 3)):
+        with pytest.raises(VerificationError, match="not below tree size"):
+            merkle.inclusion_proof_length(m, n)
+
+
 def test_proofs_are_logarithmic() -> None:
     for n in (1, 2, 3, 1000, 2**20 + 7, 2**40 + 12345):
         for m in (0, n // 3, n - 1):

@@ -220,7 +220,12 @@ def parse_note(note: str | bytes) -> Note:
 def open_note(note: str | bytes, verifiers: Sequence[NoteVerifier]) -> Note:
     """Parse ``note`` and verify it: every signature by a known key must verify, and at least
     one must exist. Signatures by unknown keys are ignored, as the spec requires."""
-    parsed = parse_note(note)
+    return verify_note(parse_note(note), verifiers)
+
+
+def verify_note(parsed: Note, verifiers: Sequence[NoteVerifier]) -> Note:
+    """Verify a note already parsed (:func:`parse_note`), as :func:`open_note` does:
+    ``parsed`` itself, or :class:`VerificationError` (``what`` ``signature``)."""
     known = {(v.name, v.key_id): v for v in verifiers}
     verified = 0
     for sig in parsed.signatures:

@@ -197,6 +197,25 @@ def inclusion_plan(index: int, size: int) -> ProofPlan:
     return _ranges_to_plan(ranges)
 
 
+def inclusion_proof_length(index: int, size: int) -> int:
+    """How many hashes the inclusion proof of leaf ``index`` in the tree of ``size`` leaves
+    has (``len(inclusion_plan(index, size).elements)``), by arithmetic alone: a verifier
+    checks a proof's length with it before hashing anything. Pure, ``O(1)``.
+
+    Raises :class:`VerificationError` when ``index >= size``.
+    """
+    _check_size(size)
+    if not 0 <= index < size:
+        raise VerificationError(
+            f"leaf index {index} is not below tree size {size}",
+            what="index",
+            actual=str(index),
+            expected=f"< {size}",
+        )
+    inner = (index ^ (size - 1)).bit_length()  # levels where the paths to index, size-1 differ
+    return inner + (index >> inner).bit_count()  # then one hash per left sibling on the border
+
+
 def consistency_plan(size1: int, size2: int) -> ProofPlan:
     """The stored subtrees an RFC 9162 §2.1.4.1 consistency proof from ``size1`` to ``size2``
     needs. Pure; ``O(log size2)`` ranges. Empty when ``size1 == size2``.
