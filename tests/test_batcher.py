@@ -40,7 +40,8 @@ from anchor.chain import (
 from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.errors import AnchorError, ConfigError, NotFound, VerificationError
 from anchor.log.log import Log
-from anchor.log.receipts import build_receipt, verify_receipt
+from anchor.log.receipts import build_receipt
+from anchor.verify.receipt import verify_receipt
 
 
 def sizes(log: Log, *, all_chains: bool = False) -> list[int]:

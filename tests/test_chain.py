@@ -44,7 +44,8 @@ from anchor.chain import (
 from anchor.chain.contracts import LOG_ANCHOR, load_artifact
 from anchor.errors import ChainError, ConfigError, NotFound, VerificationError
 from anchor.log.log import Log
-from anchor.log.receipts import build_receipt, verify_receipt
+from anchor.log.receipts import build_receipt
+from anchor.verify.receipt import verify_receipt
 
 KEY = hashlib.sha256(b"a chain key").digest()
 
@@ -435,7 +436,6 @@ async def test_a_reorg_that_removes_an_anchor_leads_to_reanchoring(
     check = await verify_receipt(
         after, chain.backend, trust=await trust_root(chain), min_confirmations=3
     )
-    assert check.confirmations is not None
     assert check.confirmations >= 3
     await client.close()
     log.store.close()

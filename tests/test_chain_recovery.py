@@ -47,7 +47,8 @@ from anchor.core.entry import Entry, EntryKind
 from anchor.errors import ConfigError, NotFound, VerificationError
 from anchor.http.app import CHAIN, MERKLE_LOG, create_app
 from anchor.keys import ChainAccountKey, save_key
-from anchor.log.receipts import build_receipt, verify_receipt
+from anchor.log.receipts import build_receipt
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot
 
 SERVICE_WAIT_SECONDS = 60.0
@@ -288,7 +289,7 @@ async def test_the_service_recovers_from_a_deep_reorg_without_a_restart(
     _, receipt = await service.get(f"/v1/receipts/{digest}")
     assert receipt["anchor"]["transactionHash"] != old_receipt["anchor"]["transactionHash"]
     check = await verify_receipt(receipt, service.backend, trust=await service.trust())
-    assert check.leaf_index == 0
+    assert check.receipt.leaf_index == 0
     _, health = await service.get("/healthz")
     assert health["chain"]["ok"] is True
     assert (health["chain"]["reorgedAnchors"], health["chain"]["reorgedNotFinal"]) == (1, 0)

@@ -36,8 +36,8 @@ from anchor.chain.durable import CHAIN_FILE_NAME
 from anchor.client.signing import signed_headers
 from anchor.http.app import create_app, make_runner
 from anchor.keys import Ed25519Key
-from anchor.log.receipts import verify_receipt
 from anchor.log.store import SQLiteStore
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot
 
 STOP_TIMEOUT_SECONDS = 30

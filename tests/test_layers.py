@@ -201,6 +201,8 @@ def test_layers_cover_packages_by_prefix_only_below_the_top() -> None:
     assert layer_of("anchor.http.routes.log_routes") == 2
     assert layer_of("anchor.cli.commands.verify_cmd") == 3
     assert layer_of("anchor.something_new") is None
+    assert layer_of("anchor.core.receipt") == layer_of("anchor.core.trust") == 0
+    assert layer_of("anchor.verify.receipt") == layer_of("anchor.verify.trust") == 1
 
 
 def test_did_methods_never_imports_anchor(graph: dict[str, set[str]]) -> None:

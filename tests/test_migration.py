@@ -18,8 +18,8 @@ from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
 from anchor.http.app import CHAIN, ISSUERS, create_app
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
-from anchor.log.receipts import verify_receipt
 from anchor.verify.audit import read_log_anchor
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot, TrustSet
 
 pytestmark = pytest.mark.anvil

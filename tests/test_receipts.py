@@ -4,6 +4,7 @@ embedded chain and on anvil, refused after any single change, refreshed to later
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -18,6 +19,7 @@ import pytest
 from helpers.anvil import AnvilNode
 from helpers.chain import (
     CHAINS,
+    EMBEDDED,
     RECEIPT_MUTATIONS,
     SUBMITTER,
     Chain,
@@ -31,17 +33,12 @@ from helpers.chain import (
 
 from anchor.chain import AnchorState, ChainClient, list_anchors
 from anchor.core.checkpoint import Checkpoint, NoteSigner
-from anchor.errors import NotFound, VerificationError, What
+from anchor.core.receipt import Receipt, receipt_schema
+from anchor.core.trust import TrustSet
+from anchor.errors import NotFound, UntrustedLog, VerificationError, What
 from anchor.log.log import Log
-from anchor.log.receipts import (
-    build_receipt,
-    check_receipt,
-    receipt_for_digest,
-    receipt_schema,
-    refresh_receipt,
-    verify_receipt,
-)
-from anchor.verify.trust import TrustSet
+from anchor.log.receipts import build_receipt, receipt_for_digest, refresh_receipt
+from anchor.verify.receipt import verify_receipt
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "anchor" / "schemas" / "receipt.schema.json"
 
@@ -66,11 +63,11 @@ async def anchor_now(anchored: Anchored) -> None:
     await wait_for(final, what=f"tree size {checkpoint.size} to be anchored")
 
 
-@pytest.fixture(params=CHAINS)
-async def anchored(
-    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+@contextlib.asynccontextmanager
+async def anchored_log(
+    name: str, anvil_factory: Callable[..., AnvilNode], tmp_path: Path
 ) -> AsyncIterator[Anchored]:
-    chain = await open_chain(request.param, anvil_factory)
+    chain = await open_chain(name, anvil_factory)
     log = open_log(tmp_path / "db")
     client = await chain.client(log.store)
     result = Anchored(chain, log, client)
@@ -86,10 +83,36 @@ async def anchored(
         await chain.close()
 
 
+@pytest.fixture(params=CHAINS)
+async def anchored(
+    request: pytest.FixtureRequest, anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> AsyncIterator[Anchored]:
+    async with anchored_log(request.param, anvil_factory, tmp_path) as result:
+        yield result
+
+
+@pytest.fixture
+async def on_embedded(
+    anvil_factory: Callable[..., AnvilNode], tmp_path: Path
+) -> AsyncIterator[Anchored]:
+    """:func:`anchored` on the embedded chain only (for checks that need no chain)."""
+    async with anchored_log(EMBEDDED, anvil_factory, tmp_path) as result:
+        yield result
+
+
 def mutated(receipt: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     copied = copy.deepcopy(receipt)
     change(copied)
     return copied
+
+
+def flip_signature(r: dict[str, Any]) -> None:
+    """One bit of the checkpoint note's signature flipped."""
+    note: str = r["checkpoint"]["note"]
+    head, _, signature = note.rpartition(" ")
+    raw = bytearray(base64.b64decode(signature.strip()))
+    raw[-1] ^= 1
+    r["checkpoint"]["note"] = f"{head} {base64.b64encode(bytes(raw)).decode()}\n"
 
 
 async def refused(receipt: dict[str, Any], chain: Chain, **options: Any) -> str:
@@ -149,8 +172,8 @@ async def test_receipts_have_the_documented_shape(anchored: Anchored) -> None:
     await assert_receipt_sound(receipt, anchored.chain)
     trust = await trust_root(anchored.chain, log)
     check = await verify_receipt(receipt, anchored.chain.backend, trust=trust)
-    assert (check.leaf_index, check.checkpoint.size, check.entry) == (6, 8, stored)
-    assert check.confirmations is not None
+    parsed = check.receipt
+    assert (parsed.leaf_index, parsed.checkpoint.size, parsed.entry) == (6, 8, stored)
     assert check.confirmations >= 1
 
 
@@ -180,13 +203,6 @@ async def test_every_single_change_is_refused(anchored: Anchored) -> None:
     other_signer = NoteSigner(anchored.log.origin, hashlib.sha256(b"another key").digest())
     size, root = receipt["checkpoint"]["size"], base64.b64decode(receipt["checkpoint"]["root"])
     forged_note = Checkpoint(anchored.log.origin, size, root).sign(other_signer)
-
-    def flip_signature(r: dict[str, Any]) -> None:
-        note: str = r["checkpoint"]["note"]
-        head, _, signature = note.rpartition(" ")
-        raw = bytearray(base64.b64decode(signature.strip()))
-        raw[-1] ^= 1
-        r["checkpoint"]["note"] = f"{head} {base64.b64encode(bytes(raw)).decode()}\n"
 
     def forged_by_another_key(r: dict[str, Any]) -> None:
         r["checkpoint"]["note"] = forged_note
@@ -268,7 +284,7 @@ async def test_a_receipt_verifies_against_a_json_rpc_url(
         receipt = build_receipt(log, 2)
         trust = await trust_root(chain, log)
         check = await verify_receipt(receipt, chain.node.rpc_url, trust=trust)
-        assert check.leaf_index == 2
+        assert check.receipt.leaf_index == 2
         for change, what in RECEIPT_MUTATIONS.values():
             with pytest.raises(VerificationError) as caught:
                 await verify_receipt(mutated(receipt, change), chain.node.rpc_url, trust=trust)
@@ -281,32 +297,214 @@ async def test_a_receipt_verifies_against_a_json_rpc_url(
 
 def test_offline_checks_need_no_chain(tmp_path: Path) -> None:
     with pytest.raises(VerificationError) as caught:
-        check_receipt({"type": "LerAnchorReceipt"}, trust=TrustSet())
+        Receipt.parse({"type": "LerAnchorReceipt"})
     assert caught.value.what == "schema"
+
+
+# ---- the typed receipt -------------------------------------------------------------------------
+
+
+def parse_refusal(document: Any) -> VerificationError:
+    """The VerificationError that parsing ``document`` raises."""
+    with pytest.raises(VerificationError) as caught:
+        Receipt.parse(document)
+    return caught.value
+
+
+async def test_a_receipt_parses_into_typed_parts_and_back_byte_for_byte(
+    anchored: Anchored,
+) -> None:
+    log, chain = anchored.log, anchored.chain
+    trust = await trust_root(chain, log)
+    documents = [build_receipt(log, index) for index in range(8)]
+    documents.append(refresh_receipt(log, Receipt.parse(documents[0])))
+    for document in documents:
+        parsed = Receipt.parse(document)
+        assert json.dumps(parsed.to_json()) == json.dumps(document)  # what the service sends
+        assert json.dumps(parsed.to_json(), indent=2) == json.dumps(document, indent=2)
+        index = document["leafIndex"]
+        assert (parsed.leaf_index, parsed.entry) == (index, entry(index))
+        cp = parsed.checkpoint
+        signed = log.checkpoint_at(cp.size)
+        assert signed is not None
+        assert (cp.origin, cp.root, cp.note) == (log.origin, signed.root, signed.note)
+        assert cp.verifier == log.verifier
+        assert list(parsed.inclusion_proof) == log.store.inclusion_proof(index, cp.size)
+        block = await chain.backend.block(parsed.anchor.block_number)
+        assert block is not None
+        assert parsed.anchor.block_hash == block.hash
+        assert parsed.anchor.chain_id == await chain.backend.chain_id()
+        assert parsed.check(trust) == trust  # offline: proofs, then the trusted root
+    with pytest.raises(TypeError, match=r"Receipt\.parse"):
+        dataclasses.replace(Receipt.parse(documents[0]), _made_by=None)
+
+
+async def test_the_parser_refuses_trailing_garbage_unknown_members_and_a_mismatched_entry(
+    on_embedded: Anchored,
+) -> None:
+    receipt = build_receipt(on_embedded.log, 6)
+    stored = entry(6)
+    encoded = receipt["entry"]["bytes"]
+    assert encoded.endswith("==")  # its last character carries 2 bits and 4 unused ones
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    loose = encoded[:-3] + alphabet[alphabet.index(encoded[-3]) | 1] + "=="
+    assert base64.b64decode(loose) == base64.b64decode(encoded)  # a lenient decoder agrees
+    longer = base64.b64encode(stored.encode() + b"\x00").decode()
+    other = entry(7)
+    cases: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+        (
+            "newline after the entry bytes",
+            lambda r: r["entry"].update(bytes=encoded + "\n"),
+            "schema",
+            "at entry/bytes",
+        ),
+        (
+            "unused bits set in the entry bytes",
+            lambda r: r["entry"].update(bytes=loose),
+            "entry",
+            "entry bytes is not canonical base64",
+        ),
+        (
+            "a byte after the entry",
+            lambda r: r["entry"].update(bytes=longer),
+            "entry",
+            "1 trailing bytes after the entry",
+        ),
+        (
+            "newline after a proof hash",
+            lambda r: r["inclusionProof"].__setitem__(0, r["inclusionProof"][0] + "\n"),
+            "schema",
+            "at inclusionProof/0",
+        ),
+        (
+            "newline after the root",
+            lambda r: r["checkpoint"].update(root=r["checkpoint"]["root"] + "\n"),
+            "schema",
+            "at checkpoint/root",
+        ),
+        (
+            "newline after the transaction hash",
+            lambda r: r["anchor"].update(transactionHash=r["anchor"]["transactionHash"] + "\n"),
+            "schema",
+            "at anchor/transactionHash",
+        ),
+        (
+            "newline after the digest",
+            lambda r: r["entry"].update(digest=r["entry"]["digest"] + "\n"),
+            "schema",
+            "at entry/digest",
+        ),
+        ("a leaf index written 6.0", lambda r: r.update(leafIndex=6.0), "schema", "at leafIndex"),
+        (
+            "a block number written true",
+            lambda r: r["anchor"].update(blockNumber=True),
+            "schema",
+            "at anchor/blockNumber",
+        ),
+        ("unknown member", lambda r: r.update(comment="hi"), "schema", "at (top level)"),
+        ("unknown entry member", lambda r: r["entry"].update(index=6), "schema", "at entry"),
+        (
+            "unknown checkpoint member",
+            lambda r: r["checkpoint"].update(extensions=[]),
+            "schema",
+            "at checkpoint",
+        ),
+        ("unknown anchor member", lambda r: r["anchor"].update(gasUsed=1), "schema", "at anchor"),
+        (
+            "another digest",
+            lambda r: r["entry"].update(digest=other.digest.hex()),
+            "entry",
+            "do not match the entry's kind, digest and submitter",
+        ),
+        (
+            "another kind",
+            lambda r: r["entry"].update(kind="status-list"),
+            "entry",
+            "do not match the entry's kind, digest and submitter",
+        ),
+        (
+            "another entry's bytes",
+            lambda r: r["entry"].update(bytes=base64.b64encode(other.encode()).decode()),
+            "entry",
+            "do not match the entry's kind, digest and submitter",
+        ),
+        (
+            "an oversized log key",
+            lambda r: r["checkpoint"].update(publicKey="k+01234567+" + "A" * 600),
+            "checkpoint",
+            "longer than 512 characters",
+        ),
+        ("not an object", lambda r: r.clear(), "schema", "at (top level)"),
+    ]
+    for label, change, what, said in cases:
+        err = parse_refusal(mutated(receipt, change))
+        assert (err.what, said in err.detail) == (what, True), (label, err.detail)
+    mismatch = parse_refusal(mutated(receipt, cases[13][1]))
+    assert mismatch.expected == f"credential {stored.digest.hex()} {SUBMITTER}"
+    assert mismatch.actual == f"credential {other.digest.hex()} {SUBMITTER}"
+    for document in (None, [], "receipt", 7):
+        assert parse_refusal(document).what == "schema"
+
+
+async def test_a_proof_of_the_wrong_length_is_refused_before_anything_is_hashed(
+    on_embedded: Anchored,
+) -> None:
+    receipt = build_receipt(on_embedded.log, 6)
+    assert (receipt["checkpoint"]["size"], len(receipt["inclusionProof"])) == (8, 3)
+    prefix = "the inclusion proof of leaf 6 does not lead to the checkpoint root: "
+    extra = mutated(receipt, lambda r: r["inclusionProof"].append(r["inclusionProof"][0]))
+    zero = base64.b64encode(bytes(32)).decode()
+    sixty_four = mutated(receipt, lambda r: r.update(inclusionProof=[zero] * 64))
+    assert len(sixty_four["inclusionProof"]) == 64
+    more = prefix + "proof has more hashes than a tree of size 8 needs for leaf 6"
+    fewer = prefix + "proof has fewer hashes than a tree of size 8 needs for leaf 6"
+    cases = [
+        (extra, more),
+        (mutated(extra, flip_signature), more),  # parsed before any signature is checked
+        (sixty_four, more),
+        (mutated(receipt, lambda r: r["inclusionProof"].pop()), fewer),
+        (mutated(receipt, lambda r: r.update(inclusionProof=[])), fewer),
+        (
+            mutated(receipt, lambda r: r.update(leafIndex=8)),
+            "the inclusion proof of leaf 8 does not lead to the checkpoint root: leaf index 8 "
+            "is not below tree size 8",
+        ),
+    ]
+    for document, detail in cases:
+        err = parse_refusal(document)
+        assert (err.what, err.detail) == ("proof", detail)
+    # Well formed but false: parsed, then refused by the offline check on the typed value.
+    for change, what in [(flip_signature, "signature"), (RECEIPT_MUTATIONS["proof"][0], "proof")]:
+        parsed = Receipt.parse(mutated(receipt, change))
+        with pytest.raises(VerificationError) as caught:
+            parsed.check_proofs()
+        assert caught.value.what == what
+    with pytest.raises(UntrustedLog, match="is not a trusted log"):
+        Receipt.parse(receipt).check(TrustSet())
 
 
 async def test_a_receipt_is_refreshed_to_the_newest_anchor(anchored: Anchored) -> None:
     log = anchored.log
     old = build_receipt(log, 3)
     assert old["checkpoint"]["size"] == 5
-    refreshed = refresh_receipt(log, old)
+    refreshed = refresh_receipt(log, Receipt.parse(old))
     assert refreshed["checkpoint"]["size"] == 8
     assert refreshed["entry"] == old["entry"]
     assert refreshed["leafIndex"] == 3
     assert refreshed["inclusionProof"] != old["inclusionProof"]
     await assert_receipt_sound(refreshed, anchored.chain)
     await assert_receipt_sound(old, anchored.chain)  # the old one stays valid
-    assert refresh_receipt(log, refreshed) == refreshed  # nothing newer
+    assert refresh_receipt(log, Receipt.parse(refreshed)) == refreshed  # nothing newer
     log.append([entry(i) for i in range(8, 11)])
     await anchor_now(anchored)
-    newest = refresh_receipt(log, old)
+    newest = refresh_receipt(log, Receipt.parse(old))
     assert newest["checkpoint"]["size"] == 11
     await assert_receipt_sound(newest, anchored.chain)
     # A receipt whose entry is not this log's leaf cannot be refreshed by it.
     other = open_log(log.store.path.parent / "other.db")
     other.append([entry(100 + i) for i in range(8)])
     with pytest.raises(VerificationError) as caught:
-        refresh_receipt(other, old)
+        refresh_receipt(other, Receipt.parse(old))
     assert caught.value.what == "entry"
     other.store.close()
 

@@ -34,14 +34,16 @@ from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.cli.commands.trust_cmd import MAX_LOG_INFO_BYTES
 from anchor.core.checkpoint import NoteSigner
 from anchor.core.entry import Entry, EntryKind
+from anchor.core.receipt import Receipt
 from anchor.errors import ConfigError, Conflict, InvalidInput, NotFound, UntrustedLog
 from anchor.http.app import CHAIN, MERKLE_LOG
 from anchor.keys import Ed25519Key
 from anchor.log.log import Log
-from anchor.log.receipts import build_receipt, check_receipt, verify_receipt
+from anchor.log.receipts import build_receipt
 from anchor.log.store import SQLiteStore
 from anchor.status.check import StatusChecker
 from anchor.vc import credentials
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import (
     TrustRoot,
     TrustSet,
@@ -248,7 +250,7 @@ async def test_a_receipt_of_another_log_on_the_same_chain(
     try:
         # The Python API.
         checked = await verify_receipt(receipt, backend, trust=b)
-        assert checked.contract == b.contract
+        assert checked.receipt.anchor.contract == b.contract
         assert await verify_receipt(receipt, backend, trust=TrustSet((a_root(origin="x"), b)))
         for trust, differs in [
             (a, ("key", "contract")),
@@ -260,7 +262,7 @@ async def test_a_receipt_of_another_log_on_the_same_chain(
             assert (caught.value.what, caught.value.differs) == ("trust", differs)
             assert " and ".join(differs) in caught.value.detail
         with pytest.raises(UntrustedLog, match="not a trusted log"):
-            check_receipt(receipt, trust=TrustSet())
+            Receipt.parse(receipt).check(TrustSet())
 
         # The credential verifier.
         async with aiohttp.ClientSession() as session:

@@ -317,6 +317,16 @@ async def test_an_anchored_credential_passes_every_check(
     untrusted = await verifier(session, backend).verify(credential, receipt)
     assert untrusted.check("anchoring").verdict is Verdict.UNKNOWN
     assert "no trusted log" in untrusted.check("anchoring").reason
+    # Not a receipt (a fraction for an integer, a newline after a hash): refused when it is
+    # parsed, an invalid anchoring and never a server error.
+    for member, value in [
+        ("leafIndex", float(receipt["leafIndex"])),
+        ("anchor", receipt["anchor"] | {"blockHash": receipt["anchor"]["blockHash"] + "\n"}),
+    ]:
+        malformed = copy.deepcopy(receipt) | {member: value}
+        report_json = await verify_on_service(client, credential, malformed)
+        assert details(report_json, "anchoring")["what"] == "schema", (member, report_json)
+        assert report_json["result"] == "invalid"
 
 
 async def test_a_credential_not_anchored_yet_is_unknown(

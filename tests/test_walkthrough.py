@@ -20,7 +20,7 @@ from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
 from anchor.http.app import CHAIN, ISSUERS, create_app
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
-from anchor.log.receipts import verify_receipt
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot
 
 CREDENTIAL = {
@@ -72,7 +72,7 @@ async def test_walkthrough(client: TestClient, tmp_path: Path) -> None:
         {k: log_info[k] for k in ("origin", "verifierKey", "chain", "contract")}
     )
     checked = await verify_receipt(receipt, backend, trust=trust)
-    assert checked.leaf_index == record["index"]
+    assert checked.receipt.leaf_index == record["index"]
     tampered = json.loads(json.dumps(receipt))
     tampered["anchor"]["blockNumber"] += 1
     with pytest.raises(VerificationError):

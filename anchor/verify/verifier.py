@@ -34,7 +34,7 @@ Decisions:
   refreshed receipt). The service itself never hands out receipts from anchors that are
   not final, so this concerns receipts kept from before a deep reorg, or made up.
 * A receipt for another chain than the endpoint's is ``invalid`` (as
-  :func:`~anchor.log.receipts.verify_receipt` says), and so is one whose log key, chain or
+  :func:`~anchor.verify.receipt.verify_receipt` says), and so is one whose log key, chain or
   contract is not those of a log the verifier trusts (``trust``, see :mod:`anchor.verify.trust`).
 * With no trust root at all, anchoring is ``unknown``, never ``valid``: a receipt does not
   vouch for its own log.
@@ -59,6 +59,8 @@ from anchor.chain import ChainBackend
 from anchor.client.api import ServiceError, error_from_problem
 from anchor.core import jsonlimits
 from anchor.core.entry import EntryKind
+from anchor.core.receipt import Receipt
+from anchor.core.trust import TrustSet
 from anchor.errors import (
     AnchorError,
     EncodingError,
@@ -68,13 +70,7 @@ from anchor.errors import (
     What,
 )
 from anchor.log.log import Log
-from anchor.log.receipts import (
-    ReceiptCheck,
-    check_receipt,
-    check_receipt_proofs,
-    receipt_for_digest,
-    verify_receipt,
-)
+from anchor.log.receipts import receipt_for_digest
 from anchor.status.check import EntryStatus, Outcome, StatusChecker
 from anchor.status.credential import BitstringStatusListEntry
 from anchor.vc import data_integrity
@@ -82,6 +78,7 @@ from anchor.vc.credentials import digest as credential_digest
 from anchor.vc.credentials import issuer_id
 from anchor.vc.sd_kind import sd_proof_kind
 from anchor.verify.identity import ResolutionUnavailable, ed25519_key_for, p256_key_for
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import NO_TRUST, Trust
 from did_methods import (
     ErrorCode,
@@ -433,12 +430,14 @@ class CredentialVerifier:
                     f"logged by {self.receipts.description} but not anchored yet; retry later",
                 ), None
         try:
-            offline = check_receipt_proofs(receipt)
+            offline = Receipt.parse(receipt)  # parsed once; every check below is on this value
+            offline.check_proofs()
         except VerificationError as err:
             return _receipt_failure(err), None
         refused = self._refuse(offline, digest, issuer)
         if refused is not None:
             return refused, None
+        anchor = offline.anchor
         if self.trust is None:
             return _anchoring(
                 Verdict.UNKNOWN,
@@ -447,20 +446,20 @@ class CredentialVerifier:
                 _details(offline),
             ), None
         try:
-            check_receipt(receipt, trust=self.trust)
+            TrustSet.of(self.trust).check(offline)  # its proofs hold (checked above)
         except VerificationError as err:
             return _receipt_failure(err), None
         if self.chain is None:
             return _anchoring(
                 Verdict.UNKNOWN,
-                f"the receipt's proofs hold, but its anchor (block {offline.block_number} on "
-                f"{offline.chain}) was not checked: no JSON-RPC endpoint of {offline.chain} "
+                f"the receipt's proofs hold, but its anchor (block {anchor.block_number} on "
+                f"{anchor.chain}) was not checked: no JSON-RPC endpoint of {anchor.chain} "
                 "was given (--rpc-url)",
                 _details(offline),
             ), None
         try:
             checked = await verify_receipt(
-                receipt, self.chain, trust=self.trust, min_confirmations=1
+                offline, self.chain, trust=self.trust, min_confirmations=1
             )
         except VerificationError as err:
             return _receipt_failure(err), None
@@ -468,22 +467,22 @@ class CredentialVerifier:
             return _anchoring(
                 Verdict.UNKNOWN, f"the chain could not be asked: {err.detail}", _details(offline)
             ), None
-        depth = checked.confirmations or 0
+        depth = checked.confirmations
         if depth < self.min_confirmations:
             return _anchoring(
                 Verdict.UNKNOWN,
-                f"block {checked.block_number} has {depth} confirmation(s), fewer than the "
+                f"block {anchor.block_number} has {depth} confirmation(s), fewer than the "
                 f"{self.min_confirmations} required; retry later",
-                _details(checked),
+                _details(offline, depth),
             ), None
         return _anchoring(
             Verdict.VALID,
-            f"anchored at {checked.block_time} in block {checked.block_number} on "
-            f"{checked.chain} ({depth} confirmation(s))",
-            _details(checked),
-        ), _parse_time(checked.block_time)
+            f"anchored at {anchor.block_time} in block {anchor.block_number} on "
+            f"{anchor.chain} ({depth} confirmation(s))",
+            _details(offline, depth),
+        ), _parse_time(anchor.block_time)
 
-    def _refuse(self, checked: ReceiptCheck, digest: bytes, issuer: str) -> Check | None:
+    def _refuse(self, checked: Receipt, digest: bytes, issuer: str) -> Check | None:
         """Why a receipt whose proofs hold is still not one for this credential, if so."""
         if checked.entry.digest != digest:
             return _anchoring(
@@ -659,18 +658,20 @@ def _anchoring(verdict: Verdict, reason: str, details: Mapping[str, Any] | None 
     return Check("anchoring", verdict, reason, details or {})
 
 
-def _details(checked: ReceiptCheck) -> dict[str, Any]:
+def _details(receipt: Receipt, confirmations: int | None = None) -> dict[str, Any]:
+    """What the report says of a receipt (``confirmations``: None until checked on chain)."""
+    anchor = receipt.anchor
     return {
-        "chain": checked.chain,
-        "contract": checked.contract,
-        "transaction": checked.transaction_hash,
-        "blockNumber": checked.block_number,
-        "blockTime": checked.block_time,
-        "leafIndex": checked.leaf_index,
-        "treeSize": checked.checkpoint.size,
-        "logOrigin": checked.checkpoint.origin,
-        "logKey": checked.log_key,
-        "confirmations": checked.confirmations,
+        "chain": anchor.chain,
+        "contract": anchor.contract,
+        "transaction": anchor.transaction_hex,
+        "blockNumber": anchor.block_number,
+        "blockTime": anchor.block_time,
+        "leafIndex": receipt.leaf_index,
+        "treeSize": receipt.checkpoint.size,
+        "logOrigin": receipt.checkpoint.origin,
+        "logKey": receipt.log_key,
+        "confirmations": confirmations,
     }
 
 

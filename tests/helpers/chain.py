@@ -39,8 +39,8 @@ from anchor.core.checkpoint import NoteSigner
 from anchor.core.entry import Entry, EntryKind
 from anchor.errors import VerificationError
 from anchor.log.log import Log
-from anchor.log.receipts import verify_receipt
 from anchor.log.store import SQLiteStore
+from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot
 from helpers.anvil import HOST, AnvilNode, free_port
 
@@ -280,7 +280,7 @@ async def assert_receipt_sound(receipt: dict[str, Any], chain: Chain) -> None:
     mutation (entry, proof, root, transaction hash, block hash) with the right ``what``."""
     trust = await trust_root(chain)
     check = await verify_receipt(receipt, chain.backend, trust=trust)
-    assert check.leaf_index == receipt["leafIndex"]
+    assert check.receipt.leaf_index == receipt["leafIndex"]
     for label, (change, what) in RECEIPT_MUTATIONS.items():
         with pytest.raises(VerificationError) as caught:
             await verify_receipt(_mutated(receipt, change), chain.backend, trust=trust)

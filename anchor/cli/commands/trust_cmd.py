@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,7 +43,7 @@ from anchor.verify.trust import (
 
 if TYPE_CHECKING:  # the chain stack is imported only when a receipt is verified
     from anchor.chain import ChainBackend
-    from anchor.log.receipts import ReceiptCheck
+    from anchor.core.receipt import Receipt
 
 FETCH_TIMEOUT_SECONDS: Final = 30.0
 """Longest ``trust add`` waits for the service."""
@@ -239,19 +240,32 @@ def add_receipt_verify_args(parser: argparse.ArgumentParser) -> None:
     add_trust_args(parser)
 
 
-def _proven(checked: ReceiptCheck, root: TrustRoot) -> list[str]:
-    entry = checked.entry
-    cp = checked.checkpoint
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A receipt's verdict and its reason; the receipt, its trusted root and its depth on
+    chain when they are known."""
+
+    verdict: str
+    reason: str
+    receipt: Receipt | None = None
+    root: TrustRoot | None = None
+    confirmations: int | None = None
+
+
+def _proven(judged: Judgement, receipt: Receipt, root: TrustRoot) -> list[str]:
+    entry = receipt.entry
+    cp = receipt.checkpoint
+    anchor = receipt.anchor
     return [
         f"entry          {entry.kind.label} {entry.digest.hex()} by {entry.submitter}",
-        f"leaf           {checked.leaf_index}",
+        f"leaf           {receipt.leaf_index}",
         f"checkpoint     {cp.origin} size {cp.size} root {cp.root.hex()}",
         f"log            trusted, fingerprint {root.fingerprint}",
-        f"chain          {checked.chain}, contract {checked.contract}",
-        f"transaction    {checked.transaction_hash}",
-        f"block          {checked.block_number} {checked.block_hash}",
-        f"time           {checked.block_time}",
-        f"confirmations  {checked.confirmations}",
+        f"chain          {anchor.chain}, contract {anchor.contract}",
+        f"transaction    {anchor.transaction_hex}",
+        f"block          {anchor.block_number} {anchor.block_hash_hex}",
+        f"time           {anchor.block_time}",
+        f"confirmations  {judged.confirmations}",
     ]
 
 
@@ -266,7 +280,7 @@ def receipt_verify(args: argparse.Namespace, path: Path) -> int:
         raise InvalidInput("--min-confirmations must be at least 1")
     check_trust_args(args)
 
-    async def run() -> tuple[str, str, ReceiptCheck | None, TrustRoot | None]:
+    async def run() -> Judgement:
         backend = await Web3Backend.connect(args.rpc_url) if args.rpc_url else None
         try:
             return await _judge(args, receipt, backend)
@@ -274,10 +288,12 @@ def receipt_verify(args: argparse.Namespace, path: Path) -> int:
             if backend is not None:
                 await backend.close()
 
-    verdict, reason, checked, root = asyncio.run(run())
+    judged = asyncio.run(run())
+    verdict, reason, checked, root = judged.verdict, judged.reason, judged.receipt, judged.root
     if args.json:
         doc: dict[str, Any] = {"result": verdict, "reason": reason}
         if checked is not None and root is not None:
+            anchor = checked.anchor
             doc["proven" if verdict == "valid" else "checked"] = {
                 "digest": checked.entry.digest.hex(),
                 "kind": checked.entry.kind.label,
@@ -286,17 +302,17 @@ def receipt_verify(args: argparse.Namespace, path: Path) -> int:
                 "origin": checked.checkpoint.origin,
                 "treeSize": checked.checkpoint.size,
                 "fingerprint": root.fingerprint,
-                "chain": checked.chain,
-                "contract": checked.contract,
-                "transaction": checked.transaction_hash,
-                "blockNumber": checked.block_number,
-                "blockHash": checked.block_hash,
-                "blockTime": checked.block_time,
-                "confirmations": checked.confirmations,
+                "chain": anchor.chain,
+                "contract": anchor.contract,
+                "transaction": anchor.transaction_hex,
+                "blockNumber": anchor.block_number,
+                "blockHash": anchor.block_hash_hex,
+                "blockTime": anchor.block_time,
+                "confirmations": judged.confirmations,
             }
         print(json.dumps(doc, indent=2))
     elif checked is not None and root is not None and verdict == "valid":
-        print("\n".join(_proven(checked, root)))
+        print("\n".join(_proven(judged, checked, root)))
         print(f"RESULT         VALID: {reason}")
     else:
         print(f"{verdict}: {reason}")
@@ -305,47 +321,51 @@ def receipt_verify(args: argparse.Namespace, path: Path) -> int:
 
 async def _judge(
     args: argparse.Namespace, receipt: dict[str, Any], backend: ChainBackend | None
-) -> tuple[str, str, ReceiptCheck | None, TrustRoot | None]:
-    from anchor.log.receipts import check_receipt, verify_receipt
+) -> Judgement:
+    from anchor.core.receipt import Receipt
+    from anchor.verify.receipt import ReceiptVerifier
 
     try:
         trusted = await trust_from_args(args, backend)
     except ChainError as err:  # the endpoint did not answer its chain id
-        return "unknown", f"the chain could not be asked: {err.detail}", None, None
+        return Judgement("unknown", f"the chain could not be asked: {err.detail}")
     if trusted is None:
-        return "unknown", NO_TRUST, None, None
+        return Judgement("unknown", NO_TRUST)
     try:
-        offline = check_receipt(receipt, trust=trusted)
+        parsed = Receipt.parse(receipt)
+        root = parsed.check(trusted)
     except VerificationError as err:
-        return "invalid", f"{err.what}: {err.detail}", None, None
-    root = trusted.check(offline)
+        return Judgement("invalid", f"{err.what}: {err.detail}")
+    anchor = parsed.anchor
     if backend is None:
-        return (
+        return Judgement(
             "unknown",
             f"the proofs hold and the log is trusted, but the anchor (block "
-            f"{offline.block_number} on {offline.chain}) was not checked: give --rpc-url",
-            offline,
+            f"{anchor.block_number} on {anchor.chain}) was not checked: give --rpc-url",
+            parsed,
             root,
         )
     try:
-        checked = await verify_receipt(receipt, backend, trust=trusted, min_confirmations=1)
+        checked = await ReceiptVerifier(trusted, backend).verify(parsed)
     except VerificationError as err:
-        return "invalid", f"{err.what}: {err.detail}", None, None
+        return Judgement("invalid", f"{err.what}: {err.detail}")
     except AnchorError as err:  # the endpoint did not answer: not the receipt's fault
-        return "unknown", f"the chain could not be asked: {err.detail}", offline, root
-    depth = checked.confirmations or 0
+        return Judgement("unknown", f"the chain could not be asked: {err.detail}", parsed, root)
+    depth = checked.confirmations
     if depth < args.min_confirmations:
-        return (
+        return Judgement(
             "unknown",
-            f"block {checked.block_number} has {depth} confirmation(s), fewer than the "
+            f"block {anchor.block_number} has {depth} confirmation(s), fewer than the "
             f"{args.min_confirmations} required; retry later",
-            checked,
+            parsed,
             root,
+            depth,
         )
-    return (
+    return Judgement(
         "valid",
-        f"leaf {checked.leaf_index} of {checked.checkpoint.origin} anchored at "
-        f"{checked.block_time} on {checked.chain} ({depth} confirmation(s))",
-        checked,
+        f"leaf {parsed.leaf_index} of {parsed.checkpoint.origin} anchored at "
+        f"{anchor.block_time} on {anchor.chain} ({depth} confirmation(s))",
+        parsed,
         root,
+        depth,
     )

@@ -11,11 +11,12 @@ from aiohttp import web
 
 from anchor.chain import AnchorState, anchor_covering, list_anchors
 from anchor.core.entry import parse_digest
+from anchor.core.receipt import receipt_schema
 from anchor.errors import AnchorError, EncodingError, InvalidInput, NotFound
 from anchor.http.appkeys import ANCHOR_CHANGES, CHAIN, MERKLE_LOG, STORE
 from anchor.http.openapi import HEX_DIGEST, errors, flag_query, int_query, json_response
 from anchor.http.routes.params import flag_param, int_param
-from anchor.log.receipts import build_receipt, receipt_schema
+from anchor.log.receipts import build_receipt
 
 routes = web.RouteTableDef()
 
