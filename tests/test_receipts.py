@@ -351,6 +351,7 @@ async def test_the_parser_refuses_trailing_garbage_unknown_members_and_a_mismatc
     assert base64.b64decode(loose) == base64.b64decode(encoded)  # a lenient decoder agrees
     longer = base64.b64encode(stored.encode() + b"\x00").decode()
     other = entry(7)
+    renamed = NoteSigner("other.example/log", hashlib.sha256(b"key").digest()).verifier.vkey()
     cases: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         (
             "newline after the entry bytes",
@@ -434,12 +435,20 @@ async def test_the_parser_refuses_trailing_garbage_unknown_members_and_a_mismatc
             "checkpoint",
             "longer than 512 characters",
         ),
+        (
+            "the key of a log of another name",
+            lambda r: r["checkpoint"].update(publicKey=renamed),
+            "checkpoint",
+            f"checkpoint origin {on_embedded.log.origin!r} is not 'other.example/log'",
+        ),
         ("not an object", lambda r: r.clear(), "schema", "at (top level)"),
     ]
     for label, change, what, said in cases:
         err = parse_refusal(mutated(receipt, change))
         assert (err.what, said in err.detail) == (what, True), (label, err.detail)
-    mismatch = parse_refusal(mutated(receipt, cases[13][1]))
+    mismatch = parse_refusal(
+        mutated(receipt, lambda r: r["entry"].update(digest=other.digest.hex()))
+    )
     assert mismatch.expected == f"credential {stored.digest.hex()} {SUBMITTER}"
     assert mismatch.actual == f"credential {other.digest.hex()} {SUBMITTER}"
     for document in (None, [], "receipt", 7):
