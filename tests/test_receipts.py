@@ -1,5 +1,6 @@
-"""Receipts: built from anchored checkpoints, valid against their JSON Schema, verified on the
-embedded chain and on anvil, refused after any single change, refreshed to later anchors."""
+"""Receipts: built from anchored checkpoints, valid against their JSON Schema, parsed strictly
+into typed values and written back byte for byte, verified on the embedded chain and on anvil,
+refused after any single change, refreshed to later anchors."""
 
 from __future__ import annotations
 
