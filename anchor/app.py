@@ -33,6 +33,7 @@ from anchor.appkeys import (
     CHAIN,
     COMMITTER,
     CONFIG,
+    DUTIES,
     HEALTH_PROBES,
     HTTP,
     ISSUERS,
@@ -64,6 +65,16 @@ from anchor.errors import (
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
 from anchor.issuers import IssuerRegistry
+from anchor.leadership import (
+    AdvisoryLockLeadership,
+    Duties,
+    Leadership,
+    Role,
+    SoleLeadership,
+    display_url,
+    is_postgres_url,
+    leadership_gauges,
+)
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics, gauge
 from anchor.routes import (
@@ -178,6 +189,34 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ISSUERS] = IssuerRegistry(store)
     yield
     await asyncio.to_thread(store.close)
+
+
+async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Who sequences (:mod:`anchor.leadership`): on PostgreSQL the replica holding the
+    advisory lock, on SQLite this process. Duties added later start and stop with the role."""
+    config = app[CONFIG]
+    leadership: Leadership = (
+        AdvisoryLockLeadership(config.database)
+        if config.database is not None and is_postgres_url(config.database)
+        else SoleLeadership()
+    )
+    duties = Duties(leadership, app[TASKS])
+    app[DUTIES] = duties
+    app[HEALTH_PROBES].append(_leadership_health)
+    app[METRICS].add_gauge_source(lambda: leadership_gauges(leadership))
+    deciding = asyncio.create_task(leadership.run(), name="leadership")
+    following = asyncio.create_task(duties.run(), name="duties")
+    yield
+    await duties.close()
+    await leadership.close()
+    await deciding
+    await following
+
+
+async def _leadership_health(app: web.Application) -> tuple[str, object, bool]:
+    """This replica's role, and whether it reaches the database it shares."""
+    status = app[DUTIES].leadership.status()
+    return "leadership", status.to_json(), status.ok
 
 
 async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -334,7 +373,8 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         head = await client.backend.block("latest")
     except AnchorError as err:
         return "chain", {"ok": False, "error": err.detail}, False
-    healthy = status.running and status.consecutive_errors == 0
+    leading = app[DUTIES].leadership.is_leader  # the batcher runs on the sequencer only
+    healthy = (status.running or not leading) and status.consecutive_errors == 0
     body: dict[str, object] = {
         "ok": healthy,
         "chain": client.identity.caip2 if client.identity else None,
@@ -410,11 +450,42 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[BATCHER] = batcher
     app[ANCHOR_CHANGES] = batcher.changes
-    app[TASKS].append(batcher.health)
-    task = asyncio.create_task(batcher.run(), name="batcher")
+    duties = app[DUTIES]
+
+    async def anchor() -> None:
+        batcher.reopen()
+        await batcher.run()
+
+    async def watch() -> None:
+        await _watch_anchors(app[STORE], batcher, min(1.0, config.anchor_interval))
+
+    await duties.add("batcher", anchor, stop=batcher.close, health=batcher.health)
+    await duties.add("anchor-watch", watch, role=Role.REPLICA)
     yield
-    await batcher.close()
-    await task
+    await duties.remove("anchor-watch")
+    await duties.remove("batcher")
+
+
+async def _watch_anchors(store: SQLiteStore, batcher: Batcher, interval: float) -> None:
+    """On a replica: wake receipt waits when the sequencer changed an anchor (it notifies
+    only its own waiters), by reading the anchors' newest change every ``interval`` seconds.
+    Errors are retried on the next read (the health of the database shows elsewhere)."""
+
+    def newest() -> tuple[int, int]:
+        row = store.reader().execute("SELECT count(*), max(updated) FROM anchors").fetchone()
+        return int(row[0]), int(row[1] or 0)
+
+    seen: tuple[int, int] | None = None
+    while True:
+        try:
+            now = await asyncio.to_thread(newest)
+        except AnchorError as err:
+            LOG.debug("watching anchors: %s", err.diagnostics())
+        else:
+            if now != seen:
+                seen = now
+                batcher.changes.notify()
+        await asyncio.sleep(interval)
 
 
 class AccessLog(AbstractAccessLogger):
@@ -523,6 +594,7 @@ def create_app(config: Config) -> web.Application:
     app[TASKS] = tasks
     app[METRICS].add_gauge_source(lambda: gauges(tasks))
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_leadership_ctx)
     app.cleanup_ctx.append(integrity_ctx)  # checks the log before anything uses it
     app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)
@@ -559,9 +631,10 @@ async def serve(config: Config) -> None:
                 hint="choose another --port or --host, or stop what is using it",
             ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
+        database = config.db_path if config.database is None else display_url(config.database)
         print(
             f"LER Anchor listening on http://{config.host}:{config.port} "
-            f"(database {config.db_path}, anchoring on {chain})",
+            f"(database {database}, anchoring on {chain})",
             flush=True,
         )
         await stop.wait()

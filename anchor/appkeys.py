@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from anchor.chain import ChainClient
     from anchor.config import Config
     from anchor.issuers import IssuerRegistry
+    from anchor.leadership import Duties
     from anchor.log import GroupCommitter, Log
     from anchor.metrics import Metrics
     from anchor.ratelimit import RateLimiter
@@ -72,3 +73,6 @@ VERIFIER: Final[web.AppKey[CredentialVerifier]] = web.AppKey("verifier")
 
 ANCHOR_CHANGES: Final[web.AppKey[AnchorChanges]] = web.AppKey("anchor_changes")
 """Notified by the batcher after every round: receipt waits wake on it."""
+
+DUTIES: Final[web.AppKey[Duties]] = web.AppKey("duties")
+"""Background work by role, and the replica's leadership (:mod:`anchor.leadership`)."""

@@ -42,6 +42,14 @@ class Config:
     db: Path | None = field(
         default=None, metadata={"help": "SQLite database (default DATA_DIR/ler-anchor.db)"}
     )
+    database: str | None = field(
+        default=None,
+        repr=False,  # the URL may hold a password
+        metadata={
+            "help": "PostgreSQL URL (postgresql://...) shared by several serve replicas; "
+            "prefer the env variable if it holds a password (default: the SQLite file)"
+        },
+    )
     origin: str = field(
         default=DEFAULT_ORIGIN, metadata={"help": "the log's origin line and checkpoint key name"}
     )
@@ -182,6 +190,13 @@ class Config:
         return 1 if self.embedded_chain else 12
 
     def check(self) -> Config:
+        if self.database is not None and not self.database.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                "--database takes a PostgreSQL URL (postgresql://user@host/dbname)",
+                hint="leave it out to use the SQLite file (--db, default DATA_DIR/ler-anchor.db)",
+            )
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is not a TCP port")
         if self.anchor_interval <= 0:

@@ -269,6 +269,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.identity",
                 "anchor.issuers",
                 "anchor.keys",
+                "anchor.leadership",
                 "anchor.log",
                 "anchor.logfiles",
                 "anchor.metrics",

@@ -17,7 +17,6 @@ the version that was current then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +26,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from anchor.appkeys import COMMITTER, CONFIG, RESOLVER, STATUS, TASKS
+from anchor.appkeys import COMMITTER, CONFIG, DUTIES, RESOLVER, STATUS
 from anchor.auth import principal_of, require_signature
 from anchor.entry import check_did, parse_digest
 from anchor.errors import (
@@ -398,7 +397,6 @@ async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, service.settings.ttl_ms / 2000))
     health = TaskHealth("status-renewal")
-    app[TASKS].append(health)
 
     async def round_() -> AnchorError | None:
         failure: AnchorError | None = None
@@ -428,11 +426,9 @@ async def renewal_ctx(app: web.Application) -> AsyncIterator[None]:
         finally:
             health.stopped()
 
-    task = asyncio.create_task(loop(), name="status-renewal")
+    await app[DUTIES].add("status-renewal", loop, health=health)  # on the sequencer only
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await app[DUTIES].remove("status-renewal")
 
 
 @routes.get(f"/v1/status-lists/{{id:{LIST_ID_RE}}}")
