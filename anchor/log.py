@@ -29,7 +29,7 @@ from anchor.errors import (
     StoreError,
     VerificationError,
 )
-from anchor.store import AppendResult, SQLiteStore, StoredEntry, is_corruption, size_in
+from anchor.store import AppendResult, LogStore, StoredEntry, is_corruption, size_in
 from anchor.taskhealth import TaskHealth
 
 LOG = logging.getLogger(__name__)
@@ -62,24 +62,14 @@ class SignedCheckpoint:
         return self.checkpoint.root
 
 
-def ensure_schema(store: SQLiteStore) -> None:
-    with store.transaction() as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS checkpoints ("
-            " size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,"
-            " created INTEGER NOT NULL)"
-        )
-
-
 class Log:
     """One append-only Merkle log with origin ``origin`` signed by ``signer``."""
 
-    def __init__(self, store: SQLiteStore, signer: NoteSigner) -> None:
+    def __init__(self, store: LogStore, signer: NoteSigner) -> None:
         self.store = store
         self.signer = signer
         self._failure: IntegrityFailure | None = None
         self._failure_lock = threading.Lock()
-        ensure_schema(store)
         recorded_failure = store.meta(FAILURE_META)
         if recorded_failure is not None:
             self._failure = IntegrityFailure(
@@ -268,7 +258,7 @@ class Log:
         return check_checkpoints(self.store, self.verifier, after, limit)
 
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
-        """:meth:`SQLiteStore.find`; in the failed state a digest not found raises the
+        """:meth:`LogStore.find`; in the failed state a digest not found raises the
         failure instead (the log cannot prove it absent)."""
         try:
             found = self.store.find(digest, submitter)
@@ -281,7 +271,7 @@ class Log:
     # -- appending and signing ---------------------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> AppendResult:
-        """Append ``entries`` (see :meth:`SQLiteStore.append`); refused in the failed state,
+        """Append ``entries`` (see :meth:`LogStore.append`); refused in the failed state,
         which a corrupt database found on the way enters."""
         self._refuse_if_failed()
         try:
@@ -375,7 +365,7 @@ def open_stored(row: tuple[int, str, int], verifier: NoteVerifier) -> SignedChec
 
 
 def check_checkpoints(
-    store: SQLiteStore, verifier: NoteVerifier, after: int, limit: int
+    store: LogStore, verifier: NoteVerifier, after: int, limit: int
 ) -> tuple[int | None, int]:
     """Check up to ``limit`` signed checkpoints above size ``after``: each note's signature
     verifies and the stored tree reproduces its root. Returns the largest size checked (None

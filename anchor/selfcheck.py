@@ -1,11 +1,12 @@
 """The background integrity check: the log re-reads and rehashes its whole history, forever.
 
 :class:`IntegrityChecker` runs as a task in the service (:func:`integrity_ctx`, an aiohttp
-``cleanup_ctx``). A *pass* walks every tile of the log in order (:meth:`SQLiteStore.check_tile
-<anchor.store.SQLiteStore.check_tile>`): each leaf hash is recomputed from its entry, each
-stored subtree hash from its children (the frontier is carried from the pass's own hashes,
-never read back), and the digest index must find every leaf; then the index must hold one
-row per leaf, and every signed checkpoint must verify and be reproduced by the stored tree.
+``cleanup_ctx``). A *pass* walks every leaf block of the log in order
+(:meth:`LogStore.check_leaf_block <anchor.store.LogStore.check_leaf_block>`): each leaf hash
+is recomputed from its entry, each stored subtree hash from its children (the frontier is
+carried from the pass's own hashes, never read back), and the digest index must find every
+leaf; then the index must hold one row per leaf, and every signed checkpoint must verify and
+be reproduced by the stored tree.
 After a complete pass the checker pauses ``pause`` seconds and starts again.
 
 Throttled: at most ``rate`` leaves per second (the work runs in a worker thread, in steps of
@@ -41,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from anchor.appkeys import CONFIG, DUTIES, HEALTH_PROBES, INTEGRITY, LOG_KEY, METRICS
 from anchor.errors import AnchorError, IndexDamaged, IntegrityFailure
 from anchor.log import Log
-from anchor.store import TILE_SIZE
+from anchor.store import LEAF_BLOCK_SIZE
 
 LOG = logging.getLogger(__name__)
 
@@ -197,16 +198,16 @@ class IntegrityChecker:
             size = self._pass_size = await self._call(store.size)
             self._position = 0
             tile, frontier = 0, b""
-            tiles_per_step = max(1, int(self.rate * STEP_SECONDS) // TILE_SIZE)
+            tiles_per_step = max(1, int(self.rate * STEP_SECONDS) // LEAF_BLOCK_SIZE)
 
             def step(tile: int, frontier: bytes) -> tuple[int, int, bytes]:
                 """Check up to ``tiles_per_step`` tiles from ``tile``: (next tile, leaves
                 checked, frontier after them)."""
                 done = 0
                 for t in range(tile, tile + tiles_per_step):
-                    count, frontier = store.check_tile(t, frontier)
-                    end = t * TILE_SIZE + count
-                    if count < TILE_SIZE and end < size:
+                    count, frontier = store.check_leaf_block(t, frontier)
+                    end = t * LEAF_BLOCK_SIZE + count
+                    if count < LEAF_BLOCK_SIZE and end < size:
                         raise IntegrityFailure(
                             f"leaves {end}..{size - 1} are missing (tile {t} holds {count})"
                         )

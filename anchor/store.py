@@ -1,21 +1,23 @@
-"""The log's durable store: SQLite in WAL mode (:class:`SQLiteStore`).
+"""The log's durable store (:class:`LogStore`) on the database seam (:mod:`anchor.db`): SQLite
+in WAL mode (:class:`SQLiteStore`, the default) or PostgreSQL (:func:`open_store`).
 
-Layout. Leaves are packed into *tiles* of :data:`TILE_SIZE` consecutive leaves, one row each
-in table ``tiles``::
+I/O. Layout: leaves are packed into *leaf blocks* of :data:`LEAF_BLOCK_SIZE` consecutive
+leaves, one row each in table ``tiles`` (its historical name; a leaf block is not a C2SP
+tile, see :mod:`anchor.tiles` for those)::
 
-    tile     INTEGER PRIMARY KEY   leaves [tile * TILE_SIZE, (tile + 1) * TILE_SIZE)
-    count    INTEGER               leaves present (TILE_SIZE except in the last tile)
+    tile     INTEGER PRIMARY KEY   leaves [tile * LEAF_BLOCK_SIZE, (tile + 1) * LEAF_BLOCK_SIZE)
+    count    INTEGER               leaves present (LEAF_BLOCK_SIZE except in the last block)
     hashes   BLOB                  per leaf, in order: its leaf hash, then the hash of every
                                    complete subtree it completes, bottom up (32 bytes each)
     entries  BLOB                  per leaf: 2-byte length + canonical entry bytes
     created  BLOB                  per leaf: append time, 8-byte big-endian milliseconds
 
 Appending leaf ``m`` completes the subtrees at levels ``1..t`` (``t`` = trailing one bits of
-``m``), so the ``hashes`` blobs, read in tile order, list every complete subtree exactly once
+``m``), so the ``hashes`` blobs, read in block order, list every complete subtree exactly once
 in :func:`anchor.merkle.stored_index` order: subtree ``(level, index)`` sits at byte
-``32 * (stored_index(level, index) - stored_index(0, first leaf of its tile))`` of the tile
-that holds its last leaf. A write touches only the last tile; any root or proof is one
-batched primary-key read of ``O(log n)`` tiles.
+``32 * (stored_index(level, index) - stored_index(0, first leaf of its block))`` of the block
+that holds its last leaf. A write touches only the last block; any root or proof is one
+batched primary-key read of ``O(log n)`` blocks.
 
 Table ``digests`` (``WITHOUT ROWID``: ``key INTEGER PRIMARY KEY``, ``idx INTEGER``) finds
 leaves by digest. A digest's key is the first 8 bytes of ``SHA-256(salt || digest)`` as a
@@ -27,21 +29,25 @@ own, confirming every candidate against the full entry. Rows are never deleted, 
 ends at the first free key. The index also makes appends idempotent without a look-up per
 entry: a batch is indexed as new, and only if a key is taken is the batch looked up.
 
-Packing leaves in tiles leaves one small B-tree insert per leaf (the digest index) instead of
+Packing leaves in blocks leaves one small B-tree insert per leaf (the digest index) instead of
 a row plus an index entry (``scripts/bench.py`` measures the difference).
 
 The store keeps in memory only the *frontier*: the hashes of the at most 64 complete subtrees
 that make up the current tree, so memory does not grow with the log.
 
 Self-check. The entries are the primary data; the stored hashes must be exactly what the
-entries imply, and :meth:`SQLiteStore.check_tile` proves it one tile at a time (the caller
+entries imply, and :meth:`LogStore.check_leaf_block` proves it one block at a time (the caller
 carries the frontier recomputed from the entries, never read back from storage). The digest
-index is derived data: :meth:`SQLiteStore.rebuild_digest_index` rebuilds it from the entries
+index is derived data: :meth:`LogStore.rebuild_digest_index` rebuilds it from the entries
 when it is found damaged (or SQLite reports its pages corrupt on an append or a look-up).
 
-Durability: ``journal_mode=WAL`` and ``synchronous=FULL``; :meth:`SQLiteStore.append` commits
-its whole batch in one transaction before it returns, so a crash leaves each batch either
-entirely present or entirely absent.
+Durability: SQLite ``synchronous=FULL``, PostgreSQL ``synchronous_commit``;
+:meth:`LogStore.append` commits its whole batch in one transaction before it returns, so a
+crash leaves each batch either entirely present or entirely absent. Several processes may
+append to one PostgreSQL database: write transactions are serialised by the database
+(:mod:`anchor.db.postgres`) and each append reloads the frontier when the size moved.
+
+Schema: :data:`LOG_SCHEMA`, applied by :mod:`anchor.db.migrations` once at open.
 """
 
 from __future__ import annotations
@@ -54,14 +60,24 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import sqlite_utils
-
-from anchor import dbfiles, merkle
+from anchor import merkle
+from anchor.db import is_postgres_url, open_database
+from anchor.db.api import Connection, Database, Dialect
+from anchor.db.migrations import Schema, Step, table_exists
+from anchor.db.sqlite import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
+from anchor.db.sqlite import PAGE_SIZE as PAGE_SIZE
+from anchor.db.sqlite import STORAGE_RETRY_AFTER_SECONDS as STORAGE_RETRY_AFTER_SECONDS
+from anchor.db.sqlite import TRANSIENT_SQLITE_CODES as TRANSIENT_SQLITE_CODES
+from anchor.db.sqlite import MappedConnection as MappedConnection
+from anchor.db.sqlite import SQLiteDatabase
+from anchor.db.sqlite import connect as connect
+from anchor.db.sqlite import is_corruption as is_corruption
+from anchor.db.sqlite import storage_error as storage_error
 from anchor.entry import DIGEST_SIZE, Entry, decode
 from anchor.errors import (
     IndexDamaged,
@@ -72,22 +88,20 @@ from anchor.errors import (
     StoreError,
 )
 
-SCHEMA_VERSION = 3
-"""Version of the table layout written to ``meta``. Version 2 (digest index keyed on digest and
-leaf-hash prefixes) is migrated at open; any other is refused."""
-
-PAGE_SIZE = 8192
-"""SQLite page size of new databases: a full tile row (about 8 KiB) fits one page."""
+SCHEMA_VERSION = 4
+"""Version of the table layout written to ``meta`` (see :data:`LOG_SCHEMA`). Version 2
+(digest index keyed on digest and leaf-hash prefixes) and version 3 (no ``checkpoints``
+table yet) are migrated at open; any other is refused."""
 
 INDEX_SALT_SIZE = 16
 """Bytes of the per-database random salt of digest-index keys (one SHA-256 block with the
 digest)."""
 
-TILE_SIZE = 64
-"""Leaves per ``tiles`` row."""
+LEAF_BLOCK_SIZE = 64
+"""Leaves per leaf block (one ``tiles`` row)."""
 
-BUSY_TIMEOUT_MS = 10_000
-"""How long a connection waits for another writer before failing."""
+TILE_SIZE = LEAF_BLOCK_SIZE
+"""The former name of :data:`LEAF_BLOCK_SIZE` (a leaf block is not a C2SP tile)."""
 
 MAX_APPEND_BATCH = 1_000_000
 """Most entries one :meth:`SQLiteStore.append` call accepts."""
@@ -105,106 +119,12 @@ NODE_CACHE_MIN_LEVEL = 6
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
 _LEAF_OFFSETS: Final = tuple(
-    32 * (merkle.stored_index(0, k) - merkle.stored_index(0, 0)) for k in range(TILE_SIZE)
+    32 * (merkle.stored_index(0, k) - merkle.stored_index(0, 0)) for k in range(LEAF_BLOCK_SIZE)
 )
 """Byte offset of each leaf's hash in its row's ``hashes`` blob (rows start at multiples of
-:data:`TILE_SIZE`, a power of two, so the offsets are the same in every row)."""
+:data:`LEAF_BLOCK_SIZE`, a power of two, so the offsets are the same in every row)."""
 
 LOG = logging.getLogger("ler_anchor")
-
-TRANSIENT_SQLITE_CODES: Final = frozenset(
-    {
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_PROTOCOL,
-    }
-)
-"""Primary SQLite result codes that mean "not now" (disk full, read-only, I/O error, lock
-held past the timeout): :class:`~anchor.errors.StorageUnavailable`, answered 503 with
-``Retry-After``. Any other SQLite failure is a :class:`~anchor.errors.StoreError`."""
-
-STORAGE_RETRY_AFTER_SECONDS: Final = 5
-"""The ``Retry-After`` of a :class:`~anchor.errors.StorageUnavailable` answer."""
-
-
-def storage_error(exc: sqlite3.Error) -> StoreError:
-    """The project's error for a SQLite failure, chosen by SQLite's result code (never by
-    the message): :class:`StorageUnavailable` for the :data:`TRANSIENT_SQLITE_CODES`,
-    :class:`StoreError` otherwise."""
-    code: int | None = getattr(exc, "sqlite_errorcode", None)
-    name: str = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    if code is not None and code & 0xFF in TRANSIENT_SQLITE_CODES:
-        return StorageUnavailable(
-            f"the database is unavailable for now ({name}: {exc})",
-            reason=name,
-            retry_after=STORAGE_RETRY_AFTER_SECONDS,
-            hint="free disk space or fix the database's file system; the service retries",
-        )
-    return StoreError(
-        f"database failure ({name}: {exc})",
-        hint="check the database file, its disk and its permissions",
-    )
-
-
-class _MappedCursor(sqlite3.Cursor):
-    """A cursor whose SQLite failures are the project's errors (see :func:`storage_error`).
-    Constraint violations (:class:`sqlite3.IntegrityError`) pass unchanged: the store uses
-    them for control flow (index probing) inside its own transactions."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> _MappedCursor:
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _MappedCursor:
-        try:
-            return super().executemany(sql, seq_of_parameters)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-    def fetchone(self) -> Any:
-        try:
-            return super().fetchone()
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return super().fetchall()
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-    def fetchmany(self, size: int | None = 1) -> list[Any]:
-        try:
-            return super().fetchmany(size)
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-    def __next__(self) -> Any:
-        try:
-            return super().__next__()
-        except sqlite3.Error as exc:
-            raise storage_error(exc) from exc
-
-
-class MappedConnection(sqlite3.Connection):
-    """The store's connection class: statements run on :class:`_MappedCursor`, so every
-    SQLite failure on the store's connections (reads and writes) is mapped in one place."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return self.cursor(_MappedCursor).execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return self.cursor(_MappedCursor).executemany(sql, parameters)
 
 
 _KEY_MAX = 2**63 - 1
@@ -218,19 +138,6 @@ def _index_key(salt: bytes, digest: bytes) -> int:
 def _next_key(key: int) -> int:
     """The key after ``key``: the key space wraps around."""
     return key + 1 if key < _KEY_MAX else -_KEY_MAX - 1
-
-
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
-
-def is_corruption(exc: BaseException) -> bool:
-    """Whether SQLite reported damaged pages (``SQLITE_CORRUPT`` or ``SQLITE_NOTADB``, with
-    any extended code), as opposed to a busy, locked or full database: ``exc`` is SQLite's
-    error, or the project's error it was mapped to (:func:`storage_error`)."""
-    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-    code = getattr(cause, "sqlite_errorcode", None) if isinstance(cause, sqlite3.Error) else None
-    return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,90 +159,44 @@ class AppendResult:
     size: int
 
 
-def connect(
-    path: str | Path,
-    *,
-    read_only: bool = False,
-    create: bool = True,
-    factory: type[sqlite3.Connection] = sqlite3.Connection,
-) -> sqlite3.Connection:
-    """A connection with the project's pragmas (WAL, synchronous=FULL, busy timeout).
-
-    Autocommit is off at the Python level (``isolation_level=None``): callers manage
-    transactions explicitly with ``BEGIN IMMEDIATE`` / ``COMMIT``. A database that does not
-    exist is created (mode 0600, its directory 0700 if new) only with ``create``; otherwise,
-    and ``read_only``, SQLite itself refuses to create it (``mode=rw`` / ``mode=ro``).
-    """
-    if read_only or not create:
-        mode = "ro" if read_only else "rw"
-        uri = Path(path).resolve().as_uri() + f"?mode={mode}"
-        conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, check_same_thread=False, factory=factory
-        )
-    else:
-        dbfiles.create_private_file(Path(path))  # before SQLite: its -wal and -shm take its mode
-        conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, factory=factory
-        )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if not read_only:
-        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new, empty database changes
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise StoreError(f"could not switch {path} to WAL mode (got {mode})")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
-    return conn
-
-
-def _create_schema(conn: sqlite3.Connection) -> None:
-    db = sqlite_utils.Database(conn)
-    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db.table("tiles").create(
-        {"tile": int, "count": int, "hashes": bytes, "entries": bytes, "created": bytes},
-        pk="tile",
-        not_null={"count", "hashes", "entries", "created"},
-        if_not_exists=True,
-    )
-    fresh = conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None
-    if fresh:
-        conn.execute(_DIGESTS_TABLE.format(name="digests"))
-        conn.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [
-                ("schema_version", str(SCHEMA_VERSION)),
-                ("index_salt", os.urandom(INDEX_SALT_SIZE).hex()),
-            ],
-        )
-
-
 _DIGESTS_TABLE = "CREATE TABLE {name} (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID"
 
+_BLOCKS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS tiles (tile INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
+    " hashes BLOB NOT NULL, entries BLOB NOT NULL, created BLOB NOT NULL)"
+)
+"""The leaf blocks (the table keeps its historical name ``tiles``)."""
 
-def _insert_probing(conn: sqlite3.Connection, table: str, rows: Iterable[tuple[int, int]]) -> None:
-    """Insert digest-index rows one by one, each at the first free key from its own."""
-    sql = f"INSERT INTO {table} (key, idx) VALUES (?, ?)"  # noqa: S608
+CHECKPOINTS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL,"
+    " created INTEGER NOT NULL)"
+)
+"""The signed checkpoints of :mod:`anchor.log`."""
+
+_INSERT_KEY = "INSERT INTO {table} (key, idx) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+
+
+def _insert_probing(conn: Connection, table: str, rows: Iterable[tuple[int, int]]) -> None:
+    """Insert digest-index rows one by one, each at the first free key from its own (a taken
+    key inserts nothing: no constraint error, which would abort a PostgreSQL transaction)."""
+    sql = _INSERT_KEY.format(table=table)
     for key, idx in rows:
-        while True:
-            try:
-                conn.execute(sql, (key, idx))
-                break
-            except sqlite3.IntegrityError:
-                key = _next_key(key)
+        while conn.execute(sql, (key, idx)).rowcount == 0:
+            key = _next_key(key)
 
 
-def _migrate_from_v2(conn: sqlite3.Connection) -> None:
+def _migrate_from_v2(conn: Connection, dialect: Dialect) -> None:
     """Rebuild the version-2 digest index (keyed on digest and leaf-hash prefixes) as the
     salted, open-addressed version-3 index. Inside the caller's transaction; one pass over
-    the tiles, memory bounded by one tile."""
+    the leaf blocks, memory bounded by one block."""
     salt = os.urandom(INDEX_SALT_SIZE)
     conn.execute("DROP TABLE IF EXISTS digests_v3")
     conn.execute(_DIGESTS_TABLE.format(name="digests_v3"))
-    for tile, count, entries in conn.execute(
+    for block, count, entries in conn.execute(
         "SELECT tile, count, entries FROM tiles ORDER BY tile"
     ):
-        first = int(tile) * TILE_SIZE
+        first = int(block) * LEAF_BLOCK_SIZE
         rows = [
             (_index_key(salt, data[4 : 4 + DIGEST_SIZE]), first + k)
             for k, data in enumerate(_split_entries(bytes(entries), int(count)))
@@ -343,22 +204,50 @@ def _migrate_from_v2(conn: sqlite3.Connection) -> None:
         _insert_probing(conn, "digests_v3", rows)
     conn.execute("DROP TABLE digests")
     conn.execute("ALTER TABLE digests_v3 RENAME TO digests")
-    conn.executemany(
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [("schema_version", str(SCHEMA_VERSION)), ("index_salt", salt.hex())],
+        ("index_salt", salt.hex()),
     )
 
 
-def size_in(conn: sqlite3.Connection) -> int:
+def _create_log_tables(conn: Connection, dialect: Dialect) -> None:
+    """The log's tables on a fresh database, at :data:`SCHEMA_VERSION`."""
+    conn.execute(_BLOCKS_TABLE)
+    conn.execute(_DIGESTS_TABLE.format(name="digests"))
+    conn.execute(CHECKPOINTS_TABLE)
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        ("index_salt", os.urandom(INDEX_SALT_SIZE).hex()),
+    )
+
+
+def _add_checkpoints(conn: Connection, dialect: Dialect) -> None:
+    conn.execute(CHECKPOINTS_TABLE)
+
+
+LOG_SCHEMA: Final = Schema(
+    version=SCHEMA_VERSION,
+    create=_create_log_tables,
+    steps=(
+        Step(3, "salted, open-addressed digest index", _migrate_from_v2, frozenset({"sqlite"})),
+        Step(4, "checkpoints table (created at open, not on first use)", _add_checkpoints),
+    ),
+    readable=frozenset({3}),
+)
+"""The database's schema and its migrations (:mod:`anchor.db.migrations`): the log's leaf
+blocks, digest index and checkpoints. Feature tables join it as further steps."""
+
+
+def size_in(conn: Connection) -> int:
     """The number of committed leaves, read on ``conn`` (inside its transaction, if any)."""
     row = conn.execute("SELECT tile, count FROM tiles ORDER BY tile DESC LIMIT 1").fetchone()
-    return 0 if row is None else int(row[0]) * TILE_SIZE + int(row[1])
+    return 0 if row is None else int(row[0]) * LEAF_BLOCK_SIZE + int(row[1])
 
 
 @dataclass(frozen=True, slots=True)
-class _Tile:
-    """One decoded tile row: the hash blobs, entries and append times of its leaves."""
+class _LeafBlock:
+    """One decoded block row: the hash blobs, entries and append times of its leaves."""
 
     first: int
     hashes: bytes
@@ -378,7 +267,7 @@ def _split_entries(blob: bytes, count: int) -> tuple[bytes, ...]:
         out.append(blob[pos + 2 : pos + 2 + n])
         pos += 2 + n
     if pos != len(blob):
-        raise StoreError("a tile's entries do not match its leaf count")
+        raise StoreError("a leaf block's entries do not match its leaf count")
     return tuple(out)
 
 
@@ -386,8 +275,8 @@ _LENGTH = struct.Struct(">H")
 
 
 def _entry_in(blob: bytes, index: int) -> bytes:
-    """The bytes of leaf ``index`` in the entries blob of its tile (length-prefixed)."""
-    k = index % TILE_SIZE
+    """The bytes of leaf ``index`` in the entries blob of its block (length-prefixed)."""
+    k = index % LEAF_BLOCK_SIZE
     pos = 0
     unpack = _LENGTH.unpack_from
     try:
@@ -398,17 +287,23 @@ def _entry_in(blob: bytes, index: int) -> bytes:
         raise NotFound(f"the log has no leaf {index}") from None
     data = blob[pos + 2 : pos + 2 + n]
     if len(data) != n:
-        raise IntegrityFailure(f"the entries of tile {index // TILE_SIZE} are truncated")
+        raise IntegrityFailure(
+            f"the entries of leaf block {index // LEAF_BLOCK_SIZE} are truncated"
+        )
     return data
 
 
-def _decode_tile(tile: int, count: int, hashes: bytes, entries: bytes, created: bytes) -> _Tile:
+def _decode_block(
+    block: int, count: int, hashes: bytes, entries: bytes, created: bytes
+) -> _LeafBlock:
     times = tuple(
         int.from_bytes(created[8 * i : 8 * i + 8], "big") for i in range(len(created) // 8)
     )
     if len(times) != count:
-        raise StoreError(f"tile {tile} has {len(times)} times for {count} leaves")
-    return _Tile(tile * TILE_SIZE, bytes(hashes), _split_entries(bytes(entries), count), times)
+        raise StoreError(f"leaf block {block} has {len(times)} times for {count} leaves")
+    return _LeafBlock(
+        block * LEAF_BLOCK_SIZE, bytes(hashes), _split_entries(bytes(entries), count), times
+    )
 
 
 def _extend_python(size: int, frontier: bytes, entries: list[bytes]) -> tuple[list[bytes], bytes]:
@@ -436,11 +331,11 @@ _Key = tuple[int, int]
 
 
 def _append_rows_python(
-    size: int, frontier: bytes, entries: list[bytes], tile_size: int, salt: bytes
+    size: int, frontier: bytes, entries: list[bytes], block_size: int, salt: bytes
 ) -> tuple[list[_Key], list[tuple[bytes, bytes]], bytes]:
     """What :meth:`SQLiteStore.append` writes for ``entries`` appended to a tree of ``size``
     leaves (the C version in ``anchor/_ext/merklehash.c`` computes the same): the entries'
-    digest-index rows, sorted; per run of leaves within one tile, their concatenated hash rows and
+    digest-index rows, sorted; per run of leaves within one block, their concatenated hash rows and
     their length-prefixed entries; and the new frontier."""
     blobs, frontier = _extend_python(size, frontier, entries)
     keys = sorted(  # in key order, B-tree inserts touch each page once
@@ -449,7 +344,7 @@ def _append_rows_python(
     chunks = []
     pos = 0
     while pos < len(entries):
-        take = min(tile_size - (size + pos) % tile_size, len(entries) - pos)
+        take = min(block_size - (size + pos) % block_size, len(entries) - pos)
         chunks.append(
             (
                 b"".join(blobs[pos : pos + take]),
@@ -476,169 +371,62 @@ class _Corrupt(StoreError):
     digest index is rebuilt (internal to this module)."""
 
 
-class SQLiteStore:
-    """The log's store in one SQLite database.
+class LogStore:
+    """The log's store in one database (:class:`~anchor.db.api.Database`, SQLite or
+    PostgreSQL).
 
-    Thread-safe: appends are serialised by a lock on one writer connection; reads use one
-    connection per thread. Other tables (anchors, issuers, ...) share the same database file
-    through :meth:`transaction` and :meth:`reader`.
+    Thread-safe: appends are serialised by a lock here and by the database's write lock
+    (which also serialises the appends of other processes on a PostgreSQL database: each
+    append reloads the frontier when another one moved the size, :meth:`_sync_frontier`).
+    Other tables (anchors, issuers, ...) share the database through :meth:`transaction` and
+    :meth:`reader`.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
-        """Open the database at ``path``. ``create``: make it (mode 0600) if it does not exist,
-        only ``serve`` (and tests) do; without it a missing database is :class:`NoDatabase`
-        and a file without the schema is refused, never given one. ``read_only``: SQLite
-        ``mode=ro``, nothing is written (implies not ``create``); writes then fail."""
-        self.path = Path(path)
-        self.read_only = read_only
-        create = create and not read_only
-        self._write_lock = threading.Lock()
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self.write_error: StorageUnavailable | None = None
-        """The failure of the last write when it was a :class:`StorageUnavailable` (the disk
-        is full, read-only, failing); ``None`` once a write commits (for health probes)."""
-        new_database = False
-        if not create:
-            dbfiles.require_database(self.path)
-        else:
-            new_database = not self.path.exists()
-        try:
-            if not create and not read_only:  # look before changing anything (journal mode)
-                with closing(connect(self.path, read_only=True)) as probe:
-                    self._meta_on_checked(probe)
-            if not read_only and not new_database:
-                dbfiles.tighten(self.path)
-            self._writer = connect(
-                self.path, read_only=read_only, create=create, factory=MappedConnection
-            )
-            self._writer.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
-            try:
-                if create:
-                    _create_schema(self._writer)
-                version = self._meta_on_checked(self._writer)
-                if version == "2" and not read_only:
-                    _migrate_from_v2(self._writer)
-                elif version != str(SCHEMA_VERSION):
-                    raise StoreError(
-                        f"database {self.path} has schema version {version},"
-                        f" expected {SCHEMA_VERSION}",
-                        hint="start `ler-anchor serve` on it once to upgrade it"
-                        if version == "2"
-                        else "give --data-dir or --db the service's database",
-                    )
-                salt = self._meta_on(self._writer, "index_salt")
-                index_missing = not self._has_table(self._writer, "digests")
-                self._writer.execute("COMMIT")
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                self._writer.close()
-                raise
-        except (sqlite3.DatabaseError, StoreError) as exc:
-            cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-            if not isinstance(cause, sqlite3.Error):  # a check of ours, already explained
-                raise
-            raise StoreError(
-                f"cannot open the database {self.path}: {cause}",
-                hint="check the path, its permissions, and that it is an LER Anchor database",
-            ) from exc
-        if new_database:
-            LOG.warning("created a new database %s (mode 0600)", self.path)
+    def __init__(self, db: Database) -> None:
+        """Use ``db``, opened at :data:`LOG_SCHEMA` (see :func:`open_store`)."""
+        self.db = db
+        self.read_only = db.read_only
+        self._append_lock = threading.Lock()
+        salt = db.meta("index_salt")
         self._salt = bytes.fromhex(salt or "")
         if len(self._salt) != INDEX_SALT_SIZE:
-            raise StoreError(f"database {self.path} has no valid digest-index salt")
+            raise StoreError("the database has no valid digest-index salt")
         self._size = -1
         self._frontier = b""  # hashes of the complete subtrees of the tree, left to right
         self._node_cache: dict[tuple[int, int], bytes] = {}  # upper-level subtree hashes
-        with self._write_lock:
-            self._sync_frontier(self._writer)
-        if index_missing:  # a rebuild was interrupted between dropping and renaming
-            self.rebuild_digest_index()
+        self._sync_frontier(db.reader())
+        if not table_exists(db.reader(), db.dialect, "digests") and not db.read_only:
+            self.rebuild_digest_index()  # a rebuild was interrupted between drop and rename
 
-    # -- connections ---------------------------------------------------------------------
+    # -- the database --------------------------------------------------------------------
 
-    def _meta_on_checked(self, conn: sqlite3.Connection) -> str | None:
-        """The schema version; a file without our ``meta`` table is not ours."""
-        try:
-            return self._meta_on(conn, "schema_version")
-        except (sqlite3.DatabaseError, StoreError) as exc:  # no table meta; not a database
-            if isinstance(exc, StorageUnavailable):  # the disk, not the file's contents
-                raise
-            cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-            if not isinstance(cause, sqlite3.DatabaseError):
-                raise
-            raise StoreError(
-                f"{self.path} is not an LER Anchor database ({cause})",
-                hint="give --data-dir or --db the service's database",
-            ) from None  # explained in full: not wrapped again by the open
+    @property
+    def write_error(self) -> StorageUnavailable | None:
+        """The failure of the last write when it was a :class:`StorageUnavailable` (the disk
+        is full, read-only, failing; the server is down); ``None`` once a write commits."""
+        return getattr(self.db, "write_error", None)
 
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read connection."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = connect(
-                    self.path, read_only=self.read_only, create=False, factory=MappedConnection
-                )
-            except sqlite3.Error as exc:
-                raise storage_error(exc) from exc
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+    def reader(self) -> Connection:
+        """A read connection (single statements, each on a consistent snapshot)."""
+        return self.db.reader()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate write transaction on the writer connection, committed on exit.
-
-        Every SQLite failure (of the body, or of the commit: a full disk shows there) leaves
-        as :func:`storage_error` after the transaction is rolled back, so the writer
-        connection is always usable again afterwards."""
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with suppress(StoreError):  # the first failure is the one reported
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, StorageUnavailable):
-                    self.write_error = exc
-                if isinstance(exc, sqlite3.Error):  # a constraint the caller did not expect
-                    raise storage_error(exc) from exc
-                raise
-            self.write_error = None
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A serialised write transaction, committed durably on exit (see
+        :meth:`anchor.db.api.Database.transaction`)."""
+        return self.db.transaction()
 
     def close(self) -> None:
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        with self._write_lock:
-            self._writer.close()
+        self.db.close()
 
     def meta(self, key: str) -> str | None:
-        return self._meta_on(self.reader(), key)
-
-    @staticmethod
-    def _meta_on(conn: sqlite3.Connection, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return self.db.meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+        self.db.set_meta(key, value)
 
     # -- the log -------------------------------------------------------------------------
 
-    def _sync_frontier(self, conn: sqlite3.Connection) -> None:
+    def _sync_frontier(self, conn: Connection) -> None:
         """Reload size and frontier if the table changed under us (another process)."""
         size = size_in(conn)
         if size == self._size:
@@ -655,8 +443,9 @@ class SQLiteStore:
 
         An entry already in the log (same kind, digest and submitter), or repeated within
         the batch, gets its existing index and is not written again. Cost: one small B-tree
-        insert and about one node hash per new leaf, one tile row per :data:`TILE_SIZE`
-        leaves; a batch holding a re-submitted entry also pays one index probe per digest.
+        insert and about one node hash per new leaf, one leaf-block row per
+        :data:`LEAF_BLOCK_SIZE` leaves; a batch holding a re-submitted entry also pays one
+        index probe per digest.
         """
         if len(entries) > MAX_APPEND_BATCH:
             raise InvalidInput(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
@@ -673,41 +462,31 @@ class SQLiteStore:
     def _append_encoded(self, encoded: list[bytes]) -> AppendResult:
         """One attempt of :meth:`append`; raises :class:`_Corrupt` when SQLite reports
         damaged pages (nothing is written then)."""
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
+        with self._append_lock:
             try:
-                self._sync_frontier(conn)
-                size = self._size
-                now = int(time.time() * 1000)
-                placed = self._place(conn, size, encoded, {}, optimistic=True)
-                if placed is None:  # an entry is in the log already: look the batch up
-                    placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
-                assert placed is not None
-                indexes, new, fresh, chunks, frontier = placed
-                self._write_tiles(conn, size, len(fresh), chunks, now)
-                size += len(fresh)
-                conn.execute("COMMIT")
+                with self.db.transaction() as conn:
+                    self._sync_frontier(conn)
+                    size = self._size
+                    now = int(time.time() * 1000)
+                    placed = self._place(conn, size, encoded, {}, optimistic=True)
+                    if placed is None:  # an entry is in the log already: look the batch up
+                        placed = self._place(conn, size, encoded, self._lookup(conn, encoded))
+                    assert placed is not None
+                    indexes, new, fresh, chunks, frontier = placed
+                    self._write_blocks(conn, size, len(fresh), chunks, now)
+                    size += len(fresh)
             except BaseException as exc:
-                if conn.in_transaction:
-                    with suppress(StoreError):  # the first failure is the one reported
-                        conn.execute("ROLLBACK")
                 self._size = -1  # force a reload on next use
-                if isinstance(exc, StorageUnavailable):
-                    self.write_error = exc
                 if is_corruption(exc):
                     raise _Corrupt(f"append failed and was rolled back: {exc}") from exc
-                if isinstance(exc, sqlite3.Error):
-                    raise storage_error(exc) from exc
                 raise
-            self.write_error = None
             self._size = size
             self._frontier = frontier
         return AppendResult(tuple(indexes), tuple(new), size)
 
     def _place(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         size: int,
         encoded: Sequence[bytes],
         existing: dict[bytes, int],
@@ -740,11 +519,12 @@ class SQLiteStore:
                 else:
                     new.append(False)
                 indexes.append(idx)
-        rows, chunks, frontier = _append_rows(size, self._frontier, fresh, TILE_SIZE, self._salt)
+        rows, chunks, frontier = _append_rows(
+            size, self._frontier, fresh, LEAF_BLOCK_SIZE, self._salt
+        )
         conn.execute("SAVEPOINT place")
-        try:
-            conn.executemany("INSERT INTO digests (key, idx) VALUES (?, ?)", rows)
-        except sqlite3.IntegrityError:
+        inserted = conn.executemany(_INSERT_KEY.format(table="digests"), rows).rowcount
+        if inserted != len(rows):  # a key is taken: undo the batch's index rows
             conn.execute("ROLLBACK TO place")
             if optimistic:
                 conn.execute("RELEASE place")
@@ -753,35 +533,35 @@ class SQLiteStore:
         conn.execute("RELEASE place")
         return indexes, new, fresh, chunks, frontier
 
-    def _write_tiles(
+    def _write_blocks(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         size: int,
         count: int,
         chunks: Sequence[tuple[bytes, bytes]],
         now: int,
     ) -> None:
-        """Write ``count`` leaves from ``size`` on, given as per-tile ``chunks`` of hash rows
-        and entries (see :func:`_append_rows_python`), extending the last, partial tile.
+        """Write ``count`` leaves from ``size`` on, given as per-block ``chunks`` of hash rows
+        and entries (see :func:`_append_rows_python`), extending the last, partial block.
         Inside the caller's transaction."""
         if not count:
             return
         stamp = now.to_bytes(8, "big")
-        tile, used = divmod(size, TILE_SIZE)
+        block, used = divmod(size, LEAF_BLOCK_SIZE)
         hashes = entries = created = b""
         if used:
             row = conn.execute(
-                "SELECT hashes, entries, created FROM tiles WHERE tile = ?", (tile,)
+                "SELECT hashes, entries, created FROM tiles WHERE tile = ?", (block,)
             ).fetchone()
             if row is None:
-                raise StoreError(f"the tile of leaf {size} is missing")
+                raise StoreError(f"the leaf block of leaf {size} is missing")
             hashes, entries, created = bytes(row[0]), bytes(row[1]), bytes(row[2])
         rows: list[tuple[int, int, bytes, bytes, bytes]] = []
         for chunk_hashes, chunk_entries in chunks:
-            take = min(TILE_SIZE - used, count)
+            take = min(LEAF_BLOCK_SIZE - used, count)
             rows.append(
                 (
-                    tile,
+                    block,
                     used + take,
                     hashes + chunk_hashes,
                     entries + chunk_entries,
@@ -790,19 +570,20 @@ class SQLiteStore:
             )
             hashes = entries = created = b""
             count -= take
-            tile += 1
+            block += 1
             used = 0
         if count:
             raise StoreError(f"{count} appended leaves fell outside their tiles")
         conn.executemany(
-            "INSERT OR REPLACE INTO tiles (tile, count, hashes, entries, created)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO tiles (tile, count, hashes, entries, created) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (tile) DO UPDATE SET count = excluded.count, hashes = excluded.hashes,"
+            " entries = excluded.entries, created = excluded.created",
             rows,
         )
 
-    def _tiles(self, conn: sqlite3.Connection, tiles: Iterable[int]) -> dict[int, _Tile]:
-        out: dict[int, _Tile] = {}
-        wanted = sorted(set(tiles))
+    def _blocks(self, conn: Connection, blocks: Iterable[int]) -> dict[int, _LeafBlock]:
+        out: dict[int, _LeafBlock] = {}
+        wanted = sorted(set(blocks))
         for i in range(0, len(wanted), _SQL_CHUNK):
             chunk = wanted[i : i + _SQL_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -811,17 +592,17 @@ class SQLiteStore:
                 f" WHERE tile IN ({marks})",
                 chunk,
             ):
-                out[int(row[0])] = _decode_tile(int(row[0]), int(row[1]), row[2], row[3], row[4])
+                out[int(row[0])] = _decode_block(int(row[0]), int(row[1]), row[2], row[3], row[4])
         return out
 
-    def _indexes_by_digest(self, conn: sqlite3.Connection, digests: Iterable[bytes]) -> list[int]:
+    def _indexes_by_digest(self, conn: Connection, digests: Iterable[bytes]) -> list[int]:
         """Candidate leaf indexes for ``digests``: every index in the run of consecutive keys
         from each digest's own key. One query per ``_SQL_CHUNK`` keys and per step along the
         longest run (almost always one step)."""
         return self._indexes_by_keys(conn, {_index_key(self._salt, d) for d in digests})
 
     @staticmethod
-    def _indexes_by_keys(conn: sqlite3.Connection, keys: set[int]) -> list[int]:
+    def _indexes_by_keys(conn: Connection, keys: set[int]) -> list[int]:
         found: list[int] = []
         while keys:
             taken: set[int] = set()
@@ -838,37 +619,37 @@ class SQLiteStore:
             keys = {_next_key(k) for k in taken}
         return found
 
-    def _lookup(self, conn: sqlite3.Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
+    def _lookup(self, conn: Connection, encoded: Sequence[bytes]) -> dict[bytes, int]:
         """Indexes of those of ``encoded`` already in the log, by entry bytes."""
         candidates = self._indexes_by_digest(conn, (d[4 : 4 + DIGEST_SIZE] for d in encoded))
         if not candidates:
             return {}
         wanted = set(encoded)
-        tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
+        blocks = self._blocks(conn, (i // LEAF_BLOCK_SIZE for i in candidates))
         found: dict[bytes, int] = {}
         for idx in sorted(candidates):
-            tile = tiles[idx // TILE_SIZE]
-            data = tile.entries[idx - tile.first]
+            block = blocks[idx // LEAF_BLOCK_SIZE]
+            data = block.entries[idx - block.first]
             if data in wanted:
                 found.setdefault(data, idx)
         return found
 
     def _read_hashes(
-        self, conn: sqlite3.Connection, nodes: Sequence[tuple[int, int]], size: int
+        self, conn: Connection, nodes: Sequence[tuple[int, int]], size: int
     ) -> list[bytes]:
-        """One query for all ``nodes``: SQLite slices each 32-byte hash out of its tile, so
+        """One query for all ``nodes``: SQLite slices each 32-byte hash out of its block, so
         only the hashes cross into Python. Upper-level hashes are cached (they never
         change and every proof of a large tree needs some of them)."""
         return self._read_nodes(conn, nodes, size)[0]
 
     def _read_nodes(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         nodes: Sequence[tuple[int, int]],
         size: int,
         entries_of: int | None = None,
     ) -> tuple[list[bytes], bytes | None]:
-        """:meth:`_read_hashes`, and in the same query the entries blob of tile
+        """:meth:`_read_hashes`, and in the same query the entries blob of block
         ``entries_of`` (None when not asked for or absent)."""
         last_leaf = [((index + 1) << level) - 1 for level, index in nodes]
         if last_leaf and max(last_leaf) >= size:
@@ -882,15 +663,17 @@ class SQLiteStore:
             if hit is not None:
                 found[node] = hit
             elif node not in found:
-                tile = m // TILE_SIZE
-                wanted.append((node, tile, 32 * (stored(*node) - stored(0, tile * TILE_SIZE)) + 1))
+                block = m // LEAF_BLOCK_SIZE
+                wanted.append(
+                    (node, block, 32 * (stored(*node) - stored(0, block * LEAF_BLOCK_SIZE)) + 1)
+                )
                 found[node] = b""
         entries: bytes | None = None
         for i in range(0, max(len(wanted), 1 if entries_of is not None else 0), _SQL_CHUNK // 2):
             chunk = wanted[i : i + _SQL_CHUNK // 2]
             params: list[int] = []
-            for n, (_node, tile, off) in enumerate(chunk):
-                params += (n, tile, off)
+            for n, (_node, block, off) in enumerate(chunk):
+                params += (n, block, off)
             if entries_of is not None and i == 0:  # offset 0 asks for the entries blob
                 params += (-1, entries_of, 0)
             values = ",".join("(?,?,?)" for _ in range(len(params) // 3))
@@ -959,13 +742,17 @@ class SQLiteStore:
         end = min(end, size_in(conn))
         if end <= start:
             return []
-        tiles = self._tiles(conn, range(start // TILE_SIZE, (end - 1) // TILE_SIZE + 1))
-        return [self._stored(tiles[i // TILE_SIZE], i) for i in range(start, end)]
+        blocks = self._blocks(
+            conn, range(start // LEAF_BLOCK_SIZE, (end - 1) // LEAF_BLOCK_SIZE + 1)
+        )
+        return [self._stored(blocks[i // LEAF_BLOCK_SIZE], i) for i in range(start, end)]
 
     @staticmethod
-    def _stored(tile: _Tile, index: int) -> StoredEntry:
-        k = index - tile.first
-        return StoredEntry(index, decode(tile.entries[k]), tile.leaf_hash(index), tile.created[k])
+    def _stored(block: _LeafBlock, index: int) -> StoredEntry:
+        k = index - block.first
+        return StoredEntry(
+            index, decode(block.entries[k]), block.leaf_hash(index), block.created[k]
+        )
 
     def find(self, digest: bytes, submitter: str | None = None) -> list[StoredEntry]:
         """Leaves whose entry carries ``digest`` (optionally from ``submitter``), oldest first.
@@ -982,8 +769,8 @@ class SQLiteStore:
     def _find(self, digest: bytes, submitter: str | None) -> list[StoredEntry]:
         conn = self.reader()
         candidates = sorted(self._indexes_by_digest(conn, [digest]))
-        tiles = self._tiles(conn, (i // TILE_SIZE for i in candidates))
-        found = [self._stored(tiles[i // TILE_SIZE], i) for i in candidates]
+        blocks = self._blocks(conn, (i // LEAF_BLOCK_SIZE for i in candidates))
+        found = [self._stored(blocks[i // LEAF_BLOCK_SIZE], i) for i in candidates]
         found = [s for s in found if s.entry.digest == digest]
         if submitter is not None:
             found = [s for s in found if s.entry.submitter == submitter]
@@ -998,61 +785,61 @@ class SQLiteStore:
         size = self.size()
         frontier = b""
         checked = 0
-        tile = 0
+        block = 0
         while checked < size:
-            count, frontier = self.check_tile(tile, frontier)
+            count, frontier = self.check_leaf_block(block, frontier)
             if count == 0:
-                raise IntegrityFailure(f"leaf {checked} is missing (tile {tile} is absent)")
-            if count < TILE_SIZE and checked + count < size:
-                raise IntegrityFailure(f"tile {tile} is partial but not the last one")
+                raise IntegrityFailure(f"leaf {checked} is missing (leaf block {block} is absent)")
+            if count < LEAF_BLOCK_SIZE and checked + count < size:
+                raise IntegrityFailure(f"leaf block {block} is partial but not the last one")
             checked += count
-            tile += 1
+            block += 1
             if progress is not None:
                 progress(count)
         self.check_index_rows()
         return checked
 
-    def check_tile(self, tile: int, frontier: bytes, *, index: bool = True) -> tuple[int, bytes]:
-        """Check one tile against its entries, given ``frontier``: the hashes of the complete
+    def check_leaf_block(
+        self, block: int, frontier: bytes, *, index: bool = True
+    ) -> tuple[int, bytes]:
+        """Check one block against its entries, given ``frontier``: the hashes of the complete
         subtrees of the leaves before it, as the caller recomputed them from *their* entries.
 
         Every entry must decode, every leaf hash must be the hash of its entry and every
-        subtree hash the tile stores must be the hash of its children; with ``index``, the
-        digest index must find every leaf of the tile from its digest. Returns the tile's
-        leaf count (0 when there is no such tile) and the frontier after it. Raises
-        :class:`IntegrityFailure` (also when SQLite reports the tile's pages corrupt) or
+        subtree hash the block stores must be the hash of its children; with ``index``, the
+        digest index must find every leaf of the block from its digest. Returns the block's
+        leaf count (0 when there is no such block) and the frontier after it. Raises
+        :class:`IntegrityFailure` (also when SQLite reports the block's pages corrupt) or
         :class:`IndexDamaged`. Cost: one row read, about two hashes and one index probe per
         leaf."""
         conn = self.reader()
         try:
             row = conn.execute(
-                "SELECT tile, count, hashes, entries, created FROM tiles WHERE tile = ?", (tile,)
+                "SELECT tile, count, hashes, entries, created FROM tiles WHERE tile = ?", (block,)
             ).fetchone()
         except (sqlite3.DatabaseError, StoreError) as exc:
             if is_corruption(exc):
-                raise IntegrityFailure(f"tile {tile} cannot be read: {exc}") from exc
-            raise StoreError(f"tile {tile} cannot be read: {exc}") from exc
+                raise IntegrityFailure(f"leaf block {block} cannot be read: {exc}") from exc
+            raise StoreError(f"leaf block {block} cannot be read: {exc}") from exc
         if row is None:
             return 0, frontier
-        first = tile * TILE_SIZE
+        first = block * LEAF_BLOCK_SIZE
         try:
-            decoded = _decode_tile(tile, int(row[1]), row[2], row[3], row[4])
+            decoded = _decode_block(block, int(row[1]), row[2], row[3], row[4])
             for data in decoded.entries:
                 decode(data)
         except (StoreError, InvalidInput) as exc:
-            raise IntegrityFailure(f"tile {tile} does not decode: {exc.detail}") from exc
+            raise IntegrityFailure(f"leaf block {block} does not decode: {exc.detail}") from exc
         _keys, chunks, after = _append_rows(
-            first, frontier, list(decoded.entries), TILE_SIZE, self._salt
+            first, frontier, list(decoded.entries), LEAF_BLOCK_SIZE, self._salt
         )
         if [c[0] for c in chunks] != [decoded.hashes]:
-            raise IntegrityFailure(f"stored hashes of tile {tile} do not match its entries")
+            raise IntegrityFailure(f"stored hashes of leaf block {block} do not match its entries")
         if index:
             self._check_index_finds(conn, first, decoded.entries)
         return len(decoded.entries), after
 
-    def _check_index_finds(
-        self, conn: sqlite3.Connection, first: int, entries: Sequence[bytes]
-    ) -> None:
+    def _check_index_finds(self, conn: Connection, first: int, entries: Sequence[bytes]) -> None:
         keys = {_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]) for data in entries}
         try:
             found = set(self._indexes_by_keys(conn, keys))
@@ -1064,7 +851,7 @@ class SQLiteStore:
         if missing:
             raise IndexDamaged(
                 f"the digest index does not find leaf {missing[0]}"
-                + (f" (and {len(missing) - 1} more of its tile)" if len(missing) > 1 else "")
+                + (f" (and {len(missing) - 1} more of its block)" if len(missing) > 1 else "")
             )
 
     def check_index_rows(self, *, full: bool = True) -> None:
@@ -1078,7 +865,7 @@ class SQLiteStore:
             else "count(*), count(*), 0, count(*) - 1"
         )
         sql = (
-            f"SELECT coalesce((SELECT tile * {TILE_SIZE} + count FROM tiles"  # noqa: S608
+            f"SELECT coalesce((SELECT tile * {LEAF_BLOCK_SIZE} + count FROM tiles"  # noqa: S608
             f" ORDER BY tile DESC LIMIT 1), 0), {counts} FROM digests"
         )
         try:
@@ -1095,58 +882,56 @@ class SQLiteStore:
 
     def rebuild_digest_index(self) -> int:
         """Rebuild the digest index from the entries (it is derived data) and return the
-        number of leaves indexed. The new index is built beside the old one and swapped in;
-        an old index whose pages SQLite reports corrupt is unlinked from the schema instead
+        number of leaves indexed. The new index is built beside the old one and swapped in
+        (on PostgreSQL in the same transaction, so other processes' appends wait); an old
+        SQLite index whose pages SQLite reports corrupt is unlinked from the schema instead
         of dropped (its pages stay unused until ``VACUUM``). Raises
-        :class:`IntegrityFailure` when the tiles themselves cannot be read. Cost: one pass
-        over the tiles and one B-tree insert per leaf, memory of one tile; holds the write
-        lock (appends wait) throughout."""
-        with self._write_lock:
-            conn = self._writer
+        :class:`IntegrityFailure` when the leaf blocks themselves cannot be read. Cost: one
+        pass over the leaf blocks and one B-tree insert per leaf, memory of all the entries
+        blobs; holds the write lock (appends wait) throughout."""
+        one_transaction = self.db.dialect != "sqlite"
+        with self._append_lock:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with self.db.transaction() as conn:
                     conn.execute("DROP TABLE IF EXISTS digests_rebuild")
                     conn.execute(_DIGESTS_TABLE.format(name="digests_rebuild"))
                     indexed = 0
-                    for tile, count, entries in conn.execute(
+                    for block, count, entries in conn.execute(
                         "SELECT tile, count, entries FROM tiles ORDER BY tile"
                     ).fetchall():
-                        first = int(tile) * TILE_SIZE
+                        first = int(block) * LEAF_BLOCK_SIZE
                         rows = [
                             (_index_key(self._salt, data[4 : 4 + DIGEST_SIZE]), first + k)
                             for k, data in enumerate(_split_entries(bytes(entries), int(count)))
                         ]
                         _insert_probing(conn, "digests_rebuild", sorted(rows))
                         indexed += len(rows)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                self._swap_index(conn)
+                    if one_transaction:
+                        conn.execute("DROP TABLE IF EXISTS digests")
+                        conn.execute("ALTER TABLE digests_rebuild RENAME TO digests")
+                        conn.execute("ALTER INDEX digests_rebuild_pkey RENAME TO digests_pkey")
+                if not one_transaction:
+                    self._swap_index()
             except (sqlite3.DatabaseError, StoreError) as exc:
+                if isinstance(exc, StorageUnavailable):
+                    raise
                 if is_corruption(exc):
                     raise IntegrityFailure(f"the digest index cannot be rebuilt: {exc}") from exc
                 raise StoreError(f"the digest index cannot be rebuilt: {exc}") from exc
         return indexed
 
-    def _swap_index(self, conn: sqlite3.Connection) -> None:
-        """Replace ``digests`` by ``digests_rebuild``. Under the write lock."""
+    def _swap_index(self) -> None:
+        """Replace ``digests`` by ``digests_rebuild`` (SQLite). Under the append lock."""
+        db = self.db
+        assert isinstance(db, SQLiteDatabase)
 
         def run(*statements: str) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with db.transaction() as conn:
                 for sql in statements:
                     conn.execute(sql)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
         rename = "ALTER TABLE digests_rebuild RENAME TO digests"
-        if self._has_table(conn, "digests"):
+        if table_exists(db.reader(), "sqlite", "digests"):
             try:
                 run("DROP TABLE digests", rename)
                 return
@@ -1155,7 +940,7 @@ class SQLiteStore:
                     raise
             # Dropping walks the damaged B-tree: unlink it from the schema instead (a new
             # schema version makes every connection reload it).
-            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+            version = int(db.reader().execute("PRAGMA schema_version").fetchone()[0])
             try:
                 run(
                     "PRAGMA writable_schema = ON",
@@ -1164,23 +949,15 @@ class SQLiteStore:
                     "PRAGMA writable_schema = OFF",
                 )
             finally:
-                conn.execute("PRAGMA writable_schema = OFF")
-            conn.close()  # a fresh writer connection reads the new schema
-            conn = self._writer = connect(self.path)
+                run("PRAGMA writable_schema = OFF")
+            db.reopen_writer()  # a fresh writer connection reads the new schema
         run(rename)
-
-    @staticmethod
-    def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-        row = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        return row is not None
 
     def entry_bytes(self, index: int) -> bytes:
         """The stored (canonical) bytes of leaf ``index``. One row read."""
         row = (
             self.reader()
-            .execute("SELECT entries FROM tiles WHERE tile = ?", (index // TILE_SIZE,))
+            .execute("SELECT entries FROM tiles WHERE tile = ?", (index // LEAF_BLOCK_SIZE,))
             .fetchone()
         )
         if row is None:
@@ -1200,7 +977,7 @@ class SQLiteStore:
             raise InvalidInput(f"leaf index {index} is not below tree size {size}")
         plan = merkle.inclusion_plan(index, size)
         needed = plan.needed()
-        hashes, entries = self._read_nodes(self.reader(), needed, size, index // TILE_SIZE)
+        hashes, entries = self._read_nodes(self.reader(), needed, size, index // LEAF_BLOCK_SIZE)
         if entries is None:
             raise NotFound(f"the log has no leaf {index}")
         proof = merkle.build_proof(plan, dict(zip(needed, hashes, strict=True)))
@@ -1218,10 +995,10 @@ class SQLiteStore:
         """Leaves ``[start, end)`` as stored, for C2SP tiles (:mod:`anchor.tiles`): their leaf
         hashes concatenated (32 bytes each) and their entries as stored (each a 2-byte
         big-endian length and the entry bytes). At most :data:`MAX_ENTRIES_PAGE` leaves; one
-        primary-key range read of ``(end - start) / TILE_SIZE + 1`` rows."""
+        primary-key range read of ``(end - start) / LEAF_BLOCK_SIZE + 1`` rows."""
         if start < 0 or end <= start or end - start > MAX_ENTRIES_PAGE:
             raise InvalidInput(f"bad leaf range [{start}, {end})")
-        first, last = start // TILE_SIZE, (end - 1) // TILE_SIZE
+        first, last = start // LEAF_BLOCK_SIZE, (end - 1) // LEAF_BLOCK_SIZE
         rows = (
             self.reader()
             .execute(
@@ -1231,13 +1008,16 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        if len(rows) != last - first + 1 or int(rows[-1][0]) * TILE_SIZE + int(rows[-1][1]) < end:
+        if (
+            len(rows) != last - first + 1
+            or int(rows[-1][0]) * LEAF_BLOCK_SIZE + int(rows[-1][1]) < end
+        ):
             raise NotFound(f"the log has no leaves [{start}, {end})")
         hashes = bytearray()
         entries = bytearray()
-        for tile, count, blob, entry_blob in rows:
-            lo = max(start, int(tile) * TILE_SIZE) - int(tile) * TILE_SIZE
-            hi = min(end, (int(tile) + 1) * TILE_SIZE) - int(tile) * TILE_SIZE
+        for block, count, blob, entry_blob in rows:
+            lo = max(start, int(block) * LEAF_BLOCK_SIZE) - int(block) * LEAF_BLOCK_SIZE
+            hi = min(end, (int(block) + 1) * LEAF_BLOCK_SIZE) - int(block) * LEAF_BLOCK_SIZE
             hashes += b"".join([blob[off : off + 32] for off in _LEAF_OFFSETS[lo:hi]])
             data = bytes(entry_blob)
             if lo == 0 and hi == int(count):  # the whole row: its blob is already the bundle
@@ -1250,7 +1030,61 @@ class SQLiteStore:
                     entries += data[pos : pos + n]
                 pos += n
             if pos > len(data):
-                raise IntegrityFailure(f"the entries of tile {tile} are truncated")
+                raise IntegrityFailure(f"the entries of leaf block {block} are truncated")
         if len(hashes) != 32 * (end - start):
             raise StoreError(f"stored leaf hashes of [{start}, {end}) are missing")
         return bytes(hashes), bytes(entries)
+
+
+class SQLiteStore(LogStore):
+    """The log's store in one SQLite database file (the embedded default)."""
+
+    db: SQLiteDatabase
+
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
+        """Open the database at ``path``. ``create``: make it (mode 0600) if it does not exist,
+        only ``serve`` (and tests) do; without it a missing database is :class:`NoDatabase`
+        and a file without the schema is refused, never given one. ``read_only``: SQLite
+        ``mode=ro``, nothing is written (implies not ``create``); writes then fail."""
+        self.path = Path(path)
+        db = SQLiteDatabase(path, LOG_SCHEMA, create=create, read_only=read_only)
+        try:
+            super().__init__(db)
+        except BaseException:
+            db.close()
+            raise
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection."""
+        return self.db.reader()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate write transaction on the writer connection, committed on exit (see
+        :meth:`anchor.db.sqlite.SQLiteDatabase.transaction`)."""
+        with self.db.transaction() as conn:
+            yield conn
+
+
+def open_store(target: str | Path, *, create: bool = True, read_only: bool = False) -> LogStore:
+    """The log's store in ``target``: a ``postgresql://`` URL or a SQLite file path."""
+    if not is_postgres_url(target):
+        return SQLiteStore(target, create=create, read_only=read_only)
+    db = open_database(target, LOG_SCHEMA, create=create, read_only=read_only)
+    try:
+        return LogStore(db)
+    except BaseException:
+        db.close()
+        raise
+
+
+def sqlite_store(store: LogStore) -> SQLiteStore:
+    """``store`` as the :class:`SQLiteStore` that feature modules not yet ported to the seam
+    (anchors, issuers, nonces, status lists) are typed against; a store on another backend
+    is refused with :class:`StoreError`. Pure."""
+    if not isinstance(store, SQLiteStore):
+        raise StoreError(
+            f"this feature does not run on {store.db.dialect} yet",
+            hint="use a SQLite database for it",
+        )
+    return store

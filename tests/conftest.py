@@ -9,6 +9,9 @@
   funded local accounts; the anvil state is reverted (``evm_revert``) after each test.
 * ``chain``: parametrized likewise, a ``chain_helpers.Chain`` (LogAnchor deployed) for the
   chain client, batcher and recovery tests.
+* ``postgres`` (session): a real PostgreSQL server (``service_helpers.PostgresServer``);
+  ``pg_url``: a fresh database on it per test; ``database``: parametrized ``sqlite`` /
+  ``postgresql``, the target to open a store on.
 
 The terminal summary ends with the session's wall time (the suite's budget is 15 minutes on
 two cores).
@@ -16,6 +19,8 @@ two cores).
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,6 +29,7 @@ import pytest
 from anvil import AnvilNode, EvmChain, start_anvil
 from chain_helpers import CHAINS, Chain, open_chain
 from eth_account import Account
+from service_helpers import POSTGRES_INSTALL_HINT, PostgresServer, start_postgres
 from web3 import EthereumTesterProvider, Web3
 
 EMBEDDED = "embedded"
@@ -119,3 +125,46 @@ async def chain(
         yield opened
     finally:
         await opened.close()
+
+
+# -- databases ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (``initdb`` + ``pg_ctl`` in a temporary
+    folder), stopped at the end. Without PostgreSQL the test is skipped (failed under
+    ``CI=true``)."""
+    server = start_postgres()
+    if server is None:
+        message = f"initdb is missing: {POSTGRES_INSTALL_HINT}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_PG_DATABASES = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test: its URL."""
+    name = f"t{os.getpid()}_{next(_PG_DATABASES)}"
+    url = postgres.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a test's database lives, once per backend: a SQLite file path, or the URL of
+    a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "log.db")
+    return str(request.getfixturevalue("pg_url"))

@@ -377,3 +377,115 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, 
     code = await asyncio.to_thread(main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# -- a real PostgreSQL server ------------------------------------------------------------
+
+POSTGRES_INSTALL_HINT = (
+    "install Debian's postgresql package (apt-get install postgresql) to run the PostgreSQL tests"
+)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The folder of ``initdb`` and ``pg_ctl``: found on PATH, else the newest Debian
+    install (``/usr/lib/postgresql/<version>/bin``); None without PostgreSQL."""
+    import shutil
+
+    on_path = shutil.which("initdb")
+    if on_path is not None and shutil.which("pg_ctl") is not None:
+        return Path(on_path).resolve().parent
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parent.parent.name.split(".")],
+    )
+    return installed[-1].parent if installed else None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL server in a temporary folder, listening only on a unix
+    socket in that folder (no TCP port to collide with). When the tests run as root the
+    server runs as the ``postgres`` user (initdb refuses root), in a folder it owns."""
+
+    def __init__(self, bin_dir: Path, *, fsync: bool = True) -> None:
+        import pwd
+        import tempfile
+
+        self.bin_dir = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix="ler-anchor-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        self._as: list[str] = []
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")  # Debian's package creates it
+            os.chown(self.folder, account.pw_uid, account.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+            self.user = "postgres"
+        self._run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        options = f"-k {self.folder} -c listen_addresses='' -c max_connections=200"
+        if not fsync:
+            options += " -c fsync=off"
+        self._run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        )
+
+    def _run(self, *argv: str) -> None:
+        result = subprocess.run(
+            [*self._as, *argv], capture_output=True, text=True, check=False, timeout=120
+        )
+        if result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed: {result.stderr.strip()} {log[-2000:]}")
+
+    def url(self, database: str = "postgres", password: str | None = None) -> str:
+        """A ``postgresql://`` URL of ``database`` over the server's unix socket (a password,
+        if given, is sent and ignored: the test server trusts local connections)."""
+        secret = f":{password}" if password else ""
+        return f"postgresql://{self.user}{secret}@/{database}?host={self.folder}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres(*, fsync: bool = True) -> PostgresServer | None:
+    """A running :class:`PostgresServer`, or None when PostgreSQL is not installed."""
+    bin_dir = postgres_bin_dir()
+    return None if bin_dir is None else PostgresServer(bin_dir, fsync=fsync)

@@ -1,4 +1,5 @@
-"""The log layer: signed checkpoints over the store, and group commit of concurrent appends."""
+"""The log layer: signed checkpoints over the store, and group commit of concurrent appends
+(on both backends: the ``database`` fixture)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from anchor.checkpoint import NoteSigner, open_checkpoint
 from anchor.entry import Entry, EntryKind
 from anchor.errors import StoreError
 from anchor.log import GroupCommitter, Log
-from anchor.store import SQLiteStore
+from anchor.store import open_store
 
 DID = "did:web:college.example"
 
@@ -24,8 +25,8 @@ def entry(i: int) -> Entry:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Log]:
-    store = SQLiteStore(tmp_path / "log.db")
+def log(database: str) -> Iterator[Log]:
+    store = open_store(database)
     yield Log(store, NoteSigner("ler-anchor.test/log", hashlib.sha256(b"k").digest()))
     store.close()
 

@@ -308,7 +308,7 @@ async def test_leaf_hash(aiohttp_client: AiohttpClient, base: Base, tmp_path: Pa
     _flip(db, base.leaves[5], 0)  # in tile 0: not on the frontier, found by the pass
     client = await _start(aiohttp_client, base, db)
     body = await _failing(client)
-    assert "tile 0 do not match its entries" in body["integrity"]["reason"]
+    assert "leaf block 0 do not match its entries" in body["integrity"]["reason"]
     await _nothing_new_is_signed(client)
     assert await _proofs_verify_or_503(client, base, _signed_root(base)) > 0
     assert await _receipt_verifies_or_503(client, base, 4, _signed_root(base)) == 503  # sibling
@@ -477,13 +477,13 @@ async def test_failure_is_recorded_and_log_check_says_what_to_do(
     again = await _start(aiohttp_client, base, db, integrity_rate=0)
     status, body = await _health(again)
     assert status == 503
-    assert body["integrity"]["reason"].startswith("recorded earlier: stored hashes of tile 1")
+    assert body["integrity"]["reason"].startswith("recorded earlier: stored hashes of leaf block 1")
     await again.close()
     capsys.readouterr()
     assert main(["log", "check", "--db", str(db)]) == 10
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "ler-anchor log: Log integrity failure: stored hashes of tile 1 do not match its"
+        "ler-anchor log: Log integrity failure: stored hashes of leaf block 1 do not match its"
         " entries (the log's stored data is damaged; restore the database from a backup and"
         " run `ler-anchor log check`)"
     ]

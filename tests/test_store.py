@@ -1,4 +1,5 @@
-"""The SQLite log store on real database files: proofs, idempotency, memory, crashes."""
+"""The log store on real databases: proofs, idempotency, memory, crashes. Tests taking the
+``database`` fixture run on both backends (a SQLite file and a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from anchor import merkle
 from anchor.entry import Entry, EntryKind
 from anchor.errors import InvalidInput, NotFound, StoreError
-from anchor.store import SQLiteStore, connect
+from anchor.store import SCHEMA_VERSION, LogStore, SQLiteStore, connect, open_store
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 OTHER = "did:web:college.example"
@@ -37,8 +38,8 @@ def rss_bytes() -> int:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "log.db")
+def store(database: str) -> Iterator[LogStore]:
+    s = open_store(database)
     yield s
     s.close()
 
@@ -70,13 +71,13 @@ def test_accelerated_append_rows_rejects_bad_input() -> None:
         store_module._append_rows(0, b"", [bytes(40)], 0, b"s")
 
 
-def test_empty_store(store: SQLiteStore) -> None:
+def test_empty_store(store: LogStore) -> None:
     assert store.size() == 0
     assert store.root() == merkle.EMPTY_ROOT
     assert store.entries(0, 10) == []
 
 
-def test_append_and_proofs_agree_with_pure_code(store: SQLiteStore) -> None:
+def test_append_and_proofs_agree_with_pure_code(store: LogStore) -> None:
     entries = [entry(i) for i in range(137)]
     for start in range(0, 137, 10):  # several batches of uneven size
         store.append(entries[start : start + 10])
@@ -93,7 +94,7 @@ def test_append_and_proofs_agree_with_pure_code(store: SQLiteStore) -> None:
     assert store.check_integrity() == 137
 
 
-def test_append_is_idempotent_per_submitter_and_digest(store: SQLiteStore) -> None:
+def test_append_is_idempotent_per_submitter_and_digest(store: LogStore) -> None:
     first = store.append([entry(1), entry(2)])
     assert first.indexes == (0, 1)
     assert first.new == (True, True)
@@ -109,7 +110,7 @@ def test_append_is_idempotent_per_submitter_and_digest(store: SQLiteStore) -> No
     assert store.find(hashlib.sha256(b"never").digest()) == []
 
 
-def test_digests_sharing_an_index_key_are_told_apart(store: SQLiteStore) -> None:
+def test_digests_sharing_an_index_key_are_told_apart(store: LogStore) -> None:
     """The digest index keys on 8 bytes; two digests that share them stay distinct."""
     a = b"\x01" * 8 + hashlib.sha256(b"a").digest()[8:]
     b = b"\x01" * 8 + hashlib.sha256(b"b").digest()[8:]
@@ -125,7 +126,7 @@ def test_digests_sharing_an_index_key_are_told_apart(store: SQLiteStore) -> None
     assert store.check_integrity() == 2
 
 
-def test_entries_page_round_trips(store: SQLiteStore) -> None:
+def test_entries_page_round_trips(store: LogStore) -> None:
     entries = [entry(i) for i in range(50)]
     store.append(entries)
     page = store.entries(10, 20)
@@ -138,7 +139,7 @@ def test_entries_page_round_trips(store: SQLiteStore) -> None:
         store.entries(0, 10_001)
 
 
-def test_out_of_range_requests(store: SQLiteStore) -> None:
+def test_out_of_range_requests(store: LogStore) -> None:
     store.append([entry(i) for i in range(5)])
     with pytest.raises(NotFound, match="beyond the log"):
         store.root(6)
@@ -152,13 +153,13 @@ def test_out_of_range_requests(store: SQLiteStore) -> None:
         store.read_hashes([(3, 0)])  # needs 8 leaves
 
 
-def test_reopen_sees_same_log_and_continues(tmp_path: Path) -> None:
-    path = tmp_path / "log.db"
-    s = SQLiteStore(path)
+def test_reopen_sees_same_log_and_continues(database: str) -> None:
+    path = database
+    s = open_store(path)
     s.append([entry(i) for i in range(21)])
     root21 = s.root()
     s.close()
-    s = SQLiteStore(path)
+    s = open_store(path)
     assert s.size() == 21
     assert s.root() == root21
     s.append([entry(i) for i in range(21, 40)])
@@ -168,9 +169,9 @@ def test_reopen_sees_same_log_and_continues(tmp_path: Path) -> None:
     s.close()
 
 
-def test_two_store_objects_on_one_file_stay_consistent(tmp_path: Path) -> None:
+def test_two_store_objects_on_one_file_stay_consistent(database: str) -> None:
     """A second writer (another process in real life) is noticed before appending."""
-    a, b = SQLiteStore(tmp_path / "log.db"), SQLiteStore(tmp_path / "log.db")
+    a, b = open_store(database), open_store(database)
     a.append([entry(i) for i in range(10)])
     b.append([entry(i) for i in range(5, 15)])  # 5..9 already there
     a.append([entry(i) for i in range(15, 17)])
@@ -185,7 +186,7 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
     s.append([entry(i) for i in range(8)])
     with s.transaction() as conn:
         conn.execute("UPDATE tiles SET hashes = zeroblob(length(hashes)) WHERE tile = 0")
-    with pytest.raises(StoreError, match="hashes of tile 0 do not match"):
+    with pytest.raises(StoreError, match="hashes of leaf block 0 do not match"):
         s.check_integrity()
     s.close()
 
@@ -197,16 +198,16 @@ def test_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
         SQLiteStore(bad)
 
 
-def test_refuses_another_schema_version(tmp_path: Path) -> None:
-    s = SQLiteStore(tmp_path / "log.db")
+def test_refuses_another_schema_version(database: str) -> None:
+    s = open_store(database)
     s.set_meta("schema_version", "99")
     s.close()
     with pytest.raises(StoreError, match="schema version 99"):
-        SQLiteStore(tmp_path / "log.db")
+        open_store(database)
 
 
-def test_wal_and_full_sync(store: SQLiteStore) -> None:
-    conn = store.reader()
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    conn = SQLiteStore(tmp_path / "log.db").reader()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
@@ -301,7 +302,7 @@ def test_kill_9_mid_append_leaves_whole_batches(tmp_path: Path) -> None:
     assert acknowledged > 0
 
 
-def test_taken_index_keys_are_probed_and_found(store: SQLiteStore) -> None:
+def test_taken_index_keys_are_probed_and_found(store: LogStore) -> None:
     """Entries whose index key is taken (simulated by occupying the keys first, as a 64-bit
     collision would) take the next free keys, and every look-up still finds them."""
     from anchor import store as store_module
@@ -320,7 +321,7 @@ def test_taken_index_keys_are_probed_and_found(store: SQLiteStore) -> None:
     assert store.append([second]).new == (False,)
 
 
-def test_same_digest_from_two_submitters_is_two_entries(store: SQLiteStore) -> None:
+def test_same_digest_from_two_submitters_is_two_entries(store: LogStore) -> None:
     digest = bytes(range(32))
     a = Entry(EntryKind.CREDENTIAL, digest, "did:web:a.example")
     b = Entry(EntryKind.CREDENTIAL, digest, "did:web:b.example")
@@ -332,7 +333,7 @@ def test_same_digest_from_two_submitters_is_two_entries(store: SQLiteStore) -> N
     assert store.check_integrity() == 3
 
 
-def test_index_keys_wrap_around_the_key_space(store: SQLiteStore) -> None:
+def test_index_keys_wrap_around_the_key_space(store: LogStore) -> None:
     from anchor import store as store_module
 
     top, bottom = 2**63 - 1, -(2**63)
@@ -388,7 +389,7 @@ def test_a_version_2_database_is_migrated_at_open(tmp_path: Path) -> None:
     conn.close()
 
     s = SQLiteStore(path)
-    assert s.meta("schema_version") == "3"
+    assert s.meta("schema_version") == str(SCHEMA_VERSION)
     assert s.check_integrity() == 151
     assert s.root() == root
     assert [e.index for e in s.find(entries[3].digest)] == [3, 150]
