@@ -54,6 +54,7 @@ from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
+from anchor.db import is_postgres_url
 from anchor.errors import (
     AdminUnauthorized,
     AnchorError,
@@ -71,8 +72,6 @@ from anchor.leadership import (
     Leadership,
     Role,
     SoleLeadership,
-    display_url,
-    is_postgres_url,
     leadership_gauges,
 )
 from anchor.log import GroupCommitter, Log
@@ -92,7 +91,7 @@ from anchor.routes import (
 )
 from anchor.selfcheck import integrity_ctx
 from anchor.status_service import StatusService, StatusSettings
-from anchor.store import SQLiteStore
+from anchor.store import LogStore, open_store
 from anchor.taskhealth import TaskHealth, gauges, probe_value
 from did_methods import build_resolver
 from did_methods.ethr import EthrNetwork, ThreadedWeb3ChainReader
@@ -183,7 +182,8 @@ def _log_signer(config: Config) -> NoteSigner:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await asyncio.to_thread(SQLiteStore, config.db_path)
+    target = config.db_path if config.database is None else config.database
+    store = await asyncio.to_thread(open_store, target)
     app[STORE] = store
     app[LOG_KEY] = Log(store, _log_signer(config))
     app[ISSUERS] = IssuerRegistry(store)
@@ -466,7 +466,7 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     await duties.remove("batcher")
 
 
-async def _watch_anchors(store: SQLiteStore, batcher: Batcher, interval: float) -> None:
+async def _watch_anchors(store: LogStore, batcher: Batcher, interval: float) -> None:
     """On a replica: wake receipt waits when the sequencer changed an anchor (it notifies
     only its own waiters), by reading the anchors' newest change every ``interval`` seconds.
     Errors are retried on the next read (the health of the database shows elsewhere)."""
@@ -609,6 +609,13 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+def _shown(url: str) -> str:
+    """A database URL as it may be printed (without its password)."""
+    from anchor.db.postgres import redact  # psycopg loads only on PostgreSQL
+
+    return redact(url)
+
+
 async def serve(config: Config) -> None:
     """Run the service until SIGINT or SIGTERM; print where it listens and what it anchors
     on. Shutdown is graceful: the listener closes, then the cleanup contexts run in reverse
@@ -631,7 +638,7 @@ async def serve(config: Config) -> None:
                 hint="choose another --port or --host, or stop what is using it",
             ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
-        database = config.db_path if config.database is None else display_url(config.database)
+        database = config.db_path if config.database is None else _shown(config.database)
         print(
             f"LER Anchor listening on http://{config.host}:{config.port} "
             f"(database {database}, anchoring on {chain})",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from anchor.ratelimit import RateLimiter
     from anchor.selfcheck import IntegrityChecker
     from anchor.status_service import StatusService
-    from anchor.store import SQLiteStore
+    from anchor.store import LogStore
     from anchor.taskhealth import TaskHealth
     from anchor.verify import CredentialVerifier
     from did_methods import Resolver
@@ -41,7 +41,7 @@ HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
 """A named health check: returns (name, JSON value, healthy)."""
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
-STORE: Final[web.AppKey[SQLiteStore]] = web.AppKey("store")
+STORE: Final[web.AppKey[LogStore]] = web.AppKey("store")
 LOG_KEY: Final[web.AppKey[Log]] = web.AppKey("log")
 ISSUERS: Final[web.AppKey[IssuerRegistry]] = web.AppKey("issuers")
 COMMITTER: Final[web.AppKey[GroupCommitter]] = web.AppKey("committer")

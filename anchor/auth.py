@@ -52,7 +52,6 @@ import functools
 import hashlib
 import hmac
 import re
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -77,9 +76,10 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from anchor.appkeys import AUTHENTICATOR_KEY
+from anchor.db.api import Connection
 from anchor.errors import AnchorError, ConfigError, Forbidden, Unauthorized
 from anchor.grouping import GroupCall
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 
 # -- policy constants ---------------------------------------------------------------------
 
@@ -504,7 +504,7 @@ def check_times(sig: SignatureInput, now: float) -> None:
 NONCE_TABLE: Final = "auth_nonces"
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+def ensure_schema(store: LogStore) -> None:
     """Create the nonce table (idempotent)."""
     with store.transaction() as conn:
         conn.execute(
@@ -522,7 +522,7 @@ class NonceStore:
     expire (after which the signature carrying them is stale anyway)."""
 
     def __init__(
-        self, store: SQLiteStore, *, purge_interval: float = NONCE_PURGE_INTERVAL_SECONDS
+        self, store: LogStore, *, purge_interval: float = NONCE_PURGE_INTERVAL_SECONDS
     ) -> None:
         ensure_schema(store)
         self._store = store
@@ -583,7 +583,7 @@ class NonceStore:
             return self._purge(conn, int(now))
 
     @staticmethod
-    def _purge(conn: sqlite3.Connection, cutoff: int) -> int:
+    def _purge(conn: Connection, cutoff: int) -> int:
         return conn.execute(
             f"DELETE FROM {NONCE_TABLE} WHERE expires < ?",  # noqa: S608
             (cutoff,),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from anchor.entry import check_did
 from anchor.errors import Conflict, EncodingError, InvalidInput, NotFound
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
@@ -41,7 +41,7 @@ class Issuer:
         }
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+def ensure_schema(store: LogStore) -> None:
     with store.transaction() as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS issuers ("
@@ -50,7 +50,7 @@ def ensure_schema(store: SQLiteStore) -> None:
         )
 
 
-def _has_table(store: SQLiteStore) -> bool:
+def _has_table(store: LogStore) -> bool:
     row = (
         store.reader()
         .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'issuers'")
@@ -71,13 +71,13 @@ def _check(did: str, name: str) -> None:
 
 
 class IssuerRegistry:
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: LogStore) -> None:
         self.store = store
         if not store.read_only:
             ensure_schema(store)
         elif not _has_table(store):  # a reader creates nothing
             raise NotFound(
-                f"{store.path} has no issuer registry yet",
+                f"{getattr(store, 'path', 'the database')} has no issuer registry yet",
                 hint="start `ler-anchor serve` on it once",
             )
 

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -146,7 +146,7 @@ class Leadership:
         self._since = time.time()
         if leader:
             self._terms += 1
-        LOG.warning("this replica is now the %s", self.role.value)
+        LOG.warning("this replica %s the log", "now sequences" if leader else "no longer sequences")
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
@@ -280,7 +280,7 @@ class AdvisoryLockLeadership(Leadership):
                     await self._round()
                 except (psycopg.Error, OSError, TimeoutError) as exc:
                     self._set_leader(False)
-                    text = redact(f"{type(exc).__name__}: {exc}".strip(), self._url)
+                    text = _without_secret(f"{type(exc).__name__}: {exc}".strip(), self._url)
                     if self._reachable or text != self._last_error:
                         LOG.warning("leadership connection failed: %s", text)
                     self._reachable = False
@@ -293,26 +293,10 @@ class AdvisoryLockLeadership(Leadership):
             await self._drop_connection()
 
 
-def redact(text: str, url: str) -> str:
-    """``text`` without the password of ``url`` (wherever it appears)."""
+def _without_secret(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (should the server or driver echo it)."""
     password = urlsplit(url).password
     return text.replace(password, "***") if password else text
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be shown or logged: the password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def is_postgres_url(target: str | None) -> bool:
-    return target is not None and target.startswith(("postgresql://", "postgres://"))
 
 
 def leadership_gauges(leadership: Leadership) -> list[Metric]:

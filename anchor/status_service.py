@@ -69,7 +69,6 @@ import json
 import logging
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +77,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from anchor.data_integrity import canonicalize, create_proof, ed25519_public_key_to_multibase
+from anchor.db.api import Connection
 from anchor.entry import Entry, EntryKind
 from anchor.errors import (
     ConfigError,
@@ -106,7 +106,7 @@ from anchor.status_list import (
     build_status_list_credential,
     expand_bitstring,
 )
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 from did_methods import ErrorCode, Resolver, absolute_did_url
 
 if TYPE_CHECKING:
@@ -221,12 +221,17 @@ def hide_credential_id(key: bytes, credential_id: str) -> str:
     return HIDDEN_ID_PREFIX + mac
 
 
-def ensure_schema(store: SQLiteStore) -> bytes:
+def ensure_schema(store: LogStore) -> bytes:
     """Create the status list tables and indexes if they are missing, and the key that hides
     credential ids (ids stored in clear by an earlier version are hidden now). Returns it."""
     with store.transaction() as conn:
         for statement in _SCHEMA:
             conn.execute(statement)
+        if store.db.dialect == "postgresql":  # SQLite's implicit rowid: the publication order
+            conn.execute(
+                "ALTER TABLE status_versions ADD COLUMN IF NOT EXISTS rowid"
+                " BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"
+            )
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (_ID_KEY_META,)).fetchone()
         if row is None:
             key = os.urandom(32)
@@ -680,7 +685,7 @@ class StatusService:
     """Status lists in the store (see the module docstring). Thread-safe: every write is
     one store transaction; reads use the calling thread's reader connection."""
 
-    def __init__(self, store: SQLiteStore, settings: StatusSettings) -> None:
+    def __init__(self, store: LogStore, settings: StatusSettings) -> None:
         self.store = store
         self.settings = settings
         self._id_key = ensure_schema(store)
@@ -731,7 +736,7 @@ class StatusService:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _list(self, conn: sqlite3.Connection, list_id: str) -> StatusList:
+    def _list(self, conn: Connection, list_id: str) -> StatusList:
         row = conn.execute(
             f"SELECT {_LIST_COLUMNS} FROM status_lists WHERE id = ?",  # noqa: S608
             (list_id,),
@@ -867,7 +872,7 @@ class StatusService:
     # -- writing ---------------------------------------------------------------------------
 
     def _publish(
-        self, conn: sqlite3.Connection, lst: StatusList, bits: Bitstring, signer: StatusSigner
+        self, conn: Connection, lst: StatusList, bits: Bitstring, signer: StatusSigner
     ) -> PublishedVersion:
         """Sign and store the next version of ``lst`` holding ``bits``."""
         if signer.issuer != lst.issuer:
@@ -908,7 +913,7 @@ class StatusService:
 
     def _open_list(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         signer: StatusSigner,
         purpose: str,
         status_size: int,
@@ -1031,7 +1036,7 @@ class StatusService:
         return Allocation(tuple(entries), tuple(new), tuple(published))
 
     def _known_credentials(
-        self, conn: sqlite3.Connection, issuer: str, purpose: str, ids: Sequence[str | None]
+        self, conn: Connection, issuer: str, purpose: str, ids: Sequence[str | None]
     ) -> dict[str, tuple[str, int]]:
         wanted = sorted({cid for cid in ids if cid is not None})
         found: dict[str, tuple[str, int]] = {}
@@ -1049,7 +1054,7 @@ class StatusService:
 
     def _draw(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         signer: StatusSigner,
         kind: tuple[str, int, tuple[StatusMessage, ...]],
         base_url: str,
@@ -1153,7 +1158,7 @@ class StatusService:
             after = self._list(conn, list_id)
         return UpdateResult(after, len(records), version)
 
-    def _current_in(self, conn: sqlite3.Connection, list_id: str) -> PublishedVersion:
+    def _current_in(self, conn: Connection, list_id: str) -> PublishedVersion:
         row = conn.execute(
             f"SELECT {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
             "JOIN status_lists l ON l.id = v.list_id WHERE v.list_id = ? "

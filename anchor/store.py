@@ -418,6 +418,9 @@ class LogStore:
     def close(self) -> None:
         self.db.close()
 
+    def has_table(self, name: str) -> bool:  # one catalogue read
+        return table_exists(self.reader(), self.db.dialect, name)
+
     def meta(self, key: str) -> str | None:
         return self.db.meta(key)
 

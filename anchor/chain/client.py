@@ -65,7 +65,7 @@ from anchor.chain.values import (
 )
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.errors import ChainError, ConfigError, StoreError
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 
 log = logging.getLogger("anchor.chain")  # the package's logger, as before the split
 
@@ -89,7 +89,7 @@ class ChainClient:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: LogStore,
         backend: ChainBackend,
         config: ChainConfig,
         contract_address: str,
@@ -130,7 +130,7 @@ class ChainClient:
 
     @classmethod
     async def open(
-        cls, store: SQLiteStore, config: ChainConfig, *, embedded: EmbeddedChain | None = None
+        cls, store: LogStore, config: ChainConfig, *, embedded: EmbeddedChain | None = None
     ) -> ChainClient:
         """A client for ``config``: the JSON-RPC endpoint at ``config.rpc_url``, or the
         embedded chain (``embedded`` if given, else a new one this client owns and closes)."""

@@ -1,10 +1,20 @@
 """The database side of :mod:`anchor.chain`: the chain tables (:func:`ensure_schema`), the
 read-only queries the rest of the service uses, and the state machine's reads and writes
-(``_Ledger``)."""
+(``_Ledger``).
+
+The statements run unchanged on SQLite and PostgreSQL: ``?`` placeholders (the store maps
+them), no ``rowid`` (rows are ordered by declared columns), no ``lastrowid`` (``RETURNING``),
+no ``INSERT OR IGNORE / REPLACE`` (``ON CONFLICT``), no SQLite-only functions (two-argument
+``max``) and no arithmetic on booleans. Only :func:`ensure_schema`'s DDL is SQLite's (as the
+rest of the store's); it runs once, when the chain client is made at service start, never
+on a read path: a read on a database without the chain tables answers "nothing" (the store
+says whether a table exists).
+
+Not pure (SQLite reads and writes). Cost: every query is one or two indexed reads; every
+write is one short transaction."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,13 +32,14 @@ from anchor.chain.values import (
     TxState,
     _now_ms,
 )
+from anchor.db.api import Connection
 from anchor.errors import StoreError
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 
 # ---- the database ---------------------------------------------------------------------------
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+def ensure_schema(store: LogStore) -> None:
     """Create the chain tables if they do not exist (idempotent)."""
     with store.transaction() as conn:
         conn.execute(
@@ -101,17 +112,16 @@ _ANCHOR_FROM = "anchors a JOIN chains c ON c.id = a.chain"
 _TX_COLUMNS = (
     "hash, anchor, account, nonce, gas, max_fee, max_priority_fee, raw, state, error, created"
 )
+_TX_ORDER = "created, max_fee, max_priority_fee, hash"
+"""Attempts oldest first: by the time each was recorded, and within one millisecond by fees
+(an attempt replacing another of the same nonce offers both fees 12.5% more), then by hash."""
+_TX_ORDER_DESC = "created DESC, max_fee DESC, max_priority_fee DESC, hash DESC"
 
 
-def _has_schema(store: SQLiteStore) -> bool:
+def _has_schema(store: LogStore) -> bool:
     """Whether the chain tables exist (one read; read paths never create them, so they never
     take the writer lock: :func:`ensure_schema` runs when the chain client opens)."""
-    row = (
-        store.reader()
-        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'anchors'")
-        .fetchone()
-    )
-    return row is not None
+    return store.has_table("anchors")
 
 
 def _anchor_record(row: Sequence[Any]) -> AnchorRecord:
@@ -151,7 +161,7 @@ def _tx_record(row: Sequence[Any]) -> TxRecord:
     )
 
 
-def current_chain(store: SQLiteStore) -> tuple[int, ChainIdentity] | None:
+def current_chain(store: LogStore) -> tuple[int, ChainIdentity] | None:
     """The row id and identity of the chain the service last started on, if any."""
     if not _has_schema(store):
         return None
@@ -166,7 +176,7 @@ def current_chain(store: SQLiteStore) -> tuple[int, ChainIdentity] | None:
 
 
 def list_anchors(
-    store: SQLiteStore,
+    store: LogStore,
     *,
     all_chains: bool = False,
     states: Iterable[AnchorState] | None = None,
@@ -195,7 +205,7 @@ def list_anchors(
 
 
 def anchor_covering(
-    store: SQLiteStore, index: int, *, final_only: bool = False, newest: bool = False
+    store: LogStore, index: int, *, final_only: bool = False, newest: bool = False
 ) -> AnchorRecord | None:
     """An anchor on the current chain that covers leaf ``index`` (its size is above it):
     the smallest such size, or the largest with ``newest``; ``included`` or ``final`` ones,
@@ -217,7 +227,7 @@ def anchor_covering(
     return None if row is None else _anchor_record(row)
 
 
-def latest_anchor(store: SQLiteStore, *, final_only: bool = False) -> AnchorRecord | None:
+def latest_anchor(store: LogStore, *, final_only: bool = False) -> AnchorRecord | None:
     """The anchor of the largest size on the current chain that is ``included`` or ``final``
     (only ``final`` with ``final_only``): what the contract's ``latest()`` holds once mined.
     One indexed read."""
@@ -241,7 +251,7 @@ class _Ledger:
     """The state machine's reads and writes (synchronous; the client runs them in a thread).
     Every method that changes state does so in one transaction."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: LogStore) -> None:
         self.store = store
 
     # -- identity ---------------------------------------------------------------------------
@@ -331,7 +341,7 @@ class _Ledger:
             self.store.reader()
             .execute(
                 f"SELECT {_TX_COLUMNS} FROM anchor_txs "  # noqa: S608
-                "WHERE chain = ? AND account = ? AND nonce = ? ORDER BY created DESC, rowid DESC",
+                f"WHERE chain = ? AND account = ? AND nonce = ? ORDER BY {_TX_ORDER_DESC}",
                 (ref, account, nonce),
             )
             .fetchall()
@@ -343,7 +353,7 @@ class _Ledger:
             self.store.reader()
             .execute(
                 f"SELECT {_TX_COLUMNS} FROM anchor_txs WHERE anchor = ? "  # noqa: S608
-                "ORDER BY created, rowid",
+                f"ORDER BY {_TX_ORDER}",
                 (anchor_id,),
             )
             .fetchall()
@@ -388,14 +398,12 @@ class _Ledger:
                     )
                     anchor_id = int(fresh[0])
                 else:
-                    anchor_id = int(
-                        conn.execute(
-                            "INSERT INTO anchors (chain, size, root, state, account, created,"
-                            " updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (ref, size, root, AnchorState.PENDING.value, account, now, now),
-                        ).lastrowid
-                        or 0
-                    )
+                    [(new_id,)] = conn.execute(
+                        "INSERT INTO anchors (chain, size, root, state, account, created,"
+                        " updated) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (ref, size, root, AnchorState.PENDING.value, account, now, now),
+                    ).fetchall()  # read to the end: the statement is finished before COMMIT
+                    anchor_id = int(new_id)
             else:
                 anchor_id = int(row[0])
         return self.anchor(anchor_id)
@@ -423,8 +431,9 @@ class _Ledger:
             )
             conn.execute(
                 "INSERT INTO chain_accounts (chain, address, next_nonce) VALUES (?, ?, ?) "
-                "ON CONFLICT (chain, address) DO UPDATE SET "
-                "next_nonce = max(next_nonce, excluded.next_nonce)",
+                "ON CONFLICT (chain, address) DO UPDATE SET next_nonce = CASE"
+                " WHEN excluded.next_nonce > chain_accounts.next_nonce"
+                " THEN excluded.next_nonce ELSE chain_accounts.next_nonce END",
                 (ref, account, nonce + 1),
             )
         return TxRecord(
@@ -469,7 +478,7 @@ class _Ledger:
 
     @staticmethod
     def _settle_nonce(
-        conn: sqlite3.Connection, ref: int, tx: TxRecord, state: TxState, error: str | None,
+        conn: Connection, ref: int, tx: TxRecord, state: TxState, error: str | None,
         now: int,
     ) -> None:  # fmt: skip
         conn.execute(
@@ -542,7 +551,7 @@ class _Ledger:
             conn.execute(
                 "UPDATE anchors SET state = ?, nonce = NULL, tx_hash = NULL, block_number = NULL,"
                 " block_hash = NULL, log_index = NULL, block_time = NULL, error = ?,"
-                " reorgs = reorgs + (id = ?), updated = ?"
+                " reorgs = reorgs + CASE WHEN id = ? THEN 1 ELSE 0 END, updated = ?"
                 " WHERE chain = ? AND (id = ? OR state IN (?, ?, ?))",
                 (AnchorState.PENDING.value, why, lost[0], now, ref, lost[0],
                  AnchorState.PENDING.value, AnchorState.SUBMITTED.value,
