@@ -159,9 +159,9 @@ class AppendResult:
     size: int
 
 
-_DIGESTS_TABLE = "CREATE TABLE {name} (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID"
+DIGESTS_TABLE = "CREATE TABLE {name} (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID"
 
-_BLOCKS_TABLE = (
+BLOCKS_TABLE = (
     "CREATE TABLE IF NOT EXISTS tiles (tile INTEGER PRIMARY KEY, count INTEGER NOT NULL,"
     " hashes BLOB NOT NULL, entries BLOB NOT NULL, created BLOB NOT NULL)"
 )
@@ -192,7 +192,7 @@ def _migrate_from_v2(conn: Connection, dialect: Dialect) -> None:
     the leaf blocks, memory bounded by one block."""
     salt = os.urandom(INDEX_SALT_SIZE)
     conn.execute("DROP TABLE IF EXISTS digests_v3")
-    conn.execute(_DIGESTS_TABLE.format(name="digests_v3"))
+    conn.execute(DIGESTS_TABLE.format(name="digests_v3"))
     for block, count, entries in conn.execute(
         "SELECT tile, count, entries FROM tiles ORDER BY tile"
     ):
@@ -213,8 +213,8 @@ def _migrate_from_v2(conn: Connection, dialect: Dialect) -> None:
 
 def _create_log_tables(conn: Connection, dialect: Dialect) -> None:
     """The log's tables on a fresh database, at :data:`SCHEMA_VERSION`."""
-    conn.execute(_BLOCKS_TABLE)
-    conn.execute(_DIGESTS_TABLE.format(name="digests"))
+    conn.execute(BLOCKS_TABLE)
+    conn.execute(DIGESTS_TABLE.format(name="digests"))
     conn.execute(CHECKPOINTS_TABLE)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
@@ -404,7 +404,7 @@ class LogStore:
     def write_error(self) -> StorageUnavailable | None:
         """The failure of the last write when it was a :class:`StorageUnavailable` (the disk
         is full, read-only, failing; the server is down); ``None`` once a write commits."""
-        return getattr(self.db, "write_error", None)
+        return self.db.write_error
 
     def reader(self) -> Connection:
         """A read connection (single statements, each on a consistent snapshot)."""
@@ -897,7 +897,7 @@ class LogStore:
             try:
                 with self.db.transaction() as conn:
                     conn.execute("DROP TABLE IF EXISTS digests_rebuild")
-                    conn.execute(_DIGESTS_TABLE.format(name="digests_rebuild"))
+                    conn.execute(DIGESTS_TABLE.format(name="digests_rebuild"))
                     indexed = 0
                     for block, count, entries in conn.execute(
                         "SELECT tile, count, entries FROM tiles ORDER BY tile"

@@ -4,6 +4,7 @@ errors mapped, no password shown), including several processes appending to one 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -18,12 +19,20 @@ import psycopg
 import pytest
 
 from anchor import merkle
+from anchor.checkpoint import NoteSigner
 from anchor.db import SQLiteDatabase, open_database
 from anchor.db.api import Connection, Dialect
 from anchor.db.migrations import Schema, Step, table_exists
-from anchor.db.postgres import PostgresDatabase, redact, translate
+from anchor.db.postgres import (
+    PostgresDatabase,
+    multi_row_insert,
+    numbered,
+    redact,
+    translate,
+)
 from anchor.entry import Entry, EntryKind
 from anchor.errors import StorageUnavailable, StoreError
+from anchor.log import GroupCommitter, Log
 from anchor.store import LOG_SCHEMA, SCHEMA_VERSION, SQLiteStore, open_store
 
 DID = "did:web:college.example"
@@ -77,6 +86,24 @@ def test_a_rowid_alias_becomes_an_identity_column() -> None:
     assert translate("CREATE TABLE t (k INTEGER PRIMARY KEY) WITHOUT ROWID") == (
         "CREATE TABLE t (k BIGINT PRIMARY KEY)"
     )
+
+
+def test_one_row_inserts_become_multi_row_statements_with_native_placeholders() -> None:
+    sql = "INSERT INTO d (key, idx) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+    assert multi_row_insert(sql) == (
+        "INSERT INTO d (key, idx) VALUES ",
+        "(?, ?)",
+        " ON CONFLICT (key) DO NOTHING",
+    )
+    assert numbered(sql, 3) == (
+        "INSERT INTO d (key, idx) VALUES ($1, $2),($3, $4),($5, $6) ON CONFLICT (key) DO NOTHING"
+    )
+    assert numbered("SELECT '5%' WHERE a = ? AND b LIKE '?'") == (
+        "SELECT '5%' WHERE a = $1 AND b LIKE '?'"
+    )
+    # an upsert may touch one row twice across rows: it stays one statement per row
+    assert multi_row_insert(sql.replace("DO NOTHING", "DO UPDATE SET idx = excluded.idx")) is None
+    assert multi_row_insert("INSERT INTO d (k) SELECT k FROM e") is None
 
 
 def test_passwords_are_redacted() -> None:
@@ -250,34 +277,31 @@ def test_an_unreachable_server_is_storage_unavailable_without_the_password(
     assert "someone:***@" in caught.value.detail
 
 
-def test_a_lost_connection_is_storage_unavailable_then_recovers(pg_url: str) -> None:
+def test_a_connection_lost_mid_transaction_is_storage_unavailable_then_recovers(
+    pg_url: str,
+) -> None:
     user, rest = pg_url.removeprefix("postgresql://").split("@", 1)
     store = open_store(f"postgresql://{user}:hidden-pw@{rest}")  # trusted: the password is unused
     assert "hidden-pw" not in repr(store.db)
     store.append([entry(i) for i in range(3)])
-    with psycopg.connect(pg_url, autocommit=True) as admin:  # the server drops our sessions
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+
+    def interrupted() -> None:
+        with store.transaction() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+            _drop_sessions(pg_url)  # the server goes away before the commit
+            conn.execute("INSERT INTO meta (key, value) VALUES ('other', 'half')")
+
     with pytest.raises(StorageUnavailable) as caught:
-        store.append([entry(3)])
+        interrupted()
+    assert caught.value.status == 503
     assert "hidden-pw" not in caught.value.detail
     assert store.write_error is caught.value
-    for _ in range(3):  # each broken pooled connection fails once, then is replaced
-        try:
-            assert store.append([entry(3)]).size == 4
-            break
-        except StorageUnavailable:
-            continue
+    assert store.meta("half") is None  # nothing of it was committed
+    assert store.append([entry(3)]).size == 4  # dropped pooled connections are replaced
     assert store.write_error is None
-    sizes = []
-    for _ in range(3):  # the read pool's broken connection likewise
-        try:
-            sizes.append(store.size())
-        except StorageUnavailable:
-            continue
-    assert sizes[-1] == 4
+    _drop_sessions(pg_url)  # between calls: readers and writers reconnect unseen
+    assert store.size() == 4
+    assert store.append([entry(4)]).size == 5
     store.close()
 
 
@@ -339,3 +363,42 @@ def test_processes_appending_to_one_database_make_one_consistent_log(pg_url: str
             index, size, stored[index].leaf_hash, store.inclusion_proof(index, size), root
         )
     store.close()
+
+
+def _drop_sessions(url: str) -> None:
+    """The server ends every session on the database but this one (as a restart would)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+async def test_the_committer_survives_a_lost_server_connection(pg_url: str) -> None:
+    """Group commit on PostgreSQL: after the server dropped every connection (one of them
+    inside a transaction, which fails with 503), the committer task is still running and
+    its next batch commits on fresh connections."""
+    log = Log(open_store(pg_url), NoteSigner("ler-anchor.test/log", hashlib.sha256(b"k").digest()))
+    committer = GroupCommitter(log)
+    task = asyncio.create_task(committer.run())
+    try:
+        await committer.append([entry(i) for i in range(50)])
+
+        def drop_mid_append() -> None:  # the server goes away inside the next transaction
+            with log.store.transaction() as conn:
+                conn.execute("SELECT 1")
+                _drop_sessions(pg_url)
+                conn.execute("SELECT 1")
+
+        with pytest.raises(StorageUnavailable) as lost:
+            await asyncio.to_thread(drop_mid_append)
+        assert lost.value.status == 503
+        assert not task.done()
+        result = await committer.append([entry(i) for i in range(50, 60)])
+        assert result.size == 60
+        assert log.checkpoint().size == 60
+        assert log.store.check_integrity() == 60
+    finally:
+        await committer.close()
+        await task
+        log.store.close()

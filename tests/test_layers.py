@@ -264,6 +264,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "anchor.client",
                 "anchor.config",
                 "anchor.contracts",
+                "anchor.db.*",
                 "anchor.dbfiles",
                 "anchor.grouping",
                 "anchor.identity",

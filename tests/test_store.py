@@ -347,6 +347,21 @@ def test_index_keys_wrap_around_the_key_space(store: LogStore) -> None:
     assert store._indexes_by_keys(store.reader(), {bottom + 2}) == []
 
 
+def test_the_digest_index_is_rebuilt_from_the_entries(store: LogStore) -> None:
+    entries = [entry(i) for i in range(150)]
+    store.append(entries)
+    with store.transaction() as conn:  # damage it: a leaf's row is lost
+        conn.execute("DELETE FROM digests WHERE idx = 7")
+    with pytest.raises(StoreError, match="digest index"):
+        store.check_index_rows()
+    assert store.rebuild_digest_index() == 150
+    assert store.rebuild_digest_index() == 150  # and again (the swapped-in names are reused)
+    store.check_index_rows()
+    assert [e.index for e in store.find(entries[7].digest)] == [7]
+    assert store.append([entries[7], entry(150)]).indexes == (7, 150)
+    assert store.check_integrity() == 151
+
+
 def test_each_database_has_its_own_index_salt(tmp_path: Path) -> None:
     a, b = SQLiteStore(tmp_path / "a.db"), SQLiteStore(tmp_path / "b.db")
     assert a._salt != b._salt

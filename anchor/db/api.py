@@ -30,6 +30,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+from anchor.errors import StorageUnavailable
+
 Dialect = Literal["sqlite", "postgresql"]
 """Which backend a :class:`Database` runs on (for the rare statement that differs)."""
 
@@ -65,6 +67,11 @@ class Database(Protocol):
 
     @property
     def read_only(self) -> bool: ...
+
+    @property
+    def write_error(self) -> StorageUnavailable | None:
+        """The failure of the last write when it was transient; ``None`` once one commits."""
+        ...
 
     def reader(self) -> Connection:
         """A connection for reads (single statements, each on a consistent snapshot)."""

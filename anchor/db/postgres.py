@@ -16,6 +16,9 @@ SQLite's:
 * **Consistent reads.** A reader statement runs in its own ``REPEATABLE READ, READ ONLY``
   transaction on a pooled connection, and its rows are fetched before the connection goes
   back to the pool.
+* **Restarts.** A pooled connection the server dropped is replaced: the writer's pool checks
+  each connection before a write transaction, and a read found broken runs once more on a
+  fresh connection; only when the server stays away does a call fail (503).
 * **SQL written once.** Statements use SQLite's ``?`` placeholders and types; :func:`translate`
   rewrites the placeholders (outside string literals, quoted names and comments) and the DDL
   types (``BLOB``, ``INTEGER``, ``INTEGER PRIMARY KEY AUTOINCREMENT``, ``WITHOUT ROWID``).
@@ -30,6 +33,7 @@ transaction three more (``BEGIN`` with the lock, ``COMMIT``, and the server's WA
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -164,6 +168,47 @@ def translate(sql: str) -> str:
     return "".join(out)
 
 
+_INSERT_VALUES = re.compile(
+    r"(\s*INSERT\s+INTO\s+[^()'\"]+\([^()'\"]*\)\s*VALUES\s*)(\([^()'\"]*\))(.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_DO_UPDATE = re.compile(r"\bDO\s+UPDATE\b", re.IGNORECASE)
+
+MULTI_ROW_PARAMETERS: Final = 4_000
+"""Most parameters of one multi-row ``INSERT`` (:func:`multi_row_insert`)."""
+
+
+@lru_cache(maxsize=256)
+def numbered(sql: str, rows: int = 1) -> str:
+    """:func:`translate`, with PostgreSQL's own ``$1, $2, ...`` placeholders (for a raw
+    cursor, which psycopg does not parse: large statements cost nothing to send) and, given
+    a one-row ``INSERT ... VALUES`` (see :func:`multi_row_insert`), ``rows`` rows. Pure."""
+    if rows != 1:
+        parts = multi_row_insert(sql)
+        if parts is None:
+            raise ValueError("not a one-row INSERT ... VALUES statement")
+        head, row, tail = parts
+        sql = head + ",".join([row] * rows) + tail
+    count = itertools.count(1)
+    return re.sub(
+        r"%%|%s",
+        lambda m: "%" if m.group() == "%%" else f"${next(count)}",
+        translate(sql),
+    )
+
+
+def multi_row_insert(sql: str) -> tuple[str, str, str] | None:
+    """``sql`` split as (head, row, tail) when it is a one-row ``INSERT ... VALUES (...)``
+    that can take many rows in one statement: without ``ON CONFLICT ... DO UPDATE`` (which
+    refuses to touch one row twice in a statement, where separate statements would not);
+    else None. Pure."""
+    match = _INSERT_VALUES.fullmatch(sql)
+    if match is None or _DO_UPDATE.search(match.group(3)):
+        return None
+    head, row, tail = match.groups()
+    return head, row, tail
+
+
 # -- connections ---------------------------------------------------------------------------
 
 
@@ -214,10 +259,23 @@ class _WriteConnection:
             raise self._db.error(exc) from exc
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        """Run ``sql`` once per parameter row. A plain ``INSERT ... VALUES`` (see
+        :func:`multi_row_insert`) is sent as multi-row statements, a few thousand parameters
+        each, others pipelined; ``rowcount`` is the total either way."""
+        rows = [tuple(p) for p in parameters]
         try:
-            cur = self._raw.cursor()
-            cur.executemany(translate(sql), [tuple(p) for p in parameters])
-            return _Rows([], cur.rowcount)
+            if not rows or multi_row_insert(sql) is None:
+                cur = self._raw.cursor()
+                cur.executemany(translate(sql), rows)
+                return _Rows([], cur.rowcount)
+            raw = psycopg.RawCursor(self._raw)
+            per = max(1, MULTI_ROW_PARAMETERS // max(1, len(rows[0])))
+            total = 0
+            for start in range(0, len(rows), per):
+                chunk = rows[start : start + per]
+                raw.execute(numbered(sql, len(chunk)), [value for r in chunk for value in r])
+                total += raw.rowcount
+            return _Rows([], total)
         except psycopg.Error as exc:
             raise self._db.error(exc) from exc
 
@@ -291,6 +349,7 @@ class PostgresDatabase:
                 open=False,
                 name="ler-anchor-writer",
                 timeout=connect_timeout,
+                check=psycopg_pool.ConnectionPool.check_connection,  # a round trip per write
                 kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
                 configure=_configure_writer,
             )
@@ -352,14 +411,27 @@ class PostgresDatabase:
         return pg_error(exc, self._where, self._secret)
 
     def read(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
-        """Run one read statement in its own snapshot and return its rows."""
-        try:
-            with self._readers.connection() as raw:
-                cur = raw.execute(translate(sql), tuple(parameters))
-                rows = cur.fetchall() if cur.description is not None else []
-                return _Rows(rows, cur.rowcount)
-        except psycopg.Error as exc:
-            raise self.error(exc) from exc
+        """Run one read statement in its own snapshot and return its rows. A pooled
+        connection found broken (the server restarted, or dropped it) is replaced, with every
+        idle one found broken too, and the statement, which changes nothing, is run once more
+        on a fresh one."""
+        for attempt in range(2):
+            broken = False
+            try:
+                with self._readers.connection() as raw:
+                    try:
+                        cur = raw.execute(translate(sql), tuple(parameters))
+                        rows = cur.fetchall() if cur.description is not None else []
+                        return _Rows(rows, cur.rowcount)
+                    except psycopg.OperationalError:
+                        if attempt or not raw.broken:
+                            raise
+                        broken = True  # the pool discards it on return
+            except psycopg.Error as exc:
+                if not broken:
+                    raise self.error(exc) from exc
+            self._readers.check()  # the others were most likely dropped too: replace them
+        raise StoreError("unreachable: a read was retried without an answer")
 
     def reader(self) -> Connection:
         return _ReadConnection(self)
