@@ -13,10 +13,12 @@ must run in exactly one place is the work that signs or sends. This module decid
   keepalives on both ends. The moment that connection fails, the replica stops leading (the
   server releases a session lock when the session ends, so a killed leader's lock is free as
   soon as its socket closes, and a silent one's after the keepalives give up). A replica
-  that takes the lock waits one *grace* period (``retry + timeout``, 4 s) before it starts
-  sequencing: by then a former leader whose session the server ended has noticed it too
-  (it checks every ``retry`` seconds, each check bounded by ``timeout``) and stopped, so two
-  replicas never sequence at once. A failover therefore takes about 5 s.
+  that takes the lock waits one *grace* period (``retry + timeout`` and a second's margin,
+  5 s) before it starts sequencing: by then a former leader whose session the server ended
+  has noticed it too (it checks every ``retry`` seconds, each check bounded by ``timeout``)
+  and stopped, so two replicas never sequence at once. A failover therefore takes about
+  6 s. (Work already under way when a leader stops, such as a transaction being sent, is
+  finished, not abandoned; the database still refuses a second note for a size.)
 
 :class:`Duties` runs background work by role: each duty is started when the replica takes
 the role it needs and stopped when it loses it; its :class:`~anchor.taskhealth.TaskHealth`
@@ -66,6 +68,9 @@ KEEPALIVE_INTERVAL_SECONDS = 1
 KEEPALIVE_COUNT = 3
 """TCP keepalives of the leadership connection, on both ends: a peer that vanished without
 closing is noticed after about ``idle + interval * count`` seconds (5 s)."""
+
+GRACE_MARGIN_SECONDS = 1.0
+"""Added to ``retry + timeout`` in the grace period, for a busy former leader's delays."""
 
 DUTY_STOP_SECONDS = 15.0
 """How long a stopping duty may take to finish its round before it is cancelled."""
@@ -174,7 +179,8 @@ class SoleLeadership(Leadership):
 
     def __init__(self) -> None:
         super().__init__()
-        self._set_leader(True)
+        self._leader = True  # from the start, and silently: there is no one else
+        self._terms = 1
 
 
 class AdvisoryLockLeadership(Leadership):
@@ -197,7 +203,7 @@ class AdvisoryLockLeadership(Leadership):
         self._key = key
         self._retry = retry
         self._timeout = timeout
-        self._grace = retry + timeout
+        self._grace = retry + timeout + GRACE_MARGIN_SECONDS
         self._locked_at: float | None = None  # monotonic time the lock was taken
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
 

@@ -16,6 +16,7 @@ import pytest
 from anchor.checkpoint import NoteSigner
 from anchor.entry import Entry, EntryKind
 from anchor.leadership import (
+    GRACE_MARGIN_SECONDS,
     AdvisoryLockLeadership,
     Duties,
     Leadership,
@@ -29,7 +30,7 @@ from anchor.taskhealth import TaskHealth
 
 RETRY = 0.2
 TIMEOUT = 1.0
-GRACE = RETRY + TIMEOUT
+GRACE = RETRY + TIMEOUT + GRACE_MARGIN_SECONDS
 """A replica leads once it held the lock this long."""
 
 
