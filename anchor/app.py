@@ -33,6 +33,7 @@ from anchor.appkeys import (
     CHAIN,
     COMMITTER,
     CONFIG,
+    DUTIES,
     HEALTH_PROBES,
     HTTP,
     ISSUERS,
@@ -49,13 +50,14 @@ from anchor.appkeys import (
     Handler,
     HealthProbe,
 )
-from anchor.auth import issuers, middleware, nonces
+from anchor.auth import middleware, nonces
 from anchor.auth.issuers import IssuerRegistry
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.checkpoint import NoteSigner
 from anchor.config import Config
 from anchor.contracts import DID_REGISTRY
+from anchor.db import is_postgres_url
 from anchor.errors import (
     AdminUnauthorized,
     AnchorError,
@@ -66,6 +68,14 @@ from anchor.errors import (
 )
 from anchor.grouping import GroupCall
 from anchor.identity import ed25519_key_for
+from anchor.leadership import (
+    AdvisoryLockLeadership,
+    Duties,
+    Leadership,
+    Role,
+    SoleLeadership,
+    leadership_gauges,
+)
 from anchor.log import GroupCommitter, Log
 from anchor.metrics import Metrics, gauge
 from anchor.routes import (
@@ -85,7 +95,8 @@ from anchor.selfcheck import integrity_ctx
 from anchor.status.model import StatusSettings
 from anchor.status.publisher import StatusPublisher
 from anchor.status.repository import StatusRepository
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
+from anchor.tables import open_service_store
 from anchor.taskhealth import TaskHealth, gauges, probe_value
 from did_methods import build_resolver
 from did_methods.ethr import EthrNetwork, ThreadedWeb3ChainReader
@@ -176,14 +187,40 @@ def _log_signer(config: Config) -> NoteSigner:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await asyncio.to_thread(SQLiteStore, config.db_path)
+    store = await asyncio.to_thread(open_service_store, config.store_target)  # tables migrated
     app[STORE] = store
     app[LOG_KEY] = Log(store, _log_signer(config))
-    await asyncio.to_thread(issuers.ensure_schema, store)  # once, never on a request
-    await asyncio.to_thread(nonces.ensure_schema, store)
     app[ISSUERS] = IssuerRegistry(store)
     yield
     await asyncio.to_thread(store.close)
+
+
+async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Who sequences (:mod:`anchor.leadership`): on PostgreSQL the replica holding the
+    advisory lock, on SQLite this process. Duties added later start and stop with the role."""
+    config = app[CONFIG]
+    leadership: Leadership = (
+        AdvisoryLockLeadership(config.database)
+        if config.database is not None and is_postgres_url(config.database)
+        else SoleLeadership()
+    )
+    duties = Duties(leadership, app[TASKS])
+    app[DUTIES] = duties
+    app[HEALTH_PROBES].append(_leadership_health)
+    app[METRICS].add_gauge_source(lambda: leadership_gauges(leadership))
+    deciding = asyncio.create_task(leadership.run(), name="leadership")
+    following = asyncio.create_task(duties.run(), name="duties")
+    yield
+    await duties.close()
+    await leadership.close()
+    await deciding
+    await following
+
+
+async def _leadership_health(app: web.Application) -> tuple[str, object, bool]:
+    """This replica's role, and whether it reaches the database it shares."""
+    status = app[DUTIES].leadership.status()
+    return "leadership", status.to_json(), status.ok
 
 
 async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -278,8 +315,8 @@ async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _status_renewal_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Renews status lists whose validUntil is near, in the background."""
-    async with app[STATUS_PUBLISHER].renewing(app[TASKS]):
+    """Renews status lists whose validUntil is near, in the background (on the sequencer)."""
+    async with app[STATUS_PUBLISHER].renewing(app[DUTIES]):
         yield
 
 
@@ -347,7 +384,8 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         head = await client.backend.block("latest")
     except AnchorError as err:
         return "chain", {"ok": False, "error": err.detail}, False
-    healthy = status.running and status.consecutive_errors == 0
+    leading = app[DUTIES].leadership.is_leader  # the batcher runs on the sequencer only
+    healthy = (status.running or not leading) and status.consecutive_errors == 0
     body: dict[str, object] = {
         "ok": healthy,
         "chain": client.identity.caip2 if client.identity else None,
@@ -423,11 +461,42 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[BATCHER] = batcher
     app[ANCHOR_CHANGES] = batcher.changes
-    app[TASKS].append(batcher.health)
-    task = asyncio.create_task(batcher.run(), name="batcher")
+    duties = app[DUTIES]
+
+    async def anchor() -> None:
+        batcher.reopen()
+        await batcher.run()
+
+    async def watch() -> None:
+        await _watch_anchors(app[STORE], batcher, min(1.0, config.anchor_interval))
+
+    await duties.add("batcher", anchor, stop=batcher.close, health=batcher.health)
+    await duties.add("anchor-watch", watch, role=Role.REPLICA)
     yield
-    await batcher.close()
-    await task
+    await duties.remove("anchor-watch")
+    await duties.remove("batcher")
+
+
+async def _watch_anchors(store: LogStore, batcher: Batcher, interval: float) -> None:
+    """On a replica: wake receipt waits when the sequencer changed an anchor (it notifies
+    only its own waiters), by reading the anchors' newest change every ``interval`` seconds.
+    Errors are retried on the next read (the health of the database shows elsewhere)."""
+
+    def newest() -> tuple[int, int]:
+        row = store.reader().execute("SELECT count(*), max(updated) FROM anchors").fetchone()
+        return int(row[0]), int(row[1] or 0)
+
+    seen: tuple[int, int] | None = None
+    while True:
+        try:
+            now = await asyncio.to_thread(newest)
+        except AnchorError as err:
+            LOG.debug("watching anchors: %s", err.diagnostics())
+        else:
+            if now != seen:
+                seen = now
+                batcher.changes.notify()
+        await asyncio.sleep(interval)
 
 
 class AccessLog(AbstractAccessLogger):
@@ -536,6 +605,7 @@ def create_app(config: Config) -> web.Application:
     app[TASKS] = tasks
     app[METRICS].add_gauge_source(lambda: gauges(tasks))
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_leadership_ctx)
     app.cleanup_ctx.append(integrity_ctx)  # checks the log before anything uses it
     app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)
@@ -572,9 +642,10 @@ async def serve(config: Config) -> None:
                 hint="choose another --port or --host, or stop what is using it",
             ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
+        database = config.database_shown
         print(
             f"LER Anchor listening on http://{config.host}:{config.port} "
-            f"(database {config.db_path}, anchoring on {chain})",
+            f"(database {database}, anchoring on {chain})",
             flush=True,
         )
         await stop.wait()

@@ -62,7 +62,6 @@ from anchor.errors import (
     What,
 )
 from anchor.log import Log
-from anchor.store import sqlite_store
 from anchor.trust import Trust, TrustSet
 
 RECEIPT_TYPE: Final = "LerAnchorReceipt"
@@ -170,7 +169,7 @@ def build_receipt(log: Log, index: int, *, final_only: bool = False) -> dict[str
     Raises :class:`NotFound` when no such anchor exists yet."""
     if index < 0:
         raise NotFound(f"there is no leaf {index}")
-    anchor = anchor_covering(sqlite_store(log.store), index, final_only=final_only)
+    anchor = anchor_covering(log.store, index, final_only=final_only)
     if anchor is None:
         state = "final" if final_only else "included"
         raise NotFound(
@@ -215,7 +214,7 @@ def refresh_receipt(log: Log, receipt: Mapping[str, Any]) -> dict[str, Any]:
             f"the receipt is for log {checked.checkpoint.origin!r}, not {log.origin!r}",
             what=What.CHECKPOINT,
         )
-    anchor = anchor_covering(sqlite_store(log.store), checked.leaf_index, newest=True)
+    anchor = anchor_covering(log.store, checked.leaf_index, newest=True)
     if anchor is None:
         raise NotFound(
             f"leaf {checked.leaf_index} is not covered by an anchor on the current chain",

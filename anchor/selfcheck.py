@@ -39,7 +39,7 @@ from typing import TypeVar
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from anchor.appkeys import CONFIG, HEALTH_PROBES, INTEGRITY, LOG_KEY, METRICS
+from anchor.appkeys import CONFIG, DUTIES, HEALTH_PROBES, INTEGRITY, LOG_KEY, METRICS
 from anchor.errors import AnchorError, IndexDamaged, IntegrityFailure
 from anchor.log import Log
 from anchor.store import LEAF_BLOCK_SIZE
@@ -159,6 +159,11 @@ class IntegrityChecker:
     def wake(self) -> None:
         """End the pause now (the next pass starts at once)."""
         self._wake.set()
+
+    def reopen(self) -> None:
+        """Allow :meth:`run` again after :meth:`close` (a replica sequencing once more)."""
+        self._closing = False
+        self._wake.clear()
 
     async def close(self) -> None:
         self._closing = True
@@ -298,6 +303,8 @@ async def integrity_health(app: web.Application) -> tuple[str, object, bool]:
     background check is not running."""
     status = app[INTEGRITY].status()
     body = status.to_json()
+    if not app[DUTIES].leadership.is_leader and status.failure is None:
+        body["ok"] = True  # the background check runs on the sequencer
     return "integrity", body, bool(body["ok"])
 
 
@@ -357,7 +364,11 @@ async def integrity_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INTEGRITY] = checker
     app[HEALTH_PROBES].append(integrity_health)
     app[METRICS].add_gauge_source(lambda: _gauges(checker))
-    task = asyncio.create_task(checker.run(), name="integrity-check")
+
+    async def run() -> None:  # on the sequencer only (anchor.leadership)
+        checker.reopen()
+        await checker.run()
+
+    await app[DUTIES].add("integrity-check", run, stop=checker.close)
     yield
-    await checker.close()
-    await task
+    await app[DUTIES].remove("integrity-check")

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from anvil import free_port
 from pytest_aiohttp import AiohttpClient
-from service_helpers import post_signed, service_config, wait_healthy
+from service_helpers import database_settings, post_signed, service_config, wait_healthy
 
 from anchor.app import ISSUERS, create_app
 from anchor.keys import Ed25519Key
@@ -29,8 +29,9 @@ def digest(i: int) -> str:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path) -> TestClient:
-    return await aiohttp_client(create_app(service_config(tmp_path)))
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path, database: str) -> TestClient:
+    """The service on each backend (``database``: SQLite, then PostgreSQL)."""
+    return await aiohttp_client(create_app(service_config(tmp_path, **database_settings(database))))
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ from anchor.chain.values import (
 )
 from anchor.contracts import LOG_ANCHOR, load_artifact
 from anchor.errors import ChainError, StoreError
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 
 log = logging.getLogger("anchor.chain")  # the package's logger
 
@@ -73,7 +73,7 @@ class AnchorSender:
     class); every method runs under the client's step lock."""
 
     def __init__(
-        self, store: SQLiteStore, backend: ChainBackend, config: ChainConfig, contract_address: str
+        self, store: LogStore, backend: ChainBackend, config: ChainConfig, contract_address: str
     ) -> None:
         self.store = store
         self.backend = backend

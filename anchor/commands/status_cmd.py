@@ -48,7 +48,7 @@ from anchor.status.check import Outcome, StatusChecker, summarize
 from anchor.status.credential import find_status_entries
 from anchor.status.model import MANAGED_PURPOSES, MAX_ALLOCATION, StatusSettings
 from anchor.status.repository import StatusRepository
-from anchor.store import SQLiteStore
+from anchor.tables import open_service_store
 from did_methods import build_resolver
 
 EXPORT_INDEX: Final = "index.json"
@@ -109,7 +109,7 @@ def register(sub: Any) -> None:
     get.set_defaults(handler=_get)
 
     export = verbs.add_parser("export", help="write every current list as a static file")
-    config_module.add_arguments(export, only=("data_dir", "db"))
+    config_module.add_arguments(export, only=("data_dir", "db", "database"))
     export.add_argument("--out", type=Path, required=True, help="directory to write into")
     export.set_defaults(handler=_export)
 
@@ -295,8 +295,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     config = config_module.from_environment(args)
-    with dbfiles.operator_writer(config.db_path):  # the status tables may be created
-        store = SQLiteStore(config.db_path, create=False)
+    with dbfiles.operator_writes(config.store_target):  # the tables may be migrated
+        store = open_service_store(config.store_target, create=False)
         try:
             service = StatusRepository(store, StatusSettings.from_config(config))
             current = service.current_versions()

@@ -20,7 +20,7 @@ from aiohttp import web
 from anchor.appkeys import LOG_KEY, STORE
 from anchor.log import SignedCheckpoint
 from anchor.openapi import errors
-from anchor.store import SQLiteStore
+from anchor.store import LogStore
 from anchor.tiles import Tile, check_covered, parse_tile_path, tile_nodes
 
 routes = web.RouteTableDef()
@@ -48,7 +48,7 @@ async def _signed(request: web.Request) -> SignedCheckpoint:
     return signed
 
 
-def read_tile(store: SQLiteStore, tile: Tile) -> bytes:
+def read_tile(store: LogStore, tile: Tile) -> bytes:
     """The bytes of ``tile`` (hashes, or the entry bundle), read from ``store``. The caller
     checks that the latest signed checkpoint covers the tile."""
     if tile.entries or tile.level == 0:

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from anchor.errors import AnchorError, Forbidden
 from anchor.identity import ResolutionUnavailable
@@ -50,6 +50,9 @@ from anchor.status.model import (
 from anchor.status.repository import StatusRepository
 from anchor.taskhealth import TaskHealth
 from did_methods import Resolver
+
+if TYPE_CHECKING:
+    from anchor.leadership import Duties
 
 _LOG = logging.getLogger(__name__)
 
@@ -209,22 +212,22 @@ class StatusPublisher:
         return failure
 
     @contextlib.asynccontextmanager
-    async def renewing(self, tasks: list[TaskHealth]) -> AsyncIterator[None]:
+    async def renewing(self, duties: Duties) -> AsyncIterator[None]:
         """While inside, when lists have a validUntil, renew every one that is due in the
         background (not only when it is fetched), so that exported static copies and lists
         nobody fetched stay valid. A round every ttl / 2, at most
-        :data:`RENEWAL_PERIOD_MAX_SECONDS` apart.
+        :data:`RENEWAL_PERIOD_MAX_SECONDS` apart. The loop is one of ``duties``: it runs on
+        the sequencer only (:mod:`anchor.leadership`).
 
         A failure (the store is full or failing, the log refuses) is logged, makes the task
-        unhealthy (its :class:`TaskHealth`, appended to ``tasks``: ``/healthz``,
-        ``/metrics``) and is retried after 1, 2, 4... seconds, at most one period."""
+        unhealthy (its :class:`TaskHealth`: ``/healthz``, ``/metrics``) and is retried after
+        1, 2, 4... seconds, at most one period."""
         settings = self.repository.settings
         if settings.valid_ms is None:
             yield
             return
         period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, settings.ttl_ms / 2000))
         health = TaskHealth(RENEWAL_TASK)
-        tasks.append(health)
 
         async def loop() -> None:
             health.started()
@@ -241,10 +244,8 @@ class StatusPublisher:
             finally:
                 health.stopped()
 
-        task = asyncio.create_task(loop(), name=RENEWAL_TASK)
+        await duties.add(RENEWAL_TASK, loop, health=health)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await duties.remove(RENEWAL_TASK)

@@ -1,0 +1,348 @@
+"""Several ``serve`` replicas on one PostgreSQL database behind one public URL (issue 18):
+real ``serve`` processes over sockets, a real PostgreSQL server and a real anvil node.
+
+Signed single-digest submissions are spread over the replicas while the sequencer is killed
+with ``kill -9``: another replica takes over within 10 s, every acknowledged (2xx) entry is in
+the log and gets a receipt, no size is signed twice, and an auditor's replay of the log
+against the chain is clean. A signed request replayed to another replica is refused (the
+nonces are in the shared database)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from anvil import AnvilNode
+from service_helpers import ServiceProcess
+
+from anchor.audit import audit, read_anchor_events
+from anchor.contracts import LOG_ANCHOR, deploy, load_artifact
+from anchor.keys import ChainAccountKey, Ed25519Key, generate_if_missing, save_key
+from anchor.logfiles import HttpSource
+from anchor.signing_client import signed_headers
+
+PUBLIC_URL = "http://anchor.test"
+"""The one URL clients use (a reverse proxy's); every replica checks signatures against it."""
+
+TOKEN = "operator-secret-token"
+FAILOVER_LIMIT_SECONDS = 10.0
+PER_ROUND = 25
+"""Acknowledged submissions before each kill, and after the last one."""
+
+
+class Cluster:
+    """``serve`` replicas sharing a PostgreSQL database, the log key and the chain account;
+    each has its own data directory (and its own lock on it)."""
+
+    def __init__(self, root: Path, database: str, node: AnvilNode, contract: str) -> None:
+        self.root = root
+        keys = root / "keys"
+        self.log_key = keys / "log-key.jwk"
+        generate_if_missing(self.log_key, "ed25519")
+        self.chain_key = keys / "chain-key.hex"
+        save_key(ChainAccountKey.from_hex(node.accounts[0].key.hex()), self.chain_key)
+        self.args = [
+            "--database",
+            database,
+            "--rpc-url",
+            node.rpc_url,
+            "--contract",
+            contract,
+            "--confirmations",
+            "1",
+            "--anchor-interval",
+            "0.5",
+            "--public-url",
+            PUBLIC_URL,
+            "--operator-token",
+            TOKEN,
+            "--log-key-file",
+            str(self.log_key),
+            "--chain-key-file",
+            str(self.chain_key),
+        ]
+        self.replicas: list[ServiceProcess] = []
+        self.killed: list[ServiceProcess] = []
+
+    async def start(self, count: int) -> None:
+        for _ in range(count):
+            data = self.root / f"replica-{len(self.replicas)}" / "data"
+            data.parent.mkdir(parents=True)
+            self.replicas.append(ServiceProcess(data, *self.args))
+        await asyncio.gather(*(r.wait_ready() for r in self.replicas))
+
+    @property
+    def alive(self) -> list[ServiceProcess]:
+        return [r for r in self.replicas if r not in self.killed]
+
+    async def roles(self, session: aiohttp.ClientSession) -> dict[int, str | None]:
+        """Each live replica's role from ``/healthz`` (None: it did not answer)."""
+
+        async def role(replica: ServiceProcess) -> str | None:
+            try:
+                async with session.get(replica.url + "/healthz") as resp:
+                    body = await resp.json()
+                    return str(body["leadership"]["role"])
+            except aiohttp.ClientError:
+                return None
+
+        found = await asyncio.gather(*(role(r) for r in self.alive))
+        return {r.port: value for r, value in zip(self.alive, found, strict=True)}
+
+    async def sequencer(self, session: aiohttp.ClientSession, timeout: float) -> ServiceProcess:
+        """The one live replica that reports itself the sequencer (waits up to ``timeout``);
+        fails if two ever do."""
+        deadline = time.monotonic() + timeout
+        while True:
+            roles = await self.roles(session)
+            leaders = [port for port, role in roles.items() if role == "sequencer"]
+            assert len(leaders) <= 1, f"two sequencers at once: {roles}"
+            if leaders:
+                (leader,) = [r for r in self.alive if r.port == leaders[0]]
+                return leader
+            assert time.monotonic() < deadline, f"no sequencer within {timeout} s: {roles}"
+            await asyncio.sleep(0.1)
+
+    def kill(self, replica: ServiceProcess) -> None:
+        """``kill -9``: no shutdown of any kind."""
+        replica.proc.kill()
+        replica.proc.wait()
+        self.killed.append(replica)
+
+    def stop(self) -> list[str]:
+        """Stop every replica (all asked at once); their standard error."""
+        for replica in self.alive:
+            replica.proc.send_signal(signal.SIGTERM)
+        return [r.stop() for r in self.replicas]
+
+
+@pytest.fixture
+def node(anvil_factory: Callable[..., AnvilNode]) -> AnvilNode:
+    return anvil_factory()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, node: AnvilNode) -> Iterator[Cluster]:
+    contract = deploy(node.web3(), load_artifact(LOG_ANCHOR), node.accounts[0])
+    made = Cluster(tmp_path, pg_url, node, contract.address)
+    try:
+        yield made
+    finally:
+        logs = made.stop()
+        for text in logs:
+            assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as opened:
+        yield opened
+
+
+async def _register(session: aiohttp.ClientSession, replica: ServiceProcess) -> Ed25519Key:
+    key = Ed25519Key.generate()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"did": key.did, "name": "Replica College"}
+    async with session.post(replica.url + "/v1/admin/issuers", json=body, headers=auth) as resp:
+        assert resp.status == 201, await resp.text()
+    return key
+
+
+def _signed(key: Ed25519Key, digest: str) -> tuple[bytes, dict[str, str]]:
+    """A signed single-digest submission to the public URL."""
+    raw = json.dumps({"digests": [digest]}).encode()
+    headers = signed_headers("POST", PUBLIC_URL + "/v1/entries", raw, key, key.verification_method)
+    headers["Content-Type"] = "application/json"
+    return raw, headers
+
+
+async def _post(
+    session: aiohttp.ClientSession, replica: ServiceProcess, raw: bytes, headers: dict[str, str]
+) -> tuple[int, Any]:
+    async with session.post(replica.url + "/v1/entries", data=raw, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+class Ingest:
+    """Signed single-digest submissions from ``workers`` concurrent clients, spread round
+    robin over the live replicas (a proxy that stops sending to a dead one)."""
+
+    def __init__(self, cluster: Cluster, session: aiohttp.ClientSession, key: Ed25519Key) -> None:
+        self.cluster = cluster
+        self.session = session
+        self.key = key
+        self.acknowledged: list[str] = []
+        self.failed = 0
+        self._numbers = itertools.count()
+        self._stop = asyncio.Event()
+
+    async def _worker(self) -> None:
+        turn = itertools.count()
+        while not self._stop.is_set():
+            alive = self.cluster.alive
+            replica = alive[next(turn) % len(alive)]
+            digest = hashlib.sha256(f"replicas {next(self._numbers)}".encode()).hexdigest()
+            raw, headers = _signed(self.key, digest)
+            try:
+                status, _body = await _post(self.session, replica, raw, headers)
+            except aiohttp.ClientError:  # the replica died under the request
+                self.failed += 1
+                continue
+            if 200 <= status < 300:
+                self.acknowledged.append(digest)
+            else:
+                self.failed += 1
+
+    async def until(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < count:
+            assert time.monotonic() < deadline, f"only {len(self.acknowledged)} acknowledged"
+            await asyncio.sleep(0.02)
+
+    async def run(self, workers: int = 4) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(workers)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _check_everything_acknowledged_is_logged_and_anchored(
+    cluster: Cluster, session: aiohttp.ClientSession, key: Ed25519Key, acknowledged: list[str]
+) -> None:
+    survivors = cluster.alive
+    submitter = {"submitter": key.did}
+    gate = asyncio.Semaphore(8)
+
+    async def receipt(i: int, digest: str) -> dict[str, Any]:
+        replica = survivors[i % len(survivors)]  # receipts from every replica, not only the leader
+        async with gate:
+            url = f"{replica.url}/v1/receipts/{digest}"
+            async with session.get(url, params={**submitter, "wait": "30"}) as resp:
+                assert resp.status == 200, (digest, resp.status, await resp.text())
+                body: dict[str, Any] = await resp.json()
+                return body
+
+    receipts = await asyncio.gather(*(receipt(i, d) for i, d in enumerate(acknowledged)))
+    assert len({r["leafIndex"] for r in receipts}) == len(acknowledged)
+
+
+async def _audit_is_clean(
+    cluster: Cluster, session: aiohttp.ClientSession, node: AnvilNode, contract: str, size: int
+) -> None:
+    replica = cluster.alive[0]
+    async with session.get(replica.url + "/v1/log") as resp:
+        vkey = (await resp.json())["verifierKey"]
+    events = await asyncio.to_thread(read_anchor_events, node.web3(), contract)
+    report = await audit(events, HttpSource(replica.url, session), expected_key=vkey)
+    assert report.clean, report.discrepancies
+    assert report.entries >= size
+    assert report.matched == len(events) > 0
+
+
+def _no_size_signed_twice(database: str) -> int:
+    """Every checkpoint row is the only one of its size (and so, one signature per size);
+    returns how many there are."""
+    with psycopg.connect(database) as conn:
+        twice = conn.execute(
+            "SELECT size, count(*) FROM checkpoints GROUP BY size HAVING count(*) > 1"
+        ).fetchall()
+        (count,) = conn.execute("SELECT count(*) FROM checkpoints").fetchone() or (0,)
+    assert twice == []
+    return int(count)
+
+
+@pytest.mark.parametrize(("replicas", "kills"), [(2, 1), (3, 2)])
+async def test_the_sequencer_killed_during_ingest_loses_nothing(
+    cluster: Cluster,
+    session: aiohttp.ClientSession,
+    node: AnvilNode,
+    pg_url: str,
+    replicas: int,
+    kills: int,
+) -> None:
+    await cluster.start(replicas)
+    leader = await cluster.sequencer(session, FAILOVER_LIMIT_SECONDS)
+    key = await _register(session, cluster.replicas[0])
+    ingest = Ingest(cluster, session, key)
+    running = asyncio.create_task(ingest.run())
+    failovers: list[float] = []
+    try:
+        for round_ in range(kills):
+            await ingest.until(PER_ROUND * (round_ + 1))
+            cluster.kill(leader)
+            killed_at = time.monotonic()
+            leader = await cluster.sequencer(session, FAILOVER_LIMIT_SECONDS)
+            failovers.append(time.monotonic() - killed_at)
+        await ingest.until(PER_ROUND * (kills + 1))  # ingest goes on under the new sequencer
+    finally:
+        ingest.stop()
+        await running
+    acknowledged = ingest.acknowledged
+    assert all(t < FAILOVER_LIMIT_SECONDS for t in failovers), failovers
+    await _check_everything_acknowledged_is_logged_and_anchored(cluster, session, key, acknowledged)
+    signed = await asyncio.to_thread(_no_size_signed_twice, pg_url)
+    assert signed >= 1
+    contract = cluster.args[cluster.args.index("--contract") + 1]
+    await _audit_is_clean(cluster, session, node, contract, len(acknowledged))
+    print(f"{replicas} replicas: failovers {[round(t, 1) for t in failovers]} s")
+    metrics = await _metrics(session, leader)
+    assert "ler_anchor_sequencer 1.0" in metrics
+    for replica in cluster.alive:
+        if replica is not leader:
+            assert "ler_anchor_sequencer 0.0" in await _metrics(session, replica)
+
+
+async def _metrics(session: aiohttp.ClientSession, replica: ServiceProcess) -> str:
+    async with session.get(replica.url + "/metrics") as resp:
+        return await resp.text()
+
+
+def test_static_tiles_export_from_the_shared_database(tmp_path: Path, pg_url: str) -> None:
+    """``log export --tiles --database URL``: the CDN copy comes from the database the
+    replicas share (read-only), the same files as from a SQLite file."""
+    from anchor.checkpoint import NoteSigner
+    from anchor.cli import main
+    from anchor.entry import Entry, EntryKind
+    from anchor.log import Log
+    from anchor.store import open_store
+
+    store = open_store(pg_url)
+    try:
+        log = Log(store, NoteSigner("replicas.test/log", hashlib.sha256(b"k").digest()))
+        digests = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(300)]
+        log.append([Entry(EntryKind.CREDENTIAL, d, "did:example:college") for d in digests])
+        log.checkpoint()
+    finally:
+        store.close()
+    out = tmp_path / "static"
+    assert main(["log", "export", "--tiles", "--database", pg_url, "--out", str(out)]) == 0
+    assert (out / "checkpoint").read_text().splitlines()[1] == "300"
+    assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
+
+
+async def test_a_signed_request_replayed_to_another_replica_is_refused(
+    cluster: Cluster, session: aiohttp.ClientSession
+) -> None:
+    await cluster.start(2)
+    first, second = cluster.replicas
+    key = await _register(session, first)
+    raw, headers = _signed(key, hashlib.sha256(b"replayed").hexdigest())
+    status, _ = await _post(session, first, raw, headers)
+    assert status == 201
+    for replica in (second, first):  # the other replica, then the same one
+        status, problem = await _post(session, replica, raw, headers)
+        assert status == 401
+        assert problem["reason"] == "replayed-nonce"
+    fresh, fresh_headers = _signed(key, hashlib.sha256(b"fresh").hexdigest())
+    status, _ = await _post(session, second, fresh, fresh_headers)
+    assert status == 201  # the issuer registered through the first is known to the second
