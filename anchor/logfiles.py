@@ -232,12 +232,9 @@ def _write_bytes(path: Path, body: bytes) -> None:
 
 
 def _status_versions(store: LogStore) -> list[dict[str, Any]]:
-    conn = store.reader()
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_versions'"
-    ).fetchone()
-    if exists is None:
+    if not store.has_table("status_versions"):
         return []
+    conn = store.reader()
     return [
         {
             "listId": row[0],

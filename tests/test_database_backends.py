@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from service_helpers import (
     service_config,
     set_statuses,
     signed_post,
+    start_postgres,
 )
 
 from anchor.app import ISSUERS, STATUS, create_app
@@ -265,3 +267,40 @@ def _root(path: Path) -> bytes:
         return store.root(store.size())
     finally:
         store.close()
+
+
+# --- a database outage over HTTP ------------------------------------------------------------
+
+
+@pytest.mark.slow  # each call waits the pool's 10 s check-out timeout before answering 503
+async def test_a_database_outage_is_503_with_retry_after_and_shows_in_healthz(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    server = start_postgres(fsync=False)  # a server of its own, to stop
+    if server is None:
+        pytest.skip("PostgreSQL is not installed")
+    try:
+        server.create_database("outage")
+        url = server.url("outage", password="hunter22")
+        client: TestClient = await aiohttp_client(
+            create_app(service_config(tmp_path, database=url, anchor_interval=3600.0))
+        )
+        issuer = Ed25519Key.generate()
+        client.app[ISSUERS].add(issuer.did, "Test College")
+        accepted = await post_signed(client, issuer, {"digests": ["01" * 32]})
+        assert accepted.status == 201, await accepted.text()
+    finally:
+        server.stop()
+    refused = await post_signed(client, issuer, {"digests": ["02" * 32]})
+    assert refused.status == 503, await refused.text()
+    assert refused.content_type == "application/problem+json"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Traceback" not in await refused.text()
+    health = await client.get("/healthz")
+    assert health.status == 503
+    body = await health.json()
+    assert body["status"] == "failing"
+    assert body["store"]["ok"] is False
+    assert "unavailable" in body["store"]["error"]
+    assert "hunter22" not in json.dumps(body)
+    assert "hunter22" not in await refused.text()

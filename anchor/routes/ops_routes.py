@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 
 from anchor.appkeys import HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
+from anchor.errors import StorageUnavailable
 from anchor.metrics import CONTENT_TYPE
 from anchor.openapi import openapi_document
 
@@ -18,16 +19,23 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and the state of the store, the log's integrity and, when anchoring runs,
     the chain: ``200`` with ``status: ok``, or ``503`` with ``status: failing`` when any
-    probe reports unhealthy (its member says why)."""
+    probe reports unhealthy (its member says why), or the database is unreachable (``store``
+    says so; probes that need it are left out)."""
     store = request.app[STORE]
-    size = await asyncio.to_thread(store.size)
     body: dict[str, object] = {
         "status": "ok",
         "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
-        "store": {"ok": True, "treeSize": size},
     }
+    try:
+        body["store"] = {"ok": True, "treeSize": await asyncio.to_thread(store.size)}
+    except StorageUnavailable as err:  # the database is unreachable: say so, in the body
+        body["store"] = {"ok": False, "error": err.detail}
+        body["status"] = "failing"
     for probe in request.app[HEALTH_PROBES]:
-        name, value, ok = await probe(request.app)
+        try:
+            name, value, ok = await probe(request.app)
+        except StorageUnavailable:  # the store's member already says why
+            continue
         body[name] = value
         if not ok:
             body["status"] = "failing"
