@@ -92,7 +92,7 @@ def pg_error(exc: psycopg.Error, where: str, secret: str | None = None) -> Store
     its message): :class:`StorageUnavailable` when transient, :class:`StoreError` otherwise.
     ``secret`` (the password) is blanked out of the message should the server echo it."""
     state = exc.sqlstate
-    text = str(exc).strip()
+    text = " ".join(str(exc).split())  # one line: libpq adds indented hints
     if secret:
         text = text.replace(secret, "***")
     name = type(exc).__name__
@@ -329,6 +329,10 @@ class PostgresDatabase:
         ``connect_timeout``: seconds to wait for a connection (at open, and per check-out)."""
         self._where = redact(url)
         self._secret = urlsplit(url).password
+        try:  # fail at once when the server refuses (the pools would retry until the timeout)
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
+        except psycopg.Error as exc:
+            raise pg_error(exc, self._where, self._secret) from exc
         self._read_only = read_only
         self._write_lock = threading.Lock()
         self.write_error: StorageUnavailable | None = None
