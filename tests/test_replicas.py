@@ -335,6 +335,15 @@ async def test_a_signed_request_replayed_to_another_replica_is_refused(
 ) -> None:
     await cluster.start(2)
     first, second = cluster.replicas
+    leader = await cluster.sequencer(session, FAILOVER_LIMIT_SECONDS)
+    for replica in cluster.replicas:  # both healthy, whichever role
+        async with session.get(replica.url + "/healthz") as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+        role = "sequencer" if replica is leader else "replica"
+        assert body["leadership"]["role"] == role
+        assert body["leadership"]["databaseReachable"] is True
+        assert ("batcher" in body["tasks"]) == (replica is leader)
     key = await _register(session, first)
     raw, headers = _signed(key, hashlib.sha256(b"replayed").hexdigest())
     status, _ = await _post(session, first, raw, headers)
@@ -346,3 +355,17 @@ async def test_a_signed_request_replayed_to_another_replica_is_refused(
     fresh, fresh_headers = _signed(key, hashlib.sha256(b"fresh").hexdigest())
     status, _ = await _post(session, second, fresh, fresh_headers)
     assert status == 201  # the issuer registered through the first is known to the second
+
+
+def test_database_takes_a_postgresql_url(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--database`` is for PostgreSQL; a file path is refused in one line saying what to do."""
+    from anchor.cli import main
+
+    code = main(["serve", "--data-dir", str(tmp_path), "--database", str(tmp_path / "x.db")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "PostgreSQL URL" in err
+    assert "--db" in err
