@@ -200,6 +200,11 @@ async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.database is not None and is_postgres_url(config.database)
         else SoleLeadership()
     )
+    if leadership.backend == "postgresql" and config.embedded_chain:
+        LOG.warning(
+            "the embedded chain is this process's own: replicas sharing the database must"
+            " anchor on one chain (--rpc-url and --contract)"
+        )
     duties = Duties(leadership, app[TASKS])
     app[DUTIES] = duties
     app[HEALTH_PROBES].append(_leadership_health)
