@@ -3,7 +3,9 @@
 Shared state lives in typed :class:`aiohttp.web.AppKey` entries set up by ``cleanup_ctx``
 generators (opened in order at start-up, closed in reverse at shutdown): the store and log,
 the group committer, one HTTP ``ClientSession`` and the DID resolver, the chain client and
-the batcher. Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.routes`.
+the batcher. Work that must run in one place only (the batcher, status renewal, the
+integrity pass) is a duty of the sequencing replica (:mod:`anchor.leadership`: always this
+process on SQLite). Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.routes`.
 Errors of the project's hierarchy become RFC 9457 problem details in one middleware.
 """
 
