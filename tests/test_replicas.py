@@ -380,3 +380,31 @@ def test_database_takes_a_postgresql_url(
     assert len(err.strip().splitlines()) == 1
     assert "PostgreSQL URL" in err
     assert "--db" in err
+
+
+async def test_status_lists_in_process_on_postgresql(
+    aiohttp_client: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """The status list API of one service on PostgreSQL (in process, embedded chain):
+    allocation, a status change, the list served, every version listed in publication order
+    for auditors, and a signed submission."""
+    from service_helpers import allocate, list_id_of, new_issuer, post_signed, service_config
+    from service_helpers import set_statuses as set_status
+
+    from anchor.app import create_app
+
+    config = service_config(tmp_path, database=pg_url, status_list_entries=1024)
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    (entry,) = await allocate(client, issuer, "revocation")
+    list_id = list_id_of(entry)
+    change = [{"index": entry["statusListIndex"], "value": 1}]
+    assert (await set_status(client, issuer, list_id, change)).status == 200
+    listed = await client.get(f"/v1/status-lists/{list_id}")
+    assert listed.status == 200
+    versions = await (await client.get("/v1/status-versions")).json()
+    numbers = [v["seq"] for v in versions["versions"]]
+    assert len(numbers) == 2
+    assert numbers == sorted(numbers)
+    digest = hashlib.sha256(b"in process").hexdigest()
+    assert (await post_signed(client, issuer, {"digests": [digest]})).status == 201
