@@ -213,11 +213,33 @@ async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].add_gauge_source(lambda: leadership_gauges(leadership))
     deciding = asyncio.create_task(leadership.run(), name="leadership")
     following = asyncio.create_task(duties.run(), name="duties")
+    watching = None
+    if leadership.backend == "postgresql":  # another replica may find damage: stop here too
+        watching = asyncio.create_task(_watch_failure(app[LOG_KEY]), name="failure-watch")
     yield
+    if watching is not None:
+        watching.cancel()
+        await asyncio.wait({watching})
     await duties.close()
     await leadership.close()
     await deciding
     await following
+
+
+FAILURE_WATCH_SECONDS = 2.0
+"""How often a replica on a shared database looks for an integrity failure recorded there."""
+
+
+async def _watch_failure(log: Log) -> None:
+    """Enter the failed state within :data:`FAILURE_WATCH_SECONDS` of another replica
+    recording one (its start-up check or the sequencer's background pass found damage).
+    A failed read is retried at the next round."""
+    while log.failure is None:
+        try:
+            await asyncio.to_thread(log.adopt_recorded_failure)
+        except AnchorError as err:
+            LOG.debug("looking for a recorded integrity failure: %s", err.diagnostics())
+        await asyncio.sleep(FAILURE_WATCH_SECONDS)
 
 
 async def _leadership_health(app: web.Application) -> tuple[str, object, bool]:

@@ -341,9 +341,11 @@ def test_static_tiles_export_from_the_shared_database(tmp_path: Path, pg_url: st
     assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
 
 
-async def test_a_signed_request_replayed_to_another_replica_is_refused(
-    cluster: Cluster, session: aiohttp.ClientSession
+async def test_replays_and_integrity_failures_are_shared_by_the_replicas(
+    cluster: Cluster, session: aiohttp.ClientSession, pg_url: str
 ) -> None:
+    """A signed request replayed to another replica is refused (the nonces are shared); an
+    integrity failure one replica records stops the others too."""
     await cluster.start(2)
     first, second = cluster.replicas
     leader = await cluster.sequencer(session, FAILOVER_LIMIT_SECONDS)
@@ -366,6 +368,30 @@ async def test_a_signed_request_replayed_to_another_replica_is_refused(
     fresh, fresh_headers = _signed(key, hashlib.sha256(b"fresh").hexdigest())
     status, _ = await _post(session, second, fresh, fresh_headers)
     assert status == 201  # the issuer registered through the first is known to the second
+
+    # one replica found damage (as its start-up check or the background pass records it)
+    record = json.dumps({"reason": "leaf 0 does not hash to its stored hash", "at": 0})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('integrity_failure', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (record,),
+        )
+    deadline = time.monotonic() + FAILOVER_LIMIT_SECONDS
+    for replica in cluster.replicas:
+        while True:
+            async with session.get(replica.url + "/healthz") as resp:
+                integrity = (await resp.json())["integrity"]
+            if integrity["state"] == "failed":
+                assert resp.status == 503
+                assert "leaf 0 does not hash" in integrity["reason"]
+                break
+            assert time.monotonic() < deadline, "a replica did not see the recorded failure"
+            await asyncio.sleep(0.1)
+        more, more_headers = _signed(key, hashlib.sha256(replica.url.encode()).hexdigest())
+        status, problem = await _post(session, replica, more, more_headers)
+        assert status == 503
+        assert problem["type"].endswith("/integrity-failure")
 
 
 def test_database_takes_a_postgresql_url(
