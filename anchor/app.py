@@ -3,7 +3,9 @@
 Shared state lives in typed :class:`aiohttp.web.AppKey` entries set up by ``cleanup_ctx``
 generators (opened in order at start-up, closed in reverse at shutdown): the store and log,
 the group committer, one HTTP ``ClientSession`` and the DID resolver, the chain client and
-the batcher. Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.routes`.
+the batcher. Work that must run in one place only (the batcher, status renewal, the
+integrity pass) is a duty of the sequencing replica (:mod:`anchor.leadership`: always this
+process on SQLite). Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.routes`.
 Errors of the project's hierarchy become RFC 9457 problem details in one middleware.
 """
 
@@ -204,17 +206,44 @@ async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.database is not None and is_postgres_url(config.database)
         else SoleLeadership()
     )
+    if leadership.backend == "postgresql" and config.embedded_chain:
+        LOG.warning(
+            "the embedded chain is this process's own: replicas sharing the database must"
+            " anchor on one chain (--rpc-url and --contract)"
+        )
     duties = Duties(leadership, app[TASKS])
     app[DUTIES] = duties
     app[HEALTH_PROBES].append(_leadership_health)
     app[METRICS].add_gauge_source(lambda: leadership_gauges(leadership))
     deciding = asyncio.create_task(leadership.run(), name="leadership")
     following = asyncio.create_task(duties.run(), name="duties")
+    watching = None
+    if leadership.backend == "postgresql":  # another replica may find damage: stop here too
+        watching = asyncio.create_task(_watch_failure(app[LOG_KEY]), name="failure-watch")
     yield
+    if watching is not None:
+        watching.cancel()
+        await asyncio.wait({watching})
     await duties.close()
     await leadership.close()
     await deciding
     await following
+
+
+FAILURE_WATCH_SECONDS = 2.0
+"""How often a replica on a shared database looks for an integrity failure recorded there."""
+
+
+async def _watch_failure(log: Log) -> None:
+    """Enter the failed state within :data:`FAILURE_WATCH_SECONDS` of another replica
+    recording one (its start-up check or the sequencer's background pass found damage).
+    A failed read is retried at the next round."""
+    while log.failure is None:
+        try:
+            await asyncio.to_thread(log.adopt_recorded_failure)
+        except AnchorError as err:
+            LOG.debug("looking for a recorded integrity failure: %s", err.diagnostics())
+        await asyncio.sleep(FAILURE_WATCH_SECONDS)
 
 
 async def _leadership_health(app: web.Application) -> tuple[str, object, bool]:

@@ -393,8 +393,10 @@ class Duties:
             if pending:
                 LOG.warning("%s did not stop in %.0f s: cancelled", duty.name, DUTY_STOP_SECONDS)
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.wait({task})
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:  # a bug in the duty: reported, never raised into the caller
+                LOG.error("%s had failed: %s: %s", duty.name, type(failure).__name__, failure)
         if duty.health is not None and duty.health in self._tasks:
             self._tasks.remove(duty.health)
 

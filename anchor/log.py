@@ -124,6 +124,29 @@ class Log:
                 LOG.error("could not record the integrity failure in the database: %s", exc)
         return failure
 
+    def adopt_recorded_failure(self) -> IntegrityFailure | None:
+        """Enter the failed state if another process sharing the database recorded one (a
+        replica's check found damage); returns the failure (None: there is none). Cost: one
+        ``meta`` read while not failed."""
+        if self._failure is not None:
+            return self._failure
+        recorded = self.store.meta(FAILURE_META)
+        if recorded is None:
+            return None
+        reason = _recorded_reason(recorded)
+        with self._failure_lock:
+            first = self._failure is None
+            if self._failure is None:
+                self._failure = IntegrityFailure(f"recorded by another replica: {reason}")
+            failure = self._failure
+        if first:
+            LOG.error(
+                "log integrity failure %s; the log stops signing, anchoring and appending (%s)",
+                failure.detail,
+                failure.hint,
+            )
+        return failure
+
     def _refuse_if_failed(self) -> None:
         failure = self._failure
         if failure is not None:

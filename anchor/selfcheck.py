@@ -22,6 +22,9 @@ goes on. Errors (a busy database, ...) never stop the task: each is logged, coun
 in ``/healthz``, and the step is retried after an exponential backoff. Progress and findings
 are reported by :meth:`IntegrityChecker.status`, the ``integrity`` health probe and gauges on
 ``/metrics``. Not pure (reads the store, sleeps).
+
+With several replicas on one database, only the sequencer runs the background passes (a duty
+of :mod:`anchor.leadership`); every replica runs the start-up check.
 """
 
 from __future__ import annotations

@@ -237,3 +237,30 @@ def test_two_replicas_logs_sign_each_size_once(pg_url: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+async def test_a_failing_duty_is_reported_and_stops_nothing_else(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A duty that dies of a bug shows as stopped; the other duties and shutdown go on."""
+    replica = _Replica(SoleLeadership())
+    await replica.start()
+    broken = TaskHealth("broken")
+    crashed = asyncio.Event()
+
+    async def crash() -> None:
+        crashed.set()
+        broken.started()
+        try:
+            raise RuntimeError("a bug in a background task")
+        finally:
+            broken.stopped()
+
+    await replica.duties.add("broken", crash, health=broken)
+    await asyncio.wait_for(crashed.wait(), 5)
+    await _until(lambda: not broken.running)
+    assert replica.running  # the other duty still runs
+    assert broken in replica.tasks  # listed, and unhealthy: it stopped
+    assert not broken.snapshot().ok
+    await replica.stop()  # no exception escapes
+    assert "broken had failed: RuntimeError: a bug in a background task" in caplog.text

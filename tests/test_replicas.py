@@ -38,6 +38,9 @@ TOKEN = "operator-secret-token"
 FAILOVER_LIMIT_SECONDS = 10.0
 PER_ROUND = 25
 """Acknowledged submissions before each kill, and after the last one."""
+PAUSE = 0.03
+"""Each client's pause between submissions (about 100 a second from three clients, so the
+receipts of everything sent during a failover are quick to check)."""
 
 
 class Cluster:
@@ -182,7 +185,10 @@ class Ingest:
         self.session = session
         self.key = key
         self.acknowledged: list[str] = []
-        self.failed = 0
+        self.lost = 0
+        """Requests whose replica died under them (no answer: not acknowledged)."""
+        self.refused: list[tuple[int, Any]] = []
+        """Answers other than 2xx (none expected, failover or not)."""
         self._numbers = itertools.count()
         self._stop = asyncio.Event()
 
@@ -194,14 +200,15 @@ class Ingest:
             digest = hashlib.sha256(f"replicas {next(self._numbers)}".encode()).hexdigest()
             raw, headers = _signed(self.key, digest)
             try:
-                status, _body = await _post(self.session, replica, raw, headers)
+                status, body = await _post(self.session, replica, raw, headers)
             except aiohttp.ClientError:  # the replica died under the request
-                self.failed += 1
+                self.lost += 1
                 continue
             if 200 <= status < 300:
                 self.acknowledged.append(digest)
             else:
-                self.failed += 1
+                self.refused.append((status, body))
+            await asyncio.sleep(PAUSE)
 
     async def until(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -209,7 +216,7 @@ class Ingest:
             assert time.monotonic() < deadline, f"only {len(self.acknowledged)} acknowledged"
             await asyncio.sleep(0.02)
 
-    async def run(self, workers: int = 4) -> None:
+    async def run(self, workers: int = 3) -> None:
         await asyncio.gather(*(self._worker() for _ in range(workers)))
 
     def stop(self) -> None:
@@ -288,13 +295,17 @@ async def test_the_sequencer_killed_during_ingest_loses_nothing(
         ingest.stop()
         await running
     acknowledged = ingest.acknowledged
+    assert ingest.refused == []  # appends never wait for a sequencer
     assert all(t < FAILOVER_LIMIT_SECONDS for t in failovers), failovers
     await _check_everything_acknowledged_is_logged_and_anchored(cluster, session, key, acknowledged)
     signed = await asyncio.to_thread(_no_size_signed_twice, pg_url)
     assert signed >= 1
     contract = cluster.args[cluster.args.index("--contract") + 1]
     await _audit_is_clean(cluster, session, node, contract, len(acknowledged))
-    print(f"{replicas} replicas: failovers {[round(t, 1) for t in failovers]} s")
+    print(
+        f"{replicas} replicas: failovers {[round(t, 1) for t in failovers]} s,"
+        f" {len(acknowledged)} acknowledged, {ingest.lost} lost with a killed replica"
+    )
     metrics = await _metrics(session, leader)
     assert "ler_anchor_sequencer 1.0" in metrics
     for replica in cluster.alive:
@@ -330,11 +341,22 @@ def test_static_tiles_export_from_the_shared_database(tmp_path: Path, pg_url: st
     assert (out / "tile" / "0" / "000").stat().st_size == 256 * 32
 
 
-async def test_a_signed_request_replayed_to_another_replica_is_refused(
-    cluster: Cluster, session: aiohttp.ClientSession
+async def test_replays_and_integrity_failures_are_shared_by_the_replicas(
+    cluster: Cluster, session: aiohttp.ClientSession, pg_url: str
 ) -> None:
+    """A signed request replayed to another replica is refused (the nonces are shared); an
+    integrity failure one replica records stops the others too."""
     await cluster.start(2)
     first, second = cluster.replicas
+    leader = await cluster.sequencer(session, FAILOVER_LIMIT_SECONDS)
+    for replica in cluster.replicas:  # both healthy, whichever role
+        async with session.get(replica.url + "/healthz") as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+        role = "sequencer" if replica is leader else "replica"
+        assert body["leadership"]["role"] == role
+        assert body["leadership"]["databaseReachable"] is True
+        assert ("batcher" in body["tasks"]) == (replica is leader)
     key = await _register(session, first)
     raw, headers = _signed(key, hashlib.sha256(b"replayed").hexdigest())
     status, _ = await _post(session, first, raw, headers)
@@ -346,3 +368,69 @@ async def test_a_signed_request_replayed_to_another_replica_is_refused(
     fresh, fresh_headers = _signed(key, hashlib.sha256(b"fresh").hexdigest())
     status, _ = await _post(session, second, fresh, fresh_headers)
     assert status == 201  # the issuer registered through the first is known to the second
+
+    # one replica found damage (as its start-up check or the background pass records it)
+    record = json.dumps({"reason": "leaf 0 does not hash to its stored hash", "at": 0})
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('integrity_failure', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (record,),
+        )
+    deadline = time.monotonic() + FAILOVER_LIMIT_SECONDS
+    for replica in cluster.replicas:
+        while True:
+            async with session.get(replica.url + "/healthz") as resp:
+                integrity = (await resp.json())["integrity"]
+            if integrity["state"] == "failed":
+                assert resp.status == 503
+                assert "leaf 0 does not hash" in integrity["reason"]
+                break
+            assert time.monotonic() < deadline, "a replica did not see the recorded failure"
+            await asyncio.sleep(0.1)
+        more, more_headers = _signed(key, hashlib.sha256(replica.url.encode()).hexdigest())
+        status, problem = await _post(session, replica, more, more_headers)
+        assert status == 503
+        assert problem["type"].endswith("/integrity-failure")
+
+
+def test_database_takes_a_postgresql_url(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--database`` is for PostgreSQL; a file path is refused in one line saying what to do."""
+    from anchor.cli import main
+
+    code = main(["serve", "--data-dir", str(tmp_path), "--database", str(tmp_path / "x.db")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "PostgreSQL URL" in err
+    assert "--db" in err
+
+
+async def test_status_lists_in_process_on_postgresql(
+    aiohttp_client: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """The status list API of one service on PostgreSQL (in process, embedded chain):
+    allocation, a status change, the list served, every version listed in publication order
+    for auditors, and a signed submission."""
+    from service_helpers import allocate, list_id_of, new_issuer, post_signed, service_config
+    from service_helpers import set_statuses as set_status
+
+    from anchor.app import create_app
+
+    config = service_config(tmp_path, database=pg_url, status_list_entries=1024)
+    client = await aiohttp_client(create_app(config))
+    issuer = await new_issuer(client)
+    (entry,) = await allocate(client, issuer, "revocation")
+    list_id = list_id_of(entry)
+    change = [{"index": entry["statusListIndex"], "value": 1}]
+    assert (await set_status(client, issuer, list_id, change)).status == 200
+    listed = await client.get(f"/v1/status-lists/{list_id}")
+    assert listed.status == 200
+    versions = await (await client.get("/v1/status-versions")).json()
+    numbers = [v["seq"] for v in versions["versions"]]
+    assert len(numbers) == 2
+    assert numbers == sorted(numbers)
+    digest = hashlib.sha256(b"in process").hexdigest()
+    assert (await post_signed(client, issuer, {"digests": [digest]})).status == 201
