@@ -86,7 +86,7 @@ class IssuerRegistry:
         self.store = store
         if not _has_table(store):  # nobody made it: say how, never make it here
             raise NotFound(
-                f"{getattr(store, 'path', 'the database')} has no issuer registry yet",
+                f"{store.db.where} has no issuer registry yet",
                 hint="start `ler-anchor serve` on it once",
             )
 
