@@ -37,7 +37,7 @@ from anchor.auth.issuers import IssuerRegistry
 from anchor.chain import AnchorState, list_anchors
 from anchor.db.migrations import column_exists
 from anchor.keys import Ed25519Key
-from anchor.pgbackup import TABLES
+from anchor.pgbackup import TABLES, restore_postgres
 from anchor.signing_client import signed_headers
 from anchor.status.model import StatusSettings
 from anchor.status.repository import StatusRepository
@@ -86,6 +86,24 @@ def test_a_database_of_the_previous_release_opens_and_migrates(tmp_path: Path) -
         versions = _versions(store, tmp_path)
         assert [seq for seq, _, _ in versions] == [1, 2, 3]  # the rowids, as published
         assert [version for _, _, version in versions] == [1, 2, 3]
+    finally:
+        store.close()
+
+
+def test_a_database_of_the_previous_release_restores_into_postgresql(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Its backup (the file itself) is checked against the anchor it recorded, migrated, and
+    loaded: the same log, anchors, issuers and status versions with their numbers."""
+    snapshot, checked = restore_postgres(OLD_DATABASE, pg_url, None)
+    assert (snapshot.size, checked) == (13, 1)
+    store = open_service_store(pg_url, create=False)
+    try:
+        assert store.root(13) == snapshot.root
+        assert [seq for seq, _, _ in _versions(store, tmp_path)] == [1, 2, 3]
+        assert len(IssuerRegistry(store).list()) == 1
+        [anchor] = list_anchors(store, states=(AnchorState.INCLUDED,))
+        assert anchor.root == snapshot.root
     finally:
         store.close()
 
