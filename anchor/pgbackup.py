@@ -118,6 +118,7 @@ def backup_postgres(
         dbfiles.make_private_dir(out.parent)
         partial = out.with_name(out.name + ".partial")
         remove_database(partial)
+        dbfiles.create_private_file(partial)  # 0600, and no "new database" warning
         open_service_store(partial).close()  # the same schema, at the same versions
         try:
             _copy_snapshot(source, partial)

@@ -228,6 +228,7 @@ async def test_backup_from_and_restore_into_postgresql(
     out = tmp_path / "backup.db"
     code, text, err = await run_cli(capsys, "backup", "--database", pg_url, "--out", str(out))
     assert code == 0, err
+    assert err == ""  # nothing but the result, on stdout
     copy = open_service_store(out, create=False, read_only=True)
     source = open_service_store(pg_url)
     try:
@@ -245,6 +246,8 @@ async def test_backup_from_and_restore_into_postgresql(
     empty = postgres.create_database(f"{pg_url.rsplit('/', 1)[1].split('?')[0]}_r")
     code, text, err = await run_cli(capsys, "restore", str(out), "--database", empty)
     assert code == 0, err
+    assert err == ""
+    assert empty.split("@")[1] in text  # names the database it restored to
     assert "anchored root(s) recorded in the backup reproduced" in text
     restored = open_service_store(empty)
     try:
