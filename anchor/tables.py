@@ -3,12 +3,12 @@
 The log's own tables (leaf blocks, digest index, checkpoints) are
 :data:`anchor.store.LOG_SCHEMA`, migrated when the store opens. Every other table the service
 keeps in the same database is here, as one more :class:`~anchor.db.migrations.Schema` with its
-own version key (``features_version``): the anchor ledger (:data:`anchor.chain.ledger.SCHEMA`),
-issuers and nonces (:mod:`anchor.auth`), status lists, their versions and history
-(:data:`anchor.status.repository.SCHEMA`). :func:`open_service_store` opens a database for the
-service and its commands and migrates both, once, at open, in write transactions (so two
-processes opening one PostgreSQL database apply each step once); nothing creates a table on a
-read path or per request.
+own version key (``features_version``): the anchor ledger (:data:`CHAIN_TABLES`, used by
+:mod:`anchor.chain.ledger`), issuers and nonces (:mod:`anchor.auth`), status lists, their
+versions and history (:data:`anchor.status.repository.SCHEMA`). :func:`open_service_store`
+opens a database for the service and its commands and migrates both, once, at open, in write
+transactions (so two processes opening one PostgreSQL database apply each step once); nothing
+creates a table on a read path or per request.
 
 A database made by a release before these migrations already holds the tables (each feature
 made its own at start): step 1 is idempotent DDL and finds them; step 2 adds the status
@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Final
 
 from anchor.auth import issuers, nonces
-from anchor.chain import ledger
 from anchor.db import Connection, Dialect, Schema, Step
 from anchor.db.migrations import migrate
 from anchor.status import repository
@@ -33,8 +32,33 @@ from anchor.store import LogStore, open_store
 FEATURES_VERSION: Final = 2
 FEATURES_KEY: Final = "features_version"
 
+CHAIN_TABLES: Final[tuple[str, ...]] = (
+    "CREATE TABLE IF NOT EXISTS chains (id INTEGER PRIMARY KEY, chain_id INTEGER NOT NULL,"
+    " genesis_hash BLOB NOT NULL, contract TEXT NOT NULL, current INTEGER NOT NULL DEFAULT 0,"
+    " first_seen INTEGER NOT NULL, UNIQUE (chain_id, genesis_hash, contract))",
+    "CREATE TABLE IF NOT EXISTS chain_accounts (chain INTEGER NOT NULL REFERENCES chains (id),"
+    " address TEXT NOT NULL, next_nonce INTEGER NOT NULL, PRIMARY KEY (chain, address))",
+    "CREATE TABLE IF NOT EXISTS anchors (id INTEGER PRIMARY KEY,"
+    " chain INTEGER NOT NULL REFERENCES chains (id), size INTEGER NOT NULL,"
+    " root BLOB NOT NULL, state TEXT NOT NULL, account TEXT NOT NULL, nonce INTEGER,"
+    " tx_hash BLOB, block_number INTEGER, block_hash BLOB, log_index INTEGER,"
+    " block_time INTEGER, error TEXT, reorgs INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL, updated INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS anchors_by_state ON anchors (chain, state, size)",
+    "CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (chain, state, block_number)",
+    "CREATE TABLE IF NOT EXISTS anchor_txs (chain INTEGER NOT NULL REFERENCES chains (id),"
+    " hash BLOB NOT NULL, anchor INTEGER NOT NULL REFERENCES anchors (id),"
+    " account TEXT NOT NULL, nonce INTEGER NOT NULL, gas INTEGER NOT NULL,"
+    " max_fee INTEGER NOT NULL, max_priority_fee INTEGER NOT NULL, raw BLOB NOT NULL,"
+    " state TEXT NOT NULL, error TEXT, created INTEGER NOT NULL, PRIMARY KEY (chain, hash))",
+    "CREATE INDEX IF NOT EXISTS anchor_txs_by_nonce ON anchor_txs (chain, account, nonce)",
+)
+"""The anchor ledger's tables (:mod:`anchor.chain.ledger`), in order; each statement is
+idempotent. Here rather than in the chain package, so that a command that opens the database
+does not load the chain stack (web3) to migrate it."""
+
 FEATURE_TABLES: Final[tuple[str, ...]] = (
-    *ledger.SCHEMA,
+    *CHAIN_TABLES,
     *issuers.SCHEMA,
     *nonces.SCHEMA,
     *repository.SCHEMA,

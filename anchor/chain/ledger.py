@@ -35,33 +35,14 @@ from anchor.chain.values import (
 from anchor.db.api import Connection
 from anchor.errors import StoreError
 from anchor.store import LogStore
+from anchor.tables import CHAIN_TABLES
 
 # ---- the database ---------------------------------------------------------------------------
 
 
-SCHEMA: Final[tuple[str, ...]] = (
-    "CREATE TABLE IF NOT EXISTS chains (id INTEGER PRIMARY KEY, chain_id INTEGER NOT NULL,"
-    " genesis_hash BLOB NOT NULL, contract TEXT NOT NULL, current INTEGER NOT NULL DEFAULT 0,"
-    " first_seen INTEGER NOT NULL, UNIQUE (chain_id, genesis_hash, contract))",
-    "CREATE TABLE IF NOT EXISTS chain_accounts (chain INTEGER NOT NULL REFERENCES chains (id),"
-    " address TEXT NOT NULL, next_nonce INTEGER NOT NULL, PRIMARY KEY (chain, address))",
-    "CREATE TABLE IF NOT EXISTS anchors (id INTEGER PRIMARY KEY,"
-    " chain INTEGER NOT NULL REFERENCES chains (id), size INTEGER NOT NULL,"
-    " root BLOB NOT NULL, state TEXT NOT NULL, account TEXT NOT NULL, nonce INTEGER,"
-    " tx_hash BLOB, block_number INTEGER, block_hash BLOB, log_index INTEGER,"
-    " block_time INTEGER, error TEXT, reorgs INTEGER NOT NULL DEFAULT 0,"
-    " created INTEGER NOT NULL, updated INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS anchors_by_state ON anchors (chain, state, size)",
-    "CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (chain, state, block_number)",
-    "CREATE TABLE IF NOT EXISTS anchor_txs (chain INTEGER NOT NULL REFERENCES chains (id),"
-    " hash BLOB NOT NULL, anchor INTEGER NOT NULL REFERENCES anchors (id),"
-    " account TEXT NOT NULL, nonce INTEGER NOT NULL, gas INTEGER NOT NULL,"
-    " max_fee INTEGER NOT NULL, max_priority_fee INTEGER NOT NULL, raw BLOB NOT NULL,"
-    " state TEXT NOT NULL, error TEXT, created INTEGER NOT NULL, PRIMARY KEY (chain, hash))",
-    "CREATE INDEX IF NOT EXISTS anchor_txs_by_nonce ON anchor_txs (chain, account, nonce)",
-)
-"""The chain tables (run in order; every statement is idempotent). Created by the service
-database's migrations (:mod:`anchor.tables`) and by :func:`ensure_schema`."""
+SCHEMA: Final = CHAIN_TABLES
+"""The chain tables (:data:`anchor.tables.CHAIN_TABLES`: kept there so that the service
+database's migrations need not load the chain package)."""
 
 
 def ensure_schema(store: LogStore) -> None:
