@@ -46,8 +46,9 @@ class Config:
         default=None,
         repr=False,  # the URL may hold a password
         metadata={
-            "help": "PostgreSQL URL (postgresql://...) shared by several serve replicas; "
-            "prefer the env variable if it holds a password (default: the SQLite file)"
+            "help": "the service's database on PostgreSQL (postgresql://...), for serve (one "
+            "or several replicas) and the commands that open it; prefer the env variable if "
+            "it holds a password (default: the SQLite file)"
         },
     )
     origin: str = field(

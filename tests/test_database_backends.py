@@ -160,7 +160,10 @@ async def test_two_instances_lose_no_status_update_and_share_nonces(
 
 
 async def test_operator_commands_take_database(
-    capsys: pytest.CaptureFixture[str], pg_url: str, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     did = Ed25519Key.generate().did
     code, out, err = await run_cli(capsys, "issuer", "add", did, "--database", pg_url)
@@ -178,6 +181,11 @@ async def test_operator_commands_take_database(
     assert code == 0, err
     assert '"size": 0' in out
     code, out, err = await run_cli(capsys, "issuer", "remove", did)
+    assert code == 0, err
+    code, out, err = await run_cli(capsys, "status", "export", "--out", str(tmp_path / "lists"))
+    assert code == 0, err
+    assert "exported 0 status list(s)" in out
+    code, out, err = await run_cli(capsys, "log", "check")
     assert code == 0, err
 
 
