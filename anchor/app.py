@@ -407,12 +407,15 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
     client = app[CHAIN]
     batcher = app[BATCHER]
     status = batcher.status()
-    anchors = await asyncio.to_thread(list_anchors, app[STORE], limit=1)
-    last = anchors[0] if anchors else None
-    try:
+    if not app[DUTIES].leadership.status().database_reachable:  # no pool timeouts here
+        return "chain", {"ok": False, "error": "the shared database is out of reach"}, False
+    try:  # the database, then the node
+        anchors = await asyncio.to_thread(list_anchors, app[STORE], limit=1)
+        size = await asyncio.to_thread(app[STORE].size)
         head = await client.backend.block("latest")
     except AnchorError as err:
         return "chain", {"ok": False, "error": err.detail}, False
+    last = anchors[0] if anchors else None
     leading = app[DUTIES].leadership.is_leader  # the batcher runs on the sequencer only
     healthy = (status.running or not leading) and status.consecutive_errors == 0
     body: dict[str, object] = {
@@ -425,7 +428,7 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         if last is None
         else round(time.time() - last.created_ms / 1000, 1),
         "anchoredTreeSize": None if last is None else last.size,
-        "lagEntries": None if last is None else app[STORE].size() - last.size,
+        "lagEntries": None if last is None else size - last.size,
         "batcherErrors": status.total_errors,
         "lastError": status.last_error,
     }

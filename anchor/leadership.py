@@ -385,8 +385,9 @@ class Duties:
     async def _stop(self, duty: _Duty) -> None:
         task, duty.task = duty.task, None
         if task is not None:
-            if duty.stop is not None:
-                await duty.stop()
+            asking: asyncio.Future[None] | None = None
+            if duty.stop is not None:  # asks it to finish its round (which may be waiting)
+                asking = asyncio.ensure_future(duty.stop())
             else:
                 task.cancel()
             _done, pending = await asyncio.wait({task}, timeout=DUTY_STOP_SECONDS)
@@ -394,9 +395,15 @@ class Duties:
                 LOG.warning("%s did not stop in %.0f s: cancelled", duty.name, DUTY_STOP_SECONDS)
                 task.cancel()
                 await asyncio.wait({task})
-            failure = None if task.cancelled() else task.exception()
-            if failure is not None:  # a bug in the duty: reported, never raised into the caller
-                LOG.error("%s had failed: %s: %s", duty.name, type(failure).__name__, failure)
+            if asking is not None:  # it returns once the task ended
+                await asyncio.wait({asking}, timeout=1.0)
+                if not asking.done():
+                    asking.cancel()
+                    await asyncio.wait({asking})
+            for ended in (task, asking):  # a bug in the duty: reported, never raised here
+                failure = None if ended is None or ended.cancelled() else ended.exception()
+                if failure is not None:
+                    LOG.error("%s had failed: %s: %s", duty.name, type(failure).__name__, failure)
         if duty.health is not None and duty.health in self._tasks:
             self._tasks.remove(duty.health)
 

@@ -14,10 +14,12 @@ import hashlib
 import itertools
 import json
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import psycopg
@@ -434,3 +436,127 @@ async def test_status_lists_in_process_on_postgresql(
     assert numbers == sorted(numbers)
     digest = hashlib.sha256(b"in process").hexdigest()
     assert (await post_signed(client, issuer, {"digests": [digest]})).status == 201
+
+
+class _Link:
+    """A TCP port on 127.0.0.1 forwarding to the PostgreSQL server's unix socket, in a
+    thread of its own (the service's database calls block their threads, never its loop).
+    :meth:`cut` drops every connection and refuses new ones (the database is out of reach);
+    :meth:`mend` lets them through again."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.port = 0
+        self.open = True
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def _drop(self) -> None:
+        self.open = False
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self._drop)
+
+    def mend(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def test_a_replica_that_loses_the_database_says_so_and_recovers(
+    aiohttp_client: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """The database out of reach (every connection dropped, new ones refused): the replica
+    stops sequencing, ``/healthz`` answers 503 saying the database is unreachable, no
+    background task dies; once the database is back it sequences again by itself."""
+    from service_helpers import service_config
+
+    from anchor.app import create_app
+
+    parts = urlsplit(pg_url)
+    socket_dir = parse_qs(parts.query)["host"][0]
+    link = _Link(f"{socket_dir}/.s.PGSQL.5432")
+    try:
+        url = f"postgresql://{parts.username}@127.0.0.1:{link.port}{parts.path}"
+        client = await aiohttp_client(create_app(service_config(tmp_path, database=url)))
+
+        async def health() -> tuple[int, dict[str, Any]]:
+            resp = await client.get("/healthz")
+            return resp.status, await resp.json()
+
+        deadline = time.monotonic() + 20
+        while (await health())[1]["leadership"]["role"] != "sequencer":
+            assert time.monotonic() < deadline, "never the sequencer"
+            await asyncio.sleep(0.1)
+        link.cut()
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = await health()
+            if not body["leadership"]["databaseReachable"]:
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+        assert status == 503
+        assert body["leadership"]["role"] == "replica"
+        assert body["leadership"]["lastError"]
+        assert body["store"]["ok"] is False
+        assert body["chain"]["ok"] is False
+        deadline = time.monotonic() + 30  # its round ends first (or is cancelled after 15 s)
+        while "batcher" in body["tasks"]:  # it stops with the role
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+            status, body = await health()
+        assert status == 503
+        link.mend()
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = await health()
+            if status == 200 and body["leadership"]["role"] == "sequencer":
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.2)
+        assert body["leadership"]["terms"] == 2
+        assert body["tasks"]["batcher"]["running"] is True
+    finally:
+        link.close()

@@ -7,8 +7,8 @@ import time
 
 from aiohttp import web
 
-from anchor.appkeys import HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
-from anchor.errors import StorageUnavailable
+from anchor.appkeys import DUTIES, HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
+from anchor.errors import AnchorError, StorageUnavailable
 from anchor.metrics import CONTENT_TYPE
 from anchor.openapi import openapi_document
 
@@ -27,8 +27,12 @@ async def healthz(request: web.Request) -> web.Response:
         "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
     }
     try:
+        if not request.app[DUTIES].leadership.status().database_reachable:
+            raise StorageUnavailable(  # known already: answer now, not after a pool timeout
+                "the shared database is out of reach (see leadership)", reason="unreachable"
+            )
         body["store"] = {"ok": True, "treeSize": await asyncio.to_thread(store.size)}
-    except StorageUnavailable as err:  # the database is unreachable: say so, in the body
+    except AnchorError as err:  # the database is out of reach: say so, and probe the rest
         body["store"] = {"ok": False, "error": err.detail}
         body["status"] = "failing"
     for probe in request.app[HEALTH_PROBES]:
