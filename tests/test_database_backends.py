@@ -39,9 +39,10 @@ from anchor.db.migrations import column_exists
 from anchor.keys import Ed25519Key
 from anchor.pgbackup import TABLES, restore_postgres
 from anchor.signing_client import signed_headers
+from anchor.status import repository
 from anchor.status.model import StatusSettings
 from anchor.status.repository import StatusRepository
-from anchor.store import LogStore
+from anchor.store import LogStore, open_store
 from anchor.tables import FEATURES_KEY, FEATURES_VERSION, open_service_store
 
 OLD_DATABASE = Path(__file__).resolve().parent / "databases" / "before-feature-migrations.db"
@@ -333,3 +334,43 @@ async def test_a_database_outage_is_503_with_retry_after_and_shows_in_healthz(
     assert body["store"]["error"]  # says why
     assert "hunter22" not in json.dumps(body)
     assert "hunter22" not in await refused.text()
+
+
+def test_a_postgresql_database_with_rowid_numbered_versions_keeps_its_numbers(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A PostgreSQL database made before the feature migrations numbered status versions in
+    an identity column named ``rowid``: the ``seq`` column takes those numbers (not the
+    versions' times), so what auditors were given stays the same."""
+    store = open_store(pg_url)
+    try:
+        with store.transaction() as conn:
+            for statement in repository.SCHEMA:
+                conn.execute(statement)
+            conn.execute(
+                "ALTER TABLE status_versions ADD COLUMN rowid"
+                " BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"
+            )
+            conn.execute(
+                "INSERT INTO status_lists (id, issuer, purpose, status_size, status_message,"
+                " url, entries, allocated, allocation, state, created, version)"
+                " VALUES ('l1', 'did:key:z', 'revocation', 1, '', 'https://x/l1', 8, 0, ?,"
+                " 'open', 1, 3)",
+                (b"\x00",),
+            )
+            for version, created in ((1, 300), (2, 100), (3, 200)):  # times out of order
+                conn.execute(
+                    "INSERT INTO status_versions (list_id, version, created, digest, credential)"
+                    " VALUES ('l1', ?, ?, ?, '{}')",
+                    (version, created, bytes([version]) * 32),
+                )
+    finally:
+        store.close()
+    migrated = open_service_store(pg_url)
+    try:
+        rows = migrated.reader().execute(
+            "SELECT version, seq FROM status_versions ORDER BY version"
+        ).fetchall()
+        assert [(int(v), int(s)) for v, s in rows] == [(1, 1), (2, 2), (3, 3)]
+    finally:
+        migrated.close()
