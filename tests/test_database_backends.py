@@ -368,9 +368,11 @@ def test_a_postgresql_database_with_rowid_numbered_versions_keeps_its_numbers(
         store.close()
     migrated = open_service_store(pg_url)
     try:
-        rows = migrated.reader().execute(
-            "SELECT version, seq FROM status_versions ORDER BY version"
-        ).fetchall()
+        rows = (
+            migrated.reader()
+            .execute("SELECT version, seq FROM status_versions ORDER BY version")
+            .fetchall()
+        )
         assert [(int(v), int(s)) for v, s in rows] == [(1, 1), (2, 2), (3, 3)]
     finally:
         migrated.close()
