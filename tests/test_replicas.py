@@ -462,6 +462,9 @@ class _Link:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        self._drop()  # every connection closed: nobody waits on one for ever
+        self._loop.run_until_complete(asyncio.sleep(0.1))
+        self._loop.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.open:
@@ -499,13 +502,23 @@ class _Link:
         self.open = True
 
     def close(self) -> None:
-        self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
 
+@pytest.fixture
+def link(pg_url: str) -> Iterator[_Link]:
+    """A cuttable link to the test database's server (closed after the service stopped)."""
+    socket_dir = parse_qs(urlsplit(pg_url).query)["host"][0]
+    opened = _Link(f"{socket_dir}/.s.PGSQL.5432")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 async def test_a_replica_that_loses_the_database_says_so_and_recovers(
-    aiohttp_client: Any, tmp_path: Path, pg_url: str
+    link: _Link, aiohttp_client: Any, tmp_path: Path, pg_url: str
 ) -> None:
     """The database out of reach (every connection dropped, new ones refused): the replica
     stops sequencing, ``/healthz`` answers 503 saying the database is unreachable, no
@@ -515,48 +528,43 @@ async def test_a_replica_that_loses_the_database_says_so_and_recovers(
     from anchor.app import create_app
 
     parts = urlsplit(pg_url)
-    socket_dir = parse_qs(parts.query)["host"][0]
-    link = _Link(f"{socket_dir}/.s.PGSQL.5432")
-    try:
-        url = f"postgresql://{parts.username}@127.0.0.1:{link.port}{parts.path}"
-        client = await aiohttp_client(create_app(service_config(tmp_path, database=url)))
+    url = f"postgresql://{parts.username}@127.0.0.1:{link.port}{parts.path}"
+    client = await aiohttp_client(create_app(service_config(tmp_path, database=url)))
 
-        async def health() -> tuple[int, dict[str, Any]]:
-            resp = await client.get("/healthz")
-            return resp.status, await resp.json()
+    async def health() -> tuple[int, dict[str, Any]]:
+        resp = await client.get("/healthz")
+        return resp.status, await resp.json()
 
-        deadline = time.monotonic() + 20
-        while (await health())[1]["leadership"]["role"] != "sequencer":
-            assert time.monotonic() < deadline, "never the sequencer"
-            await asyncio.sleep(0.1)
-        link.cut()
-        deadline = time.monotonic() + 10
-        while True:
-            status, body = await health()
-            if not body["leadership"]["databaseReachable"]:
-                break
-            assert time.monotonic() < deadline, body
-            await asyncio.sleep(0.1)
-        assert status == 503
-        assert body["leadership"]["role"] == "replica"
-        assert body["leadership"]["lastError"]
-        assert body["store"]["ok"] is False
-        assert body["chain"]["ok"] is False
-        deadline = time.monotonic() + 30  # its round ends first (or is cancelled after 15 s)
-        while "batcher" in body["tasks"]:  # it stops with the role
-            assert time.monotonic() < deadline, body
-            await asyncio.sleep(0.2)
-            status, body = await health()
-        assert status == 503
-        link.mend()
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = await health()
-            if status == 200 and body["leadership"]["role"] == "sequencer":
-                break
-            assert time.monotonic() < deadline, body
-            await asyncio.sleep(0.2)
-        assert body["leadership"]["terms"] == 2
-        assert body["tasks"]["batcher"]["running"] is True
-    finally:
-        link.close()
+    deadline = time.monotonic() + 20
+    while (await health())[1]["leadership"]["role"] != "sequencer":
+        assert time.monotonic() < deadline, "never the sequencer"
+        await asyncio.sleep(0.1)
+    link.cut()
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = await health()
+        if not body["leadership"]["databaseReachable"]:
+            break
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+    assert status == 503
+    assert body["leadership"]["role"] == "replica"
+    assert body["leadership"]["lastError"]
+    assert body["store"]["ok"] is False
+    assert body["chain"]["ok"] is False
+    deadline = time.monotonic() + 30  # its round ends first (or is cancelled after 15 s)
+    while "batcher" in body["tasks"]:  # it stops with the role
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.2)
+        status, body = await health()
+    assert status == 503
+    link.mend()
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = await health()
+        if status == 200 and body["leadership"]["role"] == "sequencer":
+            break
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.2)
+    assert body["leadership"]["terms"] == 2
+    assert body["tasks"]["batcher"]["running"] is True
