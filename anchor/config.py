@@ -42,6 +42,15 @@ class Config:
     db: Path | None = field(
         default=None, metadata={"help": "SQLite database (default DATA_DIR/ler-anchor.db)"}
     )
+    database: str | None = field(
+        default=None,
+        repr=False,  # the URL may hold a password
+        metadata={
+            "help": "the service's database on PostgreSQL (postgresql://...), for serve (one "
+            "or several replicas) and the commands that open it; prefer the env variable if "
+            "it holds a password (default: the SQLite file)"
+        },
+    )
     origin: str = field(
         default=DEFAULT_ORIGIN, metadata={"help": "the log's origin line and checkpoint key name"}
     )
@@ -156,6 +165,22 @@ class Config:
         return self.db if self.db is not None else self.data_dir / "ler-anchor.db"
 
     @property
+    def store_target(self) -> str | Path:
+        """The service's database: the ``--database`` URL (``LER_ANCHOR_DATABASE``), else the
+        SQLite file."""
+        return self.database if self.database is not None else self.db_path
+
+    @property
+    def database_shown(self) -> str:
+        """The service's database as it may be printed: the SQLite file, or the URL without
+        its password."""
+        if self.database is None:
+            return str(self.db_path)
+        from anchor.db.postgres import redact  # psycopg loads only on PostgreSQL
+
+        return redact(self.database)
+
+    @property
     def log_key_path(self) -> Path:
         return self.log_key_file if self.log_key_file is not None else self.data_dir / "log-key.jwk"
 
@@ -182,6 +207,13 @@ class Config:
         return 1 if self.embedded_chain else 12
 
     def check(self) -> Config:
+        if self.database is not None and not self.database.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ConfigError(
+                "--database takes a PostgreSQL URL (postgresql://user@host/dbname)",
+                hint="leave it out to use the SQLite file (--db, default DATA_DIR/ler-anchor.db)",
+            )
         if not 0 < self.port < 65536:
             raise ConfigError(f"port {self.port} is not a TCP port")
         if self.anchor_interval <= 0:

@@ -15,6 +15,12 @@ Sections:
          this process: digests per second in signed submissions of 1,000, and signed
          single-digest submissions per second with their p99 latency, beside the raw store
          append rate measured in the same run.
+  replicas  signed single-digest submissions per second (and p99 latency) into ``serve``
+         replicas sharing one PostgreSQL database, spread round robin: one replica, then two,
+         on this machine in the same run (the second figure as a ratio of the first), and the
+         failover time after ``kill -9`` of the sequencer; anchoring on one anvil node.
+         PostgreSQL: ``--database URL`` (an empty database), else a throw-away server started
+         with ``initdb`` (skipped with a message without PostgreSQL).
   chain  gas per anchor of LogAnchor v2 (owner and another authorised account) and v1, beside
          EAS ``timestamp`` and OpenAttestation ``DocumentStore.issue``, all deployed on one
          anvil node in the same run (EAS compiled from its npm sources with solc 0.8.29, the
@@ -588,6 +594,157 @@ def bench_serve(workdir: Path, seconds: float = 8.0) -> list[Row]:
         Row("serve", "signed single-digest submissions", single_rate, "", None, "/s", ">= 1500"),
         Row("serve", "p99 latency of a single-digest submission", p99, "", None, "s", "<= 0.1"),
     ]
+
+
+REPLICA_SECONDS = 8.0
+"""How long each replicas measurement loads the service."""
+
+
+def bench_replicas(
+    workdir: Path, database: str | None, seconds: float = REPLICA_SECONDS
+) -> list[Row]:
+    """Signed single-digest submissions into one and two ``serve`` replicas on one
+    PostgreSQL database (a fresh database for each), and the failover time of two."""
+    import asyncio
+    import os
+    import signal
+    import subprocess
+
+    import aiohttp
+    import psycopg
+
+    from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
+    from anchor.client.signing import signed_headers
+    from anchor.keys import ChainAccountKey, Ed25519Key, generate_if_missing, save_key
+
+    sys.path.append(str(REPO_ROOT / "tests"))
+    from helpers.anvil import start_anvil
+    from helpers.service import POSTGRES_INSTALL_HINT, start_postgres
+
+    server = None
+    if database is None:
+        server = start_postgres()
+        if server is None:
+            print(f"bench replicas: skipped, no PostgreSQL ({POSTGRES_INSTALL_HINT})")
+            return []
+    node = start_anvil()
+    token = "bench-operator-token"
+    public = "http://anchor.bench"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def fresh_database(name: str) -> str:
+        if server is not None:
+            return str(server.create_database(name))
+        assert database is not None
+        with psycopg.connect(database, autocommit=True) as conn:  # the given one, emptied
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        return database
+
+    def start(url: str, count: int, run: str) -> list[str]:
+        keys_dir = workdir / run / "keys"
+        generate_if_missing(keys_dir / "log-key.jwk", "ed25519")
+        account = ChainAccountKey.from_hex(node.accounts[0].key.hex())
+        save_key(account, keys_dir / "chain-key.hex", overwrite=True)
+        contract = deploy(node.web3(), load_artifact(LOG_ANCHOR), node.accounts[0]).address
+        urls = []
+        for i in range(count):
+            port = _free_port()
+            urls.append(f"http://127.0.0.1:{port}")
+            argv = [sys.executable, "-m", "anchor", "serve", "--port", str(port)]
+            argv += ["--data-dir", str(workdir / run / f"replica-{i}")]
+            argv += ["--rpc-url", node.rpc_url, "--contract", contract, "--confirmations", "1"]
+            argv += ["--anchor-interval", "2", "--public-url", public]
+            argv += ["--log-key-file", str(keys_dir / "log-key.jwk")]
+            argv += ["--chain-key-file", str(keys_dir / "chain-key.hex")]
+            env = {**os.environ, "LER_ANCHOR_DATABASE": url, "LER_ANCHOR_OPERATOR_TOKEN": token}
+            out = subprocess.DEVNULL
+            procs.append(subprocess.Popen(argv, env=env, stdout=out, stderr=out))
+        return urls
+
+    async def roles(session: aiohttp.ClientSession, urls: list[str]) -> list[str | None]:
+        found: list[str | None] = []
+        for url in urls:
+            try:
+                async with session.get(url + "/healthz") as resp:
+                    found.append((await resp.json())["leadership"]["role"])
+            except aiohttp.ClientError:
+                found.append(None)
+        return found
+
+    async def load(urls: list[str], *, kill: bool) -> tuple[float, float, float | None]:
+        key = Ed25519Key.generate()
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 90
+            while "sequencer" not in await roles(session, urls):
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench replicas: no sequencer within 90 s")
+                await asyncio.sleep(0.2)
+            auth = {"Authorization": f"Bearer {token}"}
+            body = {"did": key.did}
+            async with session.post(urls[0] + "/v1/admin/issuers", json=body, headers=auth) as r:
+                if r.status != 201:
+                    raise SystemExit(f"bench replicas: issuer add answered {r.status}")
+            rng = random.Random(18)
+            latencies: list[float] = []
+            turn = iter(range(10**9))
+            stop_at = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                while time.perf_counter() < stop_at:
+                    url = urls[next(turn) % len(urls)]
+                    raw = json.dumps({"digests": [rng.randbytes(32).hex()]}).encode()
+                    headers = signed_headers(
+                        "POST", public + "/v1/entries", raw, key, key.verification_method
+                    )
+                    headers["Content-Type"] = "application/json"
+                    t0 = time.perf_counter()
+                    async with session.post(url + "/v1/entries", data=raw, headers=headers) as r:
+                        await r.read()
+                        if r.status not in (200, 201):
+                            raise SystemExit(f"bench replicas: submission answered {r.status}")
+                    latencies.append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(SINGLE_IN_FLIGHT)))
+            rate = len(latencies) / (time.perf_counter() - t0)
+            latencies.sort()
+            p99 = latencies[int(len(latencies) * 0.99) - 1]
+            failover = None
+            if kill:  # kill -9 the sequencer; time until another one reports it took over
+                leader = (await roles(session, urls)).index("sequencer")
+                procs[len(procs) - len(urls) + leader].send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                rest = urls[:leader] + urls[leader + 1 :]
+                while "sequencer" not in await roles(session, rest):
+                    await asyncio.sleep(0.05)
+                failover = time.monotonic() - killed
+            return rate, p99, failover
+
+    try:
+        one = asyncio.run(load(start(fresh_database("bench_one"), 1, "one"), kill=False))
+        procs[0].terminate()  # the next run has the machine to itself
+        procs[0].wait(timeout=30)
+        two = asyncio.run(load(start(fresh_database("bench_two"), 2, "two"), kill=True))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        node.stop()
+        if server is not None:
+            server.stop()
+    single = "signed single-digest submissions"
+    rows = [
+        Row("replicas", f"{single}, 1 replica", one[0], "", None, "/s", ""),
+        Row("replicas", f"{single}, 2 replicas", two[0], "1 replica", one[0], "/s", ""),
+        Row("replicas", "p99 latency, 1 replica", one[1], "", None, "s", ""),
+        Row("replicas", "p99 latency, 2 replicas", two[1], "", None, "s", ""),
+    ]
+    if two[2] is not None:
+        failover = "failover after kill -9 of the sequencer"
+        rows.append(Row("replicas", failover, two[2], "", None, "s", "<= 10"))
+    return rows
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -1237,8 +1394,11 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=1_000_000, help="log size (default 1e6)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--workdir", type=Path, default=None, help="where databases go")
+    parser.add_argument(
+        "--database", default=None, help="replicas: an empty PostgreSQL database (URL) to use"
+    )
     args = parser.parse_args()
-    known = {"log", "tiles", "serve", "chain", "status", "audit", "verify", "sd", "pg"}
+    known = {"log", "tiles", "serve", "replicas", "chain", "status", "audit", "verify", "sd", "pg"}
     sections = args.sections or sorted(known)
     if unknown := set(sections) - known:
         parser.error(f"unknown sections: {sorted(unknown)}; choose from {sorted(known)}")
@@ -1252,6 +1412,8 @@ def main() -> int:
             rows += bench_tiles(args.entries, workdir)
         if "serve" in sections:
             rows += bench_serve(workdir)
+        if "replicas" in sections:
+            rows += bench_replicas(workdir, args.database)
         if "chain" in sections:
             rows += bench_chain()
             rows += bench_chain_restart(workdir)

@@ -30,7 +30,7 @@ from anchor.errors import NotFound
 from anchor.http.app import ISSUERS, STORE, create_app
 from anchor.http.appkeys import AUTHENTICATOR_KEY
 from anchor.keys import Ed25519Key
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore, SQLiteStore, open_store
 from anchor.verify.identity import did_key_ed25519
 
 AUTH_PACKAGE = Path(__file__).resolve().parents[1] / "anchor" / "auth"
@@ -96,11 +96,10 @@ async def test_signed_requests_run_no_schema_statement(
 # --- one nonce, several replicas on one database --------------------------------------------
 
 
-def test_concurrent_nonce_stores_on_one_database_accept_each_nonce_once(tmp_path: Path) -> None:
+def test_concurrent_nonce_stores_on_one_database_accept_each_nonce_once(database: str) -> None:
     """Two stores (two replicas' connections) race to consume the same nonces: each nonce is
-    accepted exactly once, whichever replica gets it."""
-    path = tmp_path / "shared.db"
-    replicas = [SQLiteStore(path), SQLiteStore(path)]
+    accepted exactly once, whichever replica gets it (on each backend)."""
+    replicas = [open_store(database), open_store(database)]
     try:
         nonces.ensure_schema(replicas[0])
         stores = [NonceStore(replica) for replica in replicas]
@@ -132,7 +131,7 @@ async def _echo(request: web.Request) -> web.Response:
     return web.json_response({"did": principal_of(request).did})
 
 
-def _replica(store: SQLiteStore) -> web.Application:
+def _replica(store: LogStore) -> web.Application:
     """One replica of the signed-write path: its own connections to the shared database, its
     own nonce store and registry, the real authenticator."""
     registry = IssuerRegistry(store)
@@ -155,10 +154,9 @@ def _replica(store: SQLiteStore) -> web.Application:
 
 
 async def test_a_replay_sent_to_another_replica_is_refused(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, database: str
 ) -> None:
-    path = tmp_path / "shared.db"
-    stores = [SQLiteStore(path), SQLiteStore(path)]
+    stores = [open_store(database), open_store(database)]
     try:
         issuers.ensure_schema(stores[0])
         nonces.ensure_schema(stores[0])

@@ -15,16 +15,23 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from helpers.anvil import free_port
-from helpers.service import post_signed, wait_healthy
+from helpers.service import database_settings, post_signed, service_config, wait_healthy
+from pytest_aiohttp import AiohttpClient
 
 from anchor.client.signing import signed_headers
-from anchor.http.app import ISSUERS
+from anchor.http.app import ISSUERS, create_app
 from anchor.keys import Ed25519Key
 from anchor.log.store import SQLiteStore
 
 
 def digest(i: int) -> str:
     return hashlib.sha256(f"credential {i}".encode()).hexdigest()
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, tmp_path: Path, database: str) -> TestClient:
+    """The service on each backend (``database``: SQLite, then PostgreSQL)."""
+    return await aiohttp_client(create_app(service_config(tmp_path, **database_settings(database))))
 
 
 @pytest.fixture

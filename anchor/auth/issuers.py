@@ -4,11 +4,11 @@ Table ``issuers``: one row per DID ever registered; removal keeps the row with a
 time, so the registry's history stays auditable. Only rows with ``removed`` NULL may write.
 :func:`ensure_schema` creates the table once, when the service opens its database (and
 before an operator's ``issuer add``); a registry object never creates it, so reads stay
-reads. The statements use ``?`` placeholders and ``ON CONFLICT``, nothing SQLite-only,
-except :func:`_has_table`'s look at SQLite's catalogue.
+reads. The statements use ``?`` placeholders and ``ON CONFLICT``, nothing SQLite-only.
 
-I/O: SQLite through :class:`~anchor.log.store.SQLiteStore`. Cost: one indexed read per look-up
-(one query per 500 DIDs for a batch), one short write transaction per change.
+I/O: the service's database (SQLite or PostgreSQL) through :class:`~anchor.log.store.LogStore`.
+Cost: one indexed read per look-up (one query per 500 DIDs for a batch), one short write
+transaction per change.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from anchor.core.entry import check_did
 from anchor.errors import Conflict, EncodingError, InvalidInput, NotFound
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
@@ -48,23 +49,23 @@ class Issuer:
         }
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+SCHEMA: Final[tuple[str, ...]] = (
+    "CREATE TABLE IF NOT EXISTS issuers ("
+    " did TEXT PRIMARY KEY, name TEXT NOT NULL, added INTEGER NOT NULL,"
+    " removed INTEGER)",
+)
+"""The issuer table (idempotent DDL; the service database's migrations run it too)."""
+
+
+def ensure_schema(store: LogStore) -> None:
     """Create the issuer table (idempotent). Called once, when the database is opened."""
     with store.transaction() as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS issuers ("
-            " did TEXT PRIMARY KEY, name TEXT NOT NULL, added INTEGER NOT NULL,"
-            " removed INTEGER)"
-        )
+        for statement in SCHEMA:
+            conn.execute(statement)
 
 
-def _has_table(store: SQLiteStore) -> bool:
-    row = (
-        store.reader()
-        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'issuers'")
-        .fetchone()
-    )
-    return row is not None
+def _has_table(store: LogStore) -> bool:
+    return store.has_table("issuers")
 
 
 def _check(did: str, name: str) -> None:
@@ -81,11 +82,11 @@ def _check(did: str, name: str) -> None:
 class IssuerRegistry:
     """The registry in ``store``, whose table :func:`ensure_schema` made."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: LogStore) -> None:
         self.store = store
         if not _has_table(store):  # nobody made it: say how, never make it here
             raise NotFound(
-                f"{store.path} has no issuer registry yet",
+                f"{store.db.where} has no issuer registry yet",
                 hint="start `ler-anchor serve` on it once",
             )
 

@@ -14,17 +14,17 @@ database, cannot both succeed. The statements use ``?`` placeholders, ``ON CONFL
 ``rowcount`` only, so they run unchanged on SQLite and on PostgreSQL (the DDL's
 ``WITHOUT ROWID`` is SQLite's storage hint, kept for existing databases).
 
-I/O: SQLite through :class:`~anchor.log.store.SQLiteStore`. Cost: one write transaction (one
+I/O: SQLite through :class:`~anchor.log.store.LogStore`. Cost: one write transaction (one
 fsync) per :meth:`NonceStore.remember_many` batch, however many nonces it holds.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Final
 
-from anchor.log.store import SQLiteStore
+from anchor.db.api import Connection
+from anchor.log.store import LogStore
 
 NONCE_TABLE: Final = "auth_nonces"
 
@@ -39,17 +39,20 @@ _REMEMBER: Final = (
 """Insert a nonce, or renew an expired row; changes no row (a replay) for a live one."""
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+SCHEMA: Final[tuple[str, ...]] = (
+    f"CREATE TABLE IF NOT EXISTS {NONCE_TABLE} ("
+    "keyid TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL, "
+    "PRIMARY KEY (keyid, nonce)) WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {NONCE_TABLE}_by_expiry ON {NONCE_TABLE} (expires)",
+)
+"""The nonce table (idempotent DDL; the service database's migrations run it too)."""
+
+
+def ensure_schema(store: LogStore) -> None:
     """Create the nonce table (idempotent). Called once, when the database is opened."""
     with store.transaction() as conn:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {NONCE_TABLE} ("
-            "keyid TEXT NOT NULL, nonce TEXT NOT NULL, expires INTEGER NOT NULL, "
-            "PRIMARY KEY (keyid, nonce)) WITHOUT ROWID"
-        )
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS {NONCE_TABLE}_by_expiry ON {NONCE_TABLE} (expires)"
-        )
+        for statement in SCHEMA:
+            conn.execute(statement)
 
 
 class NonceStore:
@@ -58,7 +61,7 @@ class NonceStore:
     (:func:`ensure_schema`)."""
 
     def __init__(
-        self, store: SQLiteStore, *, purge_interval: float = NONCE_PURGE_INTERVAL_SECONDS
+        self, store: LogStore, *, purge_interval: float = NONCE_PURGE_INTERVAL_SECONDS
     ) -> None:
         self._store = store
         self._purge_interval = purge_interval
@@ -102,7 +105,7 @@ class NonceStore:
             return self._purge(conn, int(now))
 
     @staticmethod
-    def _purge(conn: sqlite3.Connection, cutoff: int) -> int:
+    def _purge(conn: Connection, cutoff: int) -> int:
         return conn.execute(
             f"DELETE FROM {NONCE_TABLE} WHERE expires < ?",  # noqa: S608
             (cutoff,),

@@ -191,6 +191,10 @@ class Batcher:
             self.health.stopped()
             self._stopped.set()
 
+    def reopen(self) -> None:
+        """Allow :meth:`run` again after :meth:`close` (a replica sequencing once more)."""
+        self._closing = False
+
     async def close(self) -> None:
         """Stop :meth:`run` after its current round and wait for it to return."""
         self._closing = True

@@ -37,7 +37,7 @@ from anchor.chain.values import (
     TxRecord,
 )
 from anchor.errors import ChainError, ConfigError
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ChainClient(AnchorMachine):
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: LogStore,
         backend: ChainBackend,
         config: ChainConfig,
         contract_address: str,
@@ -83,7 +83,7 @@ class ChainClient(AnchorMachine):
 
     @classmethod
     async def open(
-        cls, store: SQLiteStore, config: ChainConfig, *, embedded: EmbeddedChain | None = None
+        cls, store: LogStore, config: ChainConfig, *, embedded: EmbeddedChain | None = None
     ) -> ChainClient:
         """A client for ``config``: the JSON-RPC endpoint at ``config.rpc_url``, or the
         embedded chain (``embedded`` if given, else a new one this client owns and closes)."""

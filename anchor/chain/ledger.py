@@ -15,9 +15,8 @@ write is one short transaction."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from eth_utils.address import to_checksum_address
 
@@ -33,74 +32,24 @@ from anchor.chain.values import (
     TxState,
     _now_ms,
 )
+from anchor.db.api import Connection
+from anchor.db.tables import CHAIN_TABLES
 from anchor.errors import StoreError
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 # ---- the database ---------------------------------------------------------------------------
 
 
-def ensure_schema(store: SQLiteStore) -> None:
+SCHEMA: Final = CHAIN_TABLES
+"""The chain tables (:data:`anchor.db.tables.CHAIN_TABLES`: kept there so that the service
+database's migrations need not load the chain package)."""
+
+
+def ensure_schema(store: LogStore) -> None:
     """Create the chain tables if they do not exist (idempotent)."""
     with store.transaction() as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS chains ("
-            " id INTEGER PRIMARY KEY,"
-            " chain_id INTEGER NOT NULL,"
-            " genesis_hash BLOB NOT NULL,"
-            " contract TEXT NOT NULL,"
-            " current INTEGER NOT NULL DEFAULT 0,"
-            " first_seen INTEGER NOT NULL,"
-            " UNIQUE (chain_id, genesis_hash, contract))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS chain_accounts ("
-            " chain INTEGER NOT NULL REFERENCES chains (id),"
-            " address TEXT NOT NULL,"
-            " next_nonce INTEGER NOT NULL,"
-            " PRIMARY KEY (chain, address))"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS anchors ("
-            " id INTEGER PRIMARY KEY,"
-            " chain INTEGER NOT NULL REFERENCES chains (id),"
-            " size INTEGER NOT NULL,"
-            " root BLOB NOT NULL,"
-            " state TEXT NOT NULL,"
-            " account TEXT NOT NULL,"
-            " nonce INTEGER,"
-            " tx_hash BLOB,"
-            " block_number INTEGER,"
-            " block_hash BLOB,"
-            " log_index INTEGER,"
-            " block_time INTEGER,"
-            " error TEXT,"
-            " reorgs INTEGER NOT NULL DEFAULT 0,"
-            " created INTEGER NOT NULL,"
-            " updated INTEGER NOT NULL)"
-        )
-        conn.execute("CREATE INDEX IF NOT EXISTS anchors_by_state ON anchors (chain, state, size)")
-        conn.execute(  # the re-check of recent final anchors reads only those near the head
-            "CREATE INDEX IF NOT EXISTS anchors_by_block ON anchors (chain, state, block_number)"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS anchor_txs ("
-            " chain INTEGER NOT NULL REFERENCES chains (id),"
-            " hash BLOB NOT NULL,"
-            " anchor INTEGER NOT NULL REFERENCES anchors (id),"
-            " account TEXT NOT NULL,"
-            " nonce INTEGER NOT NULL,"
-            " gas INTEGER NOT NULL,"
-            " max_fee INTEGER NOT NULL,"
-            " max_priority_fee INTEGER NOT NULL,"
-            " raw BLOB NOT NULL,"
-            " state TEXT NOT NULL,"
-            " error TEXT,"
-            " created INTEGER NOT NULL,"
-            " PRIMARY KEY (chain, hash))"
-        )
-        conn.execute(
-            "CREATE INDEX IF NOT EXISTS anchor_txs_by_nonce ON anchor_txs (chain, account, nonce)"
-        )
+        for statement in SCHEMA:
+            conn.execute(statement)
 
 
 _ANCHOR_COLUMNS = (
@@ -118,7 +67,7 @@ _TX_ORDER = "created, max_fee, max_priority_fee, hash"
 _TX_ORDER_DESC = "created DESC, max_fee DESC, max_priority_fee DESC, hash DESC"
 
 
-def _has_schema(store: SQLiteStore) -> bool:
+def _has_schema(store: LogStore) -> bool:
     """Whether the chain tables exist (one read; read paths never create them, so they never
     take the writer lock: :func:`ensure_schema` runs when the chain client opens)."""
     return store.has_table("anchors")
@@ -161,7 +110,7 @@ def _tx_record(row: Sequence[Any]) -> TxRecord:
     )
 
 
-def current_chain(store: SQLiteStore) -> tuple[int, ChainIdentity] | None:
+def current_chain(store: LogStore) -> tuple[int, ChainIdentity] | None:
     """The row id and identity of the chain the service last started on, if any."""
     if not _has_schema(store):
         return None
@@ -176,7 +125,7 @@ def current_chain(store: SQLiteStore) -> tuple[int, ChainIdentity] | None:
 
 
 def list_anchors(
-    store: SQLiteStore,
+    store: LogStore,
     *,
     all_chains: bool = False,
     states: Iterable[AnchorState] | None = None,
@@ -205,7 +154,7 @@ def list_anchors(
 
 
 def anchor_covering(
-    store: SQLiteStore, index: int, *, final_only: bool = False, newest: bool = False
+    store: LogStore, index: int, *, final_only: bool = False, newest: bool = False
 ) -> AnchorRecord | None:
     """An anchor on the current chain that covers leaf ``index`` (its size is above it):
     the smallest such size, or the largest with ``newest``; ``included`` or ``final`` ones,
@@ -227,7 +176,7 @@ def anchor_covering(
     return None if row is None else _anchor_record(row)
 
 
-def latest_anchor(store: SQLiteStore, *, final_only: bool = False) -> AnchorRecord | None:
+def latest_anchor(store: LogStore, *, final_only: bool = False) -> AnchorRecord | None:
     """The anchor of the largest size on the current chain that is ``included`` or ``final``
     (only ``final`` with ``final_only``): what the contract's ``latest()`` holds once mined.
     One indexed read."""
@@ -251,7 +200,7 @@ class _Ledger:
     """The state machine's reads and writes (synchronous; the client runs them in a thread).
     Every method that changes state does so in one transaction."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: LogStore) -> None:
         self.store = store
 
     # -- identity ---------------------------------------------------------------------------
@@ -478,7 +427,7 @@ class _Ledger:
 
     @staticmethod
     def _settle_nonce(
-        conn: sqlite3.Connection, ref: int, tx: TxRecord, state: TxState, error: str | None,
+        conn: Connection, ref: int, tx: TxRecord, state: TxState, error: str | None,
         now: int,
     ) -> None:  # fmt: skip
         conn.execute(

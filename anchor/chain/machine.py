@@ -31,7 +31,7 @@ from anchor.chain.values import (
     _now_ms,
 )
 from anchor.errors import ChainError
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class AnchorMachine(AnchorSender):
     every method runs under the client's step lock."""
 
     def __init__(
-        self, store: SQLiteStore, backend: ChainBackend, config: ChainConfig, contract_address: str
+        self, store: LogStore, backend: ChainBackend, config: ChainConfig, contract_address: str
     ) -> None:
         super().__init__(store, backend, config, contract_address)
         self.rebroadcasts = 0

@@ -61,7 +61,7 @@ from anchor.chain.values import (
     _now_ms,
 )
 from anchor.errors import ChainError, StoreError
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class AnchorSender:
     class); every method runs under the client's step lock."""
 
     def __init__(
-        self, store: SQLiteStore, backend: ChainBackend, config: ChainConfig, contract_address: str
+        self, store: LogStore, backend: ChainBackend, config: ChainConfig, contract_address: str
     ) -> None:
         self.store = store
         self.backend = backend

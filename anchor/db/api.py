@@ -69,6 +69,11 @@ class Database(Protocol):
     def read_only(self) -> bool: ...
 
     @property
+    def where(self) -> str:
+        """The database named for messages: its file, or its URL without the password."""
+        ...
+
+    @property
     def write_error(self) -> StorageUnavailable | None:
         """The failure of the last write when it was transient; ``None`` once one commits."""
         ...

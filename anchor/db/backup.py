@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anchor.db import dbfiles
+from anchor.db.migrations import table_exists
 from anchor.errors import (
     Conflict,
     InvalidInput,
@@ -56,7 +57,7 @@ class AnchoredRoot:
     """Where it was anchored, for messages (block and transaction, or the anchor record)."""
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -64,16 +65,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
+def remove_database(path: Path) -> None:
     for suffix in ("", *SIDE_FILES):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _copy(source: Path, target: Path) -> None:
+def copy_database(source: Path, target: Path) -> None:
     """Copy the database ``source`` to a new ``target`` (created 0600: it holds the
     database's secrets) with SQLite's backup API, in one step: one consistent snapshot,
     while writers keep going (WAL)."""
-    _remove(target)
+    remove_database(target)
     dbfiles.create_private_file(target)
     reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     writer = sqlite3.connect(target)
@@ -81,14 +82,14 @@ def _copy(source: Path, target: Path) -> None:
         reader.backup(writer)
     except BaseException:
         writer.close()
-        _remove(target)
+        remove_database(target)
         raise
     finally:
         reader.close()
     writer.close()
 
 
-def _move(source: Path, target: Path) -> None:
+def move_database(source: Path, target: Path) -> None:
     """Rename a database and whichever of its side files exist (a target's stale side files
     go, so that they are never replayed into it)."""
     for suffix in SIDE_FILES:
@@ -114,15 +115,13 @@ def _ensure_unused(database: Path) -> None:
         conn.close()
 
 
-def _check(path: Path, progress: Callable[[int], object] | None = None) -> Snapshot:
+def check_copy(path: Path, progress: Callable[[int], object] | None = None) -> Snapshot:
     """SQLite's integrity check, then the log's: every hash recomputed from the entries."""
     conn = sqlite3.connect(path)
     try:
         result = conn.execute("PRAGMA integrity_check").fetchall()
         ours = (
-            conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-            ).fetchone()
+            table_exists(conn, "sqlite", "meta")
             and conn.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
         )
     except sqlite3.DatabaseError as exc:
@@ -138,21 +137,12 @@ def _check(path: Path, progress: Callable[[int], object] | None = None) -> Snaps
         size = store.check_integrity(progress)
         root = store.root(size)
         row = None
-        if _has_table(store, "checkpoints"):
+        if store.has_table("checkpoints"):
             row = store.reader().execute("SELECT max(size) FROM checkpoints").fetchone()
     finally:
         store.close()
     checkpoint = None if row is None or row[0] is None else int(row[0])
     return Snapshot(path, size, root, checkpoint, path.stat().st_size)
-
-
-def _has_table(store: SQLiteStore, name: str) -> bool:
-    row = (
-        store.reader()
-        .execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-        .fetchone()
-    )
-    return row is not None
 
 
 def backup(database: Path, out: Path, progress: Callable[[int], object] | None = None) -> Snapshot:
@@ -165,16 +155,16 @@ def backup(database: Path, out: Path, progress: Callable[[int], object] | None =
     dbfiles.make_private_dir(out.parent)
     partial = out.with_name(out.name + ".partial")
     try:
-        _copy(database, partial)
+        copy_database(database, partial)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot back up {database}: {exc}") from exc
     try:
-        snapshot = _check(partial, progress)
-        _fsync(partial)
-        _move(partial, out)
-        _fsync(out.parent)
+        snapshot = check_copy(partial, progress)
+        fsync_path(partial)
+        move_database(partial, out)
+        fsync_path(out.parent)
     except BaseException:
-        _remove(partial)
+        remove_database(partial)
         raise
     return Snapshot(out, snapshot.size, snapshot.root, snapshot.checkpoint_size, snapshot.bytes)
 
@@ -212,6 +202,39 @@ def mismatches(snapshot: SQLiteStore, anchored: Iterable[AnchoredRoot]) -> list[
     return problems
 
 
+def checked_against(
+    staged: Path,
+    anchored: Iterable[AnchoredRoot] | None,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[Snapshot, list[AnchoredRoot]]:
+    """Check the backup copy ``staged`` (SQLite, then every log hash) and that it reproduces
+    every root in ``anchored`` (``None``: the roots it recorded itself); raise
+    :class:`RestoreRefused` or :class:`NoMatchingAnchor` if not. The snapshot and the roots
+    checked."""
+    snapshot = check_copy(staged, progress)
+    roots = list(recorded_anchors(staged) if anchored is None else anchored)
+    store = SQLiteStore(staged)
+    try:
+        problems = mismatches(store, roots)
+    finally:
+        store.close()
+    if problems:
+        raise RestoreRefused(
+            f"{len(problems)} anchored root(s) not reproduced; first: {problems[0]}",
+            hint="restore a newer backup: installing this one would fork the log",
+        )
+    if anchored is not None and not roots and snapshot.size > 0:
+        raise NoMatchingAnchor(
+            f"the contract holds no anchor while this backup has {snapshot.size:,} "
+            "entries: the chain cannot vouch for it",
+            anchors=0,
+            log_size=snapshot.size,
+            hint="check --contract; without --rpc-url and --contract the anchors the "
+            "backup recorded are checked instead",
+        )
+    return snapshot, roots
+
+
 def restore(
     backup_file: Path,
     database: Path,
@@ -245,40 +268,20 @@ def _restore(
         _ensure_unused(database)
     staged = database.with_name(database.name + ".restoring")
     try:
-        _copy(backup_file, staged)
+        copy_database(backup_file, staged)
     except sqlite3.DatabaseError as exc:
         raise InvalidInput(f"{backup_file} is not an LER Anchor backup: {exc}") from exc
     try:
-        snapshot = _check(staged, progress)
-        roots = list(recorded_anchors(staged) if anchored is None else anchored)
-        store = SQLiteStore(staged)
-        try:
-            problems = mismatches(store, roots)
-        finally:
-            store.close()
-        if problems:
-            raise RestoreRefused(
-                f"{len(problems)} anchored root(s) not reproduced; first: {problems[0]}",
-                hint="restore a newer backup: installing this one would fork the log",
-            )
-        if anchored is not None and not roots and snapshot.size > 0:
-            raise NoMatchingAnchor(
-                f"the contract holds no anchor while this backup has {snapshot.size:,} "
-                "entries: the chain cannot vouch for it",
-                anchors=0,
-                log_size=snapshot.size,
-                hint="check --contract; without --rpc-url and --contract the anchors the "
-                "backup recorded are checked instead",
-            )
-        _fsync(staged)
+        snapshot, roots = checked_against(staged, anchored, progress)
+        fsync_path(staged)
         moved = None
         if database.exists():
             moved = database.with_name(f"{database.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-            _move(database, moved)
-        _move(staged, database)
-        _fsync(database.parent)
+            move_database(database, moved)
+        move_database(staged, database)
+        fsync_path(database.parent)
     except BaseException:
-        _remove(staged)
+        remove_database(staged)
         raise
     return (
         Snapshot(database, snapshot.size, snapshot.root, snapshot.checkpoint_size, snapshot.bytes),

@@ -318,3 +318,11 @@ def operator_writer(database: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def operator_writes(database: str | Path) -> contextlib.AbstractContextManager[None]:
+    """:func:`operator_writer` for a SQLite file; nothing for a PostgreSQL URL (the server
+    serialises writers itself, and a restore only loads into an empty database)."""
+    if isinstance(database, Path):
+        return operator_writer(database)
+    return contextlib.nullcontext()

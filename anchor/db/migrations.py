@@ -49,6 +49,8 @@ class Schema:
     steps: tuple[Step, ...] = ()
     readable: frozenset[int] = field(default_factory=frozenset)
     """Older versions a read-only open accepts as they are (their reads are the same)."""
+    key: str = VERSION_KEY
+    """The ``meta`` key recording the version (one per schema sharing a database)."""
 
     def __post_init__(self) -> None:
         versions = [s.version for s in self.steps]
@@ -56,17 +58,17 @@ class Schema:
             raise ValueError("migration steps must have distinct, ascending versions")
 
 
-def read_version(conn: Connection) -> str | None:
+def read_version(conn: Connection, key: str = VERSION_KEY) -> str | None:
     """The recorded schema version (raises when there is no ``meta`` table)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def _record(conn: Connection, version: int) -> None:
+def _record(conn: Connection, version: int, key: str = VERSION_KEY) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (VERSION_KEY, str(version)),
+        (key, str(version)),
     )
 
 
@@ -86,7 +88,12 @@ def migrate(
     password)."""
     if create and not read_only:
         conn.execute(META_TABLE)
-    found = read_version(conn)
+    elif not table_exists(conn, dialect, "meta"):
+        raise StoreError(
+            f"{where} is not an LER Anchor database (it has no tables)",
+            hint="start `ler-anchor serve` on it once, or give the service's database",
+        )
+    found = read_version(conn, schema.key)
     if found is None:
         if not create or read_only:
             raise StoreError(
@@ -94,7 +101,7 @@ def migrate(
                 hint="give --data-dir or --db the service's database",
             )
         schema.create(conn, dialect)
-        _record(conn, schema.version)
+        _record(conn, schema.version, schema.key)
         return 0
     try:
         current = int(found)
@@ -118,8 +125,19 @@ def migrate(
         )
     for step in upgradable:
         step.apply(conn, dialect)
-        _record(conn, step.version)
+        _record(conn, step.version, schema.key)
     return current
+
+
+def column_exists(conn: Connection, dialect: Dialect, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (in the current schema, on PostgreSQL)."""
+    sql = (
+        "SELECT 1 FROM pragma_table_info(?) WHERE name = ?"
+        if dialect == "sqlite"
+        else "SELECT 1 FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = ? AND column_name = ?"
+    )
+    return conn.execute(sql, (table, column)).fetchone() is not None
 
 
 def table_exists(conn: Connection, dialect: Dialect, name: str) -> bool:

@@ -258,6 +258,11 @@ class SQLiteDatabase:
     def read_only(self) -> bool:
         return self._read_only
 
+    @property
+    def where(self) -> str:
+        """The database's file name (for messages)."""
+        return str(self.path)
+
     def _version_checked(self, conn: sqlite3.Connection) -> str | None:
         """The schema version; a file without our ``meta`` table is not ours."""
         try:

@@ -3,7 +3,9 @@
 Shared state lives in typed :class:`aiohttp.web.AppKey` entries set up by ``cleanup_ctx``
 generators (opened in order at start-up, closed in reverse at shutdown): the store and log,
 the group committer, one HTTP ``ClientSession`` and the DID resolver, the chain client and
-the batcher. Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.http.routes`.
+the batcher. Work that must run in one place only (the batcher, status renewal, the
+integrity pass) is a duty of the sequencing replica (:mod:`anchor.db.leadership`: always this
+process on SQLite). Routes come from one ``RouteTableDef`` per feature in :mod:`anchor.http.routes`.
 Errors of the project's hierarchy become RFC 9457 problem details in one middleware.
 """
 
@@ -26,7 +28,7 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anchor import keys, outbound
-from anchor.auth import issuers, middleware, nonces
+from anchor.auth import middleware, nonces
 from anchor.auth.issuers import IssuerRegistry
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.chain.batcher import Batcher, BatcherConfig
@@ -34,6 +36,16 @@ from anchor.chain.contracts import DID_REGISTRY
 from anchor.config import Config
 from anchor.core.checkpoint import NoteSigner
 from anchor.core.taskhealth import TaskHealth, gauges, probe_value
+from anchor.db import is_postgres_url
+from anchor.db.leadership import (
+    AdvisoryLockLeadership,
+    Duties,
+    Leadership,
+    Role,
+    SoleLeadership,
+    leadership_gauges,
+)
+from anchor.db.tables import open_service_store
 from anchor.errors import (
     AdminUnauthorized,
     AnchorError,
@@ -50,6 +62,7 @@ from anchor.http.appkeys import (
     CHAIN,
     COMMITTER,
     CONFIG,
+    DUTIES,
     HEALTH_PROBES,
     HTTP,
     ISSUERS,
@@ -83,7 +96,7 @@ from anchor.http.routes import (
 from anchor.http.selfcheck import integrity_ctx
 from anchor.log.grouping import GroupCall
 from anchor.log.log import GroupCommitter, Log
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 from anchor.status.model import StatusSettings
 from anchor.status.publisher import StatusPublisher
 from anchor.status.repository import StatusRepository
@@ -177,14 +190,67 @@ def _log_signer(config: Config) -> NoteSigner:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await asyncio.to_thread(SQLiteStore, config.db_path)
+    store = await asyncio.to_thread(open_service_store, config.store_target)  # tables migrated
     app[STORE] = store
     app[MERKLE_LOG] = Log(store, _log_signer(config))
-    await asyncio.to_thread(issuers.ensure_schema, store)  # once, never on a request
-    await asyncio.to_thread(nonces.ensure_schema, store)
     app[ISSUERS] = IssuerRegistry(store)
     yield
     await asyncio.to_thread(store.close)
+
+
+async def _leadership_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Who sequences (:mod:`anchor.db.leadership`): on PostgreSQL the replica holding the
+    advisory lock, on SQLite this process. Duties added later start and stop with the role."""
+    config = app[CONFIG]
+    leadership: Leadership = (
+        AdvisoryLockLeadership(config.database)
+        if config.database is not None and is_postgres_url(config.database)
+        else SoleLeadership()
+    )
+    if leadership.backend == "postgresql" and config.embedded_chain:
+        logger.warning(
+            "the embedded chain is this process's own: replicas sharing the database must"
+            " anchor on one chain (--rpc-url and --contract)"
+        )
+    duties = Duties(leadership, app[TASKS])
+    app[DUTIES] = duties
+    app[HEALTH_PROBES].append(_leadership_health)
+    app[METRICS].add_gauge_source(lambda: leadership_gauges(leadership))
+    deciding = asyncio.create_task(leadership.run(), name="leadership")
+    following = asyncio.create_task(duties.run(), name="duties")
+    watching = None
+    if leadership.backend == "postgresql":  # another replica may find damage: stop here too
+        watching = asyncio.create_task(_watch_failure(app[MERKLE_LOG]), name="failure-watch")
+    yield
+    if watching is not None:
+        watching.cancel()
+        await asyncio.wait({watching})
+    await duties.close()
+    await leadership.close()
+    await deciding
+    await following
+
+
+FAILURE_WATCH_SECONDS = 2.0
+"""How often a replica on a shared database looks for an integrity failure recorded there."""
+
+
+async def _watch_failure(log: Log) -> None:
+    """Enter the failed state within :data:`FAILURE_WATCH_SECONDS` of another replica
+    recording one (its start-up check or the sequencer's background pass found damage).
+    A failed read is retried at the next round."""
+    while log.failure is None:
+        try:
+            await asyncio.to_thread(log.adopt_recorded_failure)
+        except AnchorError as err:
+            logger.debug("looking for a recorded integrity failure: %s", err.diagnostics())
+        await asyncio.sleep(FAILURE_WATCH_SECONDS)
+
+
+async def _leadership_health(app: web.Application) -> tuple[str, object, bool]:
+    """This replica's role, and whether it reaches the database it shares."""
+    status = app[DUTIES].leadership.status()
+    return "leadership", status.to_json(), status.ok
 
 
 async def _committer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -281,8 +347,8 @@ async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _status_renewal_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Renews status lists whose validUntil is near, in the background."""
-    async with app[STATUS_PUBLISHER].renewing(app[TASKS]):
+    """Renews status lists whose validUntil is near, in the background (on the sequencer)."""
+    async with app[STATUS_PUBLISHER].renewing(app[DUTIES]):
         yield
 
 
@@ -346,13 +412,17 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
     client = app[CHAIN]
     batcher = app[BATCHER]
     status = batcher.status()
-    anchors = await asyncio.to_thread(list_anchors, app[STORE], limit=1)
-    last = anchors[0] if anchors else None
-    try:
+    if not app[DUTIES].leadership.status().database_reachable:  # no pool timeouts here
+        return "chain", {"ok": False, "error": "the shared database is out of reach"}, False
+    try:  # the database, then the node
+        anchors = await asyncio.to_thread(list_anchors, app[STORE], limit=1)
+        size = await asyncio.to_thread(app[STORE].size)
         head = await client.backend.block("latest")
     except AnchorError as err:
         return "chain", {"ok": False, "error": err.detail}, False
-    healthy = status.running and status.consecutive_errors == 0
+    last = anchors[0] if anchors else None
+    leading = app[DUTIES].leadership.is_leader  # the batcher runs on the sequencer only
+    healthy = (status.running or not leading) and status.consecutive_errors == 0
     body: dict[str, object] = {
         "ok": healthy,
         "chain": client.identity.caip2 if client.identity else None,
@@ -363,7 +433,7 @@ async def _chain_health(app: web.Application) -> tuple[str, object, bool]:
         if last is None
         else round(time.time() - last.created_ms / 1000, 1),
         "anchoredTreeSize": None if last is None else last.size,
-        "lagEntries": None if last is None else app[STORE].size() - last.size,
+        "lagEntries": None if last is None else size - last.size,
         "batcherErrors": status.total_errors,
         "lastError": status.last_error,
     }
@@ -428,11 +498,42 @@ async def _batcher_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[BATCHER] = batcher
     app[ANCHOR_CHANGES] = batcher.changes
-    app[TASKS].append(batcher.health)
-    task = asyncio.create_task(batcher.run(), name="batcher")
+    duties = app[DUTIES]
+
+    async def anchor() -> None:
+        batcher.reopen()
+        await batcher.run()
+
+    async def watch() -> None:
+        await _watch_anchors(app[STORE], batcher, min(1.0, config.anchor_interval))
+
+    await duties.add("batcher", anchor, stop=batcher.close, health=batcher.health)
+    await duties.add("anchor-watch", watch, role=Role.REPLICA)
     yield
-    await batcher.close()
-    await task
+    await duties.remove("anchor-watch")
+    await duties.remove("batcher")
+
+
+async def _watch_anchors(store: LogStore, batcher: Batcher, interval: float) -> None:
+    """On a replica: wake receipt waits when the sequencer changed an anchor (it notifies
+    only its own waiters), by reading the anchors' newest change every ``interval`` seconds.
+    Errors are retried on the next read (the health of the database shows elsewhere)."""
+
+    def newest() -> tuple[int, int]:
+        row = store.reader().execute("SELECT count(*), max(updated) FROM anchors").fetchone()
+        return int(row[0]), int(row[1] or 0)
+
+    seen: tuple[int, int] | None = None
+    while True:
+        try:
+            now = await asyncio.to_thread(newest)
+        except AnchorError as err:
+            logger.debug("watching anchors: %s", err.diagnostics())
+        else:
+            if now != seen:
+                seen = now
+                batcher.changes.notify()
+        await asyncio.sleep(interval)
 
 
 class AccessLog(AbstractAccessLogger):
@@ -543,6 +644,7 @@ def create_app(config: Config) -> web.Application:
     app[TASKS] = tasks
     app[METRICS].add_gauge_source(lambda: gauges(tasks))
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_leadership_ctx)
     app.cleanup_ctx.append(integrity_ctx)  # checks the log before anything uses it
     app.cleanup_ctx.append(_chain_ctx)
     app.cleanup_ctx.append(_http_ctx)
@@ -579,9 +681,10 @@ async def serve(config: Config) -> None:
                 hint="choose another --port or --host, or stop what is using it",
             ) from None
         chain = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
+        database = config.database_shown
         print(
             f"LER Anchor listening on http://{config.host}:{config.port} "
-            f"(database {config.db_path}, anchoring on {chain})",
+            f"(database {database}, anchoring on {chain})",
             flush=True,
         )
         await stop.wait()

@@ -26,11 +26,12 @@ if TYPE_CHECKING:
     from anchor.chain.batcher import AnchorChanges, Batcher
     from anchor.config import Config
     from anchor.core.taskhealth import TaskHealth
+    from anchor.db.leadership import Duties
     from anchor.http.metrics import Metrics
     from anchor.http.ratelimit import RateLimiter
     from anchor.http.selfcheck import IntegrityChecker
     from anchor.log.log import GroupCommitter, Log
-    from anchor.log.store import SQLiteStore
+    from anchor.log.store import LogStore
     from anchor.status.publisher import StatusPublisher
     from anchor.status.repository import StatusRepository
     from anchor.verify.verifier import CredentialVerifier
@@ -41,7 +42,7 @@ HealthProbe = Callable[[web.Application], Awaitable[tuple[str, object, bool]]]
 """A named health check: returns (name, JSON value, healthy)."""
 
 CONFIG: Final[web.AppKey[Config]] = web.AppKey("config")
-STORE: Final[web.AppKey[SQLiteStore]] = web.AppKey("store")
+STORE: Final[web.AppKey[LogStore]] = web.AppKey("store")
 MERKLE_LOG: Final[web.AppKey[Log]] = web.AppKey("log")
 ISSUERS: Final[web.AppKey[IssuerRegistry]] = web.AppKey("issuers")
 COMMITTER: Final[web.AppKey[GroupCommitter]] = web.AppKey("committer")
@@ -74,3 +75,6 @@ VERIFIER: Final[web.AppKey[CredentialVerifier]] = web.AppKey("verifier")
 
 ANCHOR_CHANGES: Final[web.AppKey[AnchorChanges]] = web.AppKey("anchor_changes")
 """Notified by the batcher after every round: receipt waits wake on it."""
+
+DUTIES: Final[web.AppKey[Duties]] = web.AppKey("duties")
+"""Background work by role, and the replica's leadership (:mod:`anchor.db.leadership`)."""

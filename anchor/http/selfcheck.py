@@ -22,6 +22,9 @@ goes on. Errors (a busy database, ...) never stop the task: each is logged, coun
 in ``/healthz``, and the step is retried after an exponential backoff. Progress and findings
 are reported by :meth:`IntegrityChecker.status`, the ``integrity`` health probe and gauges on
 ``/metrics``. Not pure (reads the store, sleeps).
+
+With several replicas on one database, only the sequencer runs the background passes (a duty
+of :mod:`anchor.db.leadership`); every replica runs the start-up check.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from anchor.errors import AnchorError, IndexDamaged, IntegrityFailure
-from anchor.http.appkeys import CONFIG, HEALTH_PROBES, INTEGRITY, MERKLE_LOG, METRICS
+from anchor.http.appkeys import CONFIG, DUTIES, HEALTH_PROBES, INTEGRITY, MERKLE_LOG, METRICS
 from anchor.log.leafblocks import LEAF_BLOCK_SIZE
 from anchor.log.log import Log
 
@@ -159,6 +162,11 @@ class IntegrityChecker:
     def wake(self) -> None:
         """End the pause now (the next pass starts at once)."""
         self._wake.set()
+
+    def reopen(self) -> None:
+        """Allow :meth:`run` again after :meth:`close` (a replica sequencing once more)."""
+        self._closing = False
+        self._wake.clear()
 
     async def close(self) -> None:
         self._closing = True
@@ -298,6 +306,8 @@ async def integrity_health(app: web.Application) -> tuple[str, object, bool]:
     background check is not running."""
     status = app[INTEGRITY].status()
     body = status.to_json()
+    if not app[DUTIES].leadership.is_leader and status.failure is None:
+        body["ok"] = True  # the background check runs on the sequencer
     return "integrity", body, bool(body["ok"])
 
 
@@ -357,7 +367,11 @@ async def integrity_ctx(app: web.Application) -> AsyncIterator[None]:
     app[INTEGRITY] = checker
     app[HEALTH_PROBES].append(integrity_health)
     app[METRICS].add_gauge_source(lambda: _gauges(checker))
-    task = asyncio.create_task(checker.run(), name="integrity-check")
+
+    async def run() -> None:  # on the sequencer only (anchor.db.leadership)
+        checker.reopen()
+        await checker.run()
+
+    await app[DUTIES].add("integrity-check", run, stop=checker.close)
     yield
-    await checker.close()
-    await task
+    await app[DUTIES].remove("integrity-check")

@@ -125,6 +125,29 @@ class Log:
                 logger.error("could not record the integrity failure in the database: %s", exc)
         return failure
 
+    def adopt_recorded_failure(self) -> IntegrityFailure | None:
+        """Enter the failed state if another process sharing the database recorded one (a
+        replica's check found damage); returns the failure (None: there is none). Cost: one
+        ``meta`` read while not failed."""
+        if self._failure is not None:
+            return self._failure
+        recorded = self.store.meta(FAILURE_META)
+        if recorded is None:
+            return None
+        reason = _recorded_reason(recorded)
+        with self._failure_lock:
+            first = self._failure is None
+            if self._failure is None:
+                self._failure = IntegrityFailure(f"recorded by another replica: {reason}")
+            failure = self._failure
+        if first:
+            logger.error(
+                "log integrity failure %s; the log stops signing, anchoring and appending (%s)",
+                failure.detail,
+                failure.hint,
+            )
+        return failure
+
     def _refuse_if_failed(self) -> None:
         failure = self._failure
         if failure is not None:
@@ -287,7 +310,11 @@ class Log:
         tree must be consistent with it (:meth:`_prove_extends`), so the log never signs a
         fork; a mismatch enters the failed state, and in that state nothing is signed (both
         raise :class:`IntegrityFailure`). Cost: ``O(log n)`` stored hashes (two roots and a
-        consistency proof), one signature verification and one signature."""
+        consistency proof), one signature verification and one signature.
+
+        Several replicas on one database: the write transaction is serialised, and the key
+        on ``size`` refuses a second note for a size; a size already signed (by another
+        replica) returns that replica's checkpoint, so no size is ever signed twice."""
         self._refuse_if_failed()
         try:
             with self.store.transaction() as conn:
@@ -311,10 +338,22 @@ class Log:
                 cp = Checkpoint(self.origin, size, root)
                 note = cp.sign(self.signer)
                 now = int(time.time() * 1000)
-                conn.execute(
-                    "INSERT INTO checkpoints (size, root, note, created) VALUES (?, ?, ?, ?)",
+                inserted = conn.execute(
+                    "INSERT INTO checkpoints (size, root, note, created) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (size) DO NOTHING",
                     (size, root, note, now),
-                )
+                ).rowcount
+                if inserted != 1:  # another sequencer signed this size first: use its note
+                    signed = conn.execute(
+                        "SELECT size, note, created FROM checkpoints WHERE size = ?", (size,)
+                    ).fetchone()
+                    theirs = self._load(signed)
+                    if theirs.root != root:
+                        raise IntegrityFailure(
+                            f"the checkpoint signed for size {size} has root"
+                            f" {theirs.root.hex()}, the stored tree {root.hex()}"
+                        )
+                    return theirs
         except IntegrityFailure as err:  # the transaction is rolled back: record it now
             raise self.fail(err) from None
         return SignedCheckpoint(cp, note, now)

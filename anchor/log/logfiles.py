@@ -36,7 +36,7 @@ from anchor.core.entry import Entry, decode
 from anchor.core.tiles import HASH_SIZE, TILE_HEIGHT, Tile, tile_nodes, tiles_for_size
 from anchor.errors import EncodingError, IntegrityFailure, InvalidInput, NotFound
 from anchor.log.log import open_stored
-from anchor.log.store import SQLiteStore, StoredEntry
+from anchor.log.store import LogStore, StoredEntry
 
 PAGE_SIZE = 10_000
 """Entries per exported page and per HTTP page read by auditors."""
@@ -86,7 +86,7 @@ def parse_entry_json(doc: Any, expected_index: int) -> tuple[int, Entry, bytes]:
     return int(index), entry, raw
 
 
-def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
+def export_log(store: LogStore, out: Path) -> dict[str, Any]:
     """Write the whole log (entries and signed checkpoints) under ``out``. Needs no key: the
     log's verifier key is recorded in the database by :class:`~anchor.log.log.Log`."""
     vkey = store.meta("log_verifier_key")
@@ -121,7 +121,7 @@ def export_log(store: SQLiteStore, out: Path) -> dict[str, Any]:
     return meta
 
 
-def export_tiles(store: SQLiteStore, out: Path) -> tuple[int, int]:
+def export_tiles(store: LogStore, out: Path) -> tuple[int, int]:
     """Write the log as C2SP tlog-tiles under ``out``, up to its latest signed checkpoint
     (never beyond it); returns the tree size and the number of files written.
 
@@ -184,7 +184,7 @@ def export_tiles(store: SQLiteStore, out: Path) -> tuple[int, int]:
     return size, written + 1
 
 
-def _tile_bytes(store: SQLiteStore, tile: Tile) -> bytes:
+def _tile_bytes(store: LogStore, tile: Tile) -> bytes:
     if tile.level == 0:
         return store.tile_rows(tile.first, tile.first + tile.width)[0]
     return b"".join(store.read_hashes(tile_nodes(tile)))
@@ -231,13 +231,10 @@ def _write_bytes(path: Path, body: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _status_versions(store: SQLiteStore) -> list[dict[str, Any]]:
-    conn = store.reader()
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_versions'"
-    ).fetchone()
-    if exists is None:
+def _status_versions(store: LogStore) -> list[dict[str, Any]]:
+    if not store.has_table("status_versions"):
         return []
+    conn = store.reader()
     return [
         {
             "listId": row[0],

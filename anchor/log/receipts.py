@@ -23,7 +23,6 @@ from anchor.chain import AnchorRecord, anchor_covering, iso_time
 from anchor.core.receipt import RECEIPT_TYPE, RECEIPT_VERSION, Receipt
 from anchor.errors import NotFound, StoreError, VerificationError, What
 from anchor.log.log import Log
-from anchor.log.store import sqlite_store
 
 
 def _b64(data: bytes) -> str:
@@ -85,7 +84,7 @@ def build_receipt(log: Log, index: int, *, final_only: bool = False) -> dict[str
     Raises :class:`NotFound` when no such anchor exists yet."""
     if index < 0:
         raise NotFound(f"there is no leaf {index}")
-    anchor = anchor_covering(sqlite_store(log.store), index, final_only=final_only)
+    anchor = anchor_covering(log.store, index, final_only=final_only)
     if anchor is None:
         state = "final" if final_only else "included"
         raise NotFound(
@@ -130,7 +129,7 @@ def refresh_receipt(log: Log, receipt: Receipt) -> dict[str, Any]:
             f"the receipt is for log {receipt.checkpoint.origin!r}, not {log.origin!r}",
             what=What.CHECKPOINT,
         )
-    anchor = anchor_covering(sqlite_store(log.store), receipt.leaf_index, newest=True)
+    anchor = anchor_covering(log.store, receipt.leaf_index, newest=True)
     if anchor is None:
         raise NotFound(
             f"leaf {receipt.leaf_index} is not covered by an anchor on the current chain",

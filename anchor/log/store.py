@@ -635,15 +635,3 @@ def open_store(target: str | Path, *, create: bool = True, read_only: bool = Fal
     except BaseException:
         db.close()
         raise
-
-
-def sqlite_store(store: LogStore) -> SQLiteStore:
-    """``store`` as the :class:`SQLiteStore` that feature modules not yet ported to the seam
-    (anchors, issuers, nonces, status lists) are typed against; a store on another backend
-    is refused with :class:`StoreError`. Pure."""
-    if not isinstance(store, SQLiteStore):
-        raise StoreError(
-            f"this feature does not run on {store.db.dialect} yet",
-            hint="use a SQLite database for it",
-        )
-    return store

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from anchor.core.taskhealth import TaskHealth, describe
 from anchor.errors import AnchorError, Forbidden
@@ -50,6 +50,9 @@ from anchor.status.model import (
 from anchor.status.repository import StatusRepository
 from anchor.verify.identity import ResolutionUnavailable
 from did_methods import Resolver
+
+if TYPE_CHECKING:
+    from anchor.db.leadership import Duties
 
 logger = logging.getLogger(__name__)
 
@@ -213,16 +216,17 @@ class StatusPublisher:
         return failure
 
     @contextlib.asynccontextmanager
-    async def renewing(self, tasks: list[TaskHealth]) -> AsyncIterator[None]:
+    async def renewing(self, duties: Duties) -> AsyncIterator[None]:
         """While inside, when lists have a validUntil, renew every one that is due in the
         background (not only when it is fetched), so that exported static copies and lists
         nobody fetched stay valid. A round every ttl / 2, at most
-        :data:`RENEWAL_PERIOD_MAX_SECONDS` apart.
+        :data:`RENEWAL_PERIOD_MAX_SECONDS` apart. The loop is one of ``duties``: it runs on
+        the sequencer only (:mod:`anchor.db.leadership`).
 
         A failure (the store is full or failing, the log refuses, an issuer's key file cannot
         be read, or any error the code did not expect) is logged on one line with its type,
-        makes the task unhealthy (its :class:`TaskHealth`, appended to ``tasks``:
-        ``/healthz``, ``/metrics``) and is retried after 1, 2, 4... seconds, at most one
+        makes the task unhealthy (its :class:`TaskHealth`: ``/healthz``, ``/metrics``) and
+        is retried after 1, 2, 4... seconds, at most one
         period: the loop survives every error."""
         settings = self.repository.settings
         if settings.valid_ms is None:
@@ -230,7 +234,6 @@ class StatusPublisher:
             return
         period = min(RENEWAL_PERIOD_MAX_SECONDS, max(1.0, settings.ttl_ms / 2000))
         health = TaskHealth(RENEWAL_TASK)
-        tasks.append(health)
 
         async def loop() -> None:
             health.started()
@@ -250,10 +253,8 @@ class StatusPublisher:
             finally:
                 health.stopped()
 
-        task = asyncio.create_task(loop(), name=RENEWAL_TASK)
+        await duties.add(RENEWAL_TASK, loop, health=health)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await duties.remove(RENEWAL_TASK)

@@ -41,8 +41,8 @@ Versions
 SQL
     The statements run unchanged on SQLite and PostgreSQL: ``?`` placeholders, declared
     keys, ``ON CONFLICT`` rather than ``INSERT OR ...``; the DDL is :data:`SCHEMA`, here only.
-    One exception is left: :meth:`StatusRepository.all_versions` pages by SQLite's
-    ``rowid`` (the ``seq`` it answers), which has no declared column yet.
+    :func:`add_version_seq` (a migration step) adds the ``seq`` column that
+    :meth:`StatusRepository.all_versions` pages by.
 
 Tables (created if missing)::
 
@@ -52,7 +52,7 @@ Tables (created if missing)::
     status_entries   (list_id, idx) PK, issuer, purpose, credential_id, allocated (ms);
                      UNIQUE (issuer, purpose, credential_id) where credential_id is set
     status_versions  (list_id, version) PK, created (ms), superseded (ms), digest UNIQUE,
-                     credential (canonical JSON), log_index
+                     credential (canonical JSON), log_index, seq UNIQUE (publication order)
     status_history   seq PK, list_id, version, idx, old, new, reason, actor, keyid, at (ms)
 """
 
@@ -62,12 +62,13 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from anchor.db.api import Connection, Dialect
+from anchor.db.migrations import column_exists
 from anchor.errors import Forbidden, NotFound
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 from anchor.status.allocation import (
     HIDDEN_ID_PREFIX,
     allocation_count,
@@ -149,12 +150,35 @@ _ID_KEY_META: Final = "credential_id_key"
 _IDS_HIDDEN_META: Final = "credential_ids_hidden"
 
 
-def ensure_schema(store: SQLiteStore) -> bytes:
+def add_version_seq(conn: Connection, dialect: Dialect) -> None:
+    """Give ``status_versions`` its ``seq`` column (publication order, unique) if it has none,
+    filled from SQLite's ``rowid`` (the numbers already published to auditors) or, on a
+    PostgreSQL database without one, from the versions' times. Idempotent; inside the
+    caller's write transaction (a migration step or :func:`ensure_schema`)."""
+    if column_exists(conn, dialect, "status_versions", "seq"):
+        return
+    conn.execute("ALTER TABLE status_versions ADD COLUMN seq INTEGER")
+    if dialect == "sqlite" or column_exists(conn, dialect, "status_versions", "rowid"):
+        conn.execute("UPDATE status_versions SET seq = rowid")
+    else:
+        conn.execute(
+            "UPDATE status_versions SET seq = o.n FROM (SELECT list_id, version,"
+            " row_number() OVER (ORDER BY created, list_id, version) AS n"
+            " FROM status_versions) o"
+            " WHERE status_versions.list_id = o.list_id AND status_versions.version = o.version"
+        )
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS status_versions_by_seq ON status_versions (seq)"
+    )
+
+
+def ensure_schema(store: LogStore) -> bytes:
     """Create the status list tables and indexes if they are missing, and the key that hides
     credential ids (ids stored in clear by an earlier version are hidden now). Returns it."""
     with store.transaction() as conn:
         for statement in SCHEMA:
             conn.execute(statement)
+        add_version_seq(conn, store.db.dialect)
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (_ID_KEY_META,)).fetchone()
         if row is None:
             key = os.urandom(32)
@@ -184,7 +208,7 @@ class StatusRepository:
     one store transaction; reads use the calling thread's reader connection. ``keys``
     holds the issuers' status keys."""
 
-    def __init__(self, store: SQLiteStore, settings: StatusSettings) -> None:
+    def __init__(self, store: LogStore, settings: StatusSettings) -> None:
         self.store = store
         self.settings = settings
         self.keys = StatusKeyCustody(settings.data_dir)
@@ -192,7 +216,7 @@ class StatusRepository:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _list(self, conn: sqlite3.Connection, list_id: str) -> StatusList:
+    def _list(self, conn: Connection, list_id: str) -> StatusList:
         row = conn.execute(
             f"SELECT {_LIST_COLUMNS} FROM status_lists WHERE id = ?",  # noqa: S608
             (list_id,),
@@ -263,14 +287,11 @@ class StatusRepository:
         ``limit`` (up to :data:`MAX_VERSIONS_PAGE`) with a sequence number above ``after``,
         each with its sequence number (for auditors).
 
-        The sequence number is SQLite's ``rowid`` of ``status_versions``, the one statement
-        here that is not portable: no declared column records publication order (``created``
-        is ordered per list only), and the numbers are already published to auditors. A
-        declared ``seq`` column needs a schema migration (to be made with the PostgreSQL
-        store), filled from the ``rowid`` so that published numbers stay the same."""
+        The sequence number is the declared ``seq`` column (:func:`add_version_seq`: SQLite's
+        ``rowid`` for versions published before it, so published numbers stay the same)."""
         rows = self.store.reader().execute(
-            f"SELECT v.rowid, {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
-            "JOIN status_lists l ON l.id = v.list_id WHERE v.rowid > ? ORDER BY v.rowid LIMIT ?",
+            f"SELECT v.seq, {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
+            "JOIN status_lists l ON l.id = v.list_id WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
             (after, min(limit, MAX_VERSIONS_PAGE)),
         )
         return [(int(r[0]), PublishedVersion.from_row(r[1:])) for r in rows]
@@ -334,7 +355,7 @@ class StatusRepository:
     # -- writing ---------------------------------------------------------------------------
 
     def _publish(
-        self, conn: sqlite3.Connection, lst: StatusList, bits: Bitstring, signer: StatusSigner
+        self, conn: Connection, lst: StatusList, bits: Bitstring, signer: StatusSigner
     ) -> PublishedVersion:
         """Sign and store the next version of ``lst`` holding ``bits``."""
         if signer.issuer != lst.issuer:
@@ -367,7 +388,8 @@ class StatusRepository:
         )
         conn.execute(
             "INSERT INTO status_versions (list_id, version, created, superseded, digest,"
-            " credential, log_index) VALUES (?, ?, ?, NULL, ?, ?, NULL)",
+            " credential, log_index, seq) VALUES (?, ?, ?, NULL, ?, ?, NULL,"
+            " (SELECT coalesce(max(seq), 0) + 1 FROM status_versions))",  # writes are serialised
             (lst.id, version, created, digest, body.decode("utf-8")),
         )
         conn.execute("UPDATE status_lists SET version = ? WHERE id = ?", (version, lst.id))
@@ -375,7 +397,7 @@ class StatusRepository:
 
     def _open_list(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         signer: StatusSigner,
         purpose: str,
         status_size: int,
@@ -477,7 +499,7 @@ class StatusRepository:
         return Allocation(tuple(entries), tuple(new), tuple(published))
 
     def _known_credentials(
-        self, conn: sqlite3.Connection, issuer: str, purpose: str, ids: Sequence[str | None]
+        self, conn: Connection, issuer: str, purpose: str, ids: Sequence[str | None]
     ) -> dict[str, tuple[str, int]]:
         wanted = sorted({cid for cid in ids if cid is not None})
         found: dict[str, tuple[str, int]] = {}
@@ -495,7 +517,7 @@ class StatusRepository:
 
     def _draw(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         signer: StatusSigner,
         kind: tuple[str, int, tuple[StatusMessage, ...]],
         base_url: str,
@@ -592,7 +614,7 @@ class StatusRepository:
             after = self._list(conn, list_id)
         return UpdateResult(after, len(records), version)
 
-    def _current_in(self, conn: sqlite3.Connection, list_id: str) -> PublishedVersion:
+    def _current_in(self, conn: Connection, list_id: str) -> PublishedVersion:
         row = conn.execute(
             f"SELECT {_VERSION_COLUMNS} FROM status_versions v "  # noqa: S608
             "JOIN status_lists l ON l.id = v.list_id WHERE v.list_id = ? "

@@ -50,6 +50,14 @@ def service_config(tmp_path: Path, **overrides: object) -> Config:
     return Config(**values).check()  # type: ignore[arg-type]
 
 
+def database_settings(database: str) -> dict[str, object]:
+    """:func:`service_config` overrides that put the service's database at ``database`` (the
+    ``database`` fixture's value: a SQLite file path or a PostgreSQL URL)."""
+    if database.startswith(("postgresql://", "postgres://")):
+        return {"database": database}
+    return {"db": Path(database)}
+
+
 def serve_command(data_dir: Path, port: int, *extra: str) -> list[str]:
     """``ler-anchor serve`` on ``data_dir`` and ``port`` as a separate process's argv."""
     serve = (sys.executable, "-m", "anchor", "serve")

@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         description="An online, consistent copy: the service keeps serving and writing.",
     )
     backup.add_argument("--out", required=True, type=Path, help="backup file to create")
-    config_module.add_arguments(backup, only=("data_dir", "db"))
+    config_module.add_arguments(backup, only=("data_dir", "db", "database"))
     backup.set_defaults(handler=_backup)
 
     restore = sub.add_parser(
@@ -32,14 +32,15 @@ def register(sub: Any) -> None:
             "every root anchored on the chain (with --rpc-url and --contract) or, without "
             "them, every anchor the backup itself recorded, must be reproduced by its log; "
             "otherwise nothing changes (exit 4, as when --contract is not a LogAnchor or holds "
-            "no anchor of a non-empty backup). The replaced database is kept beside it."
+            "no anchor of a non-empty backup). The replaced database is kept beside it. "
+            "With --database (PostgreSQL) the backup is loaded into an empty database."
         ),
     )
     restore.add_argument("backup", type=Path, help="the backup file")
     restore.add_argument(
         "--from-block", type=int, default=0, help="first block to read anchor events from"
     )
-    config_module.add_arguments(restore, only=("data_dir", "db", "rpc_url", "contract"))
+    config_module.add_arguments(restore, only=("data_dir", "db", "database", "rpc_url", "contract"))
     restore.set_defaults(handler=_restore)
 
 
@@ -51,8 +52,14 @@ def _checking() -> tqdm[Any]:
 def _backup(args: argparse.Namespace) -> int:
     from anchor.db.backup import backup
 
+    config = config_module.from_environment(args)
     with _checking() as bar:
-        snapshot = backup(config_module.from_environment(args).db_path, args.out, bar.update)
+        if config.database is not None:  # one snapshot of PostgreSQL into a SQLite file
+            from anchor.db.pgbackup import backup_postgres
+
+            snapshot = backup_postgres(config.database, args.out, bar.update)
+        else:
+            snapshot = backup(config.db_path, args.out, bar.update)
     print(
         f"backed up {snapshot.size:,} entries (root {base64.b64encode(snapshot.root).decode()}) "
         f"to {snapshot.path} ({snapshot.bytes:,} bytes, checked)"
@@ -75,12 +82,18 @@ def _restore(args: argparse.Namespace) -> int:
             AnchoredRoot(e.size, e.root, f"block {e.block_number} tx {e.transaction_hash}")
             for e in read_log_anchor(w3, config.contract, args.from_block).events
         ]
+    moved: Path | None = None
     with _checking() as bar:
-        snapshot, checked, moved = restore(args.backup, config.db_path, anchored, bar.update)
+        if config.database is not None:  # into an empty PostgreSQL database
+            from anchor.db.pgbackup import restore_postgres
+
+            snapshot, checked = restore_postgres(args.backup, config.database, anchored, bar.update)
+        else:
+            snapshot, checked, moved = restore(args.backup, config.db_path, anchored, bar.update)
     against = "on the chain" if anchored is not None else "recorded in the backup"
     print(
-        f"restored {snapshot.size:,} entries to {snapshot.path}: all {checked} anchored "
-        f"root(s) {against} reproduced"
+        f"restored {snapshot.size:,} entries to {config.database_shown}: all {checked} "
+        f"anchored root(s) {against} reproduced"
     )
     if anchored is None:
         print("note: give --rpc-url and --contract to check against the chain itself")

@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from anchor import config as config_module
-from anchor.auth.issuers import Issuer, IssuerRegistry, ensure_schema
+from anchor.auth.issuers import Issuer, IssuerRegistry
 from anchor.db import dbfiles
+from anchor.db.tables import open_service_store
 from anchor.errors import Conflict
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
+
+_DATABASE_FLAGS = ("data_dir", "db", "database")
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("issuer", help="register, list and remove issuers (operator)")
-    config_module.add_arguments(parser, only=("data_dir", "db"))
+    config_module.add_arguments(parser, only=_DATABASE_FLAGS)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     add = verbs.add_parser("add", help="register an issuer DID")
-    config_module.add_arguments(add, only=("data_dir", "db"), default=argparse.SUPPRESS)
+    config_module.add_arguments(add, only=_DATABASE_FLAGS, default=argparse.SUPPRESS)
     add.add_argument("did")
     add.add_argument("--name", default=None, help="display name")
     add.add_argument(
@@ -32,34 +35,34 @@ def register(sub: Any) -> None:
     )
     add.set_defaults(handler=_add)
     remove = verbs.add_parser("remove", help="stop an issuer from writing")
-    config_module.add_arguments(remove, only=("data_dir", "db"), default=argparse.SUPPRESS)
+    config_module.add_arguments(remove, only=_DATABASE_FLAGS, default=argparse.SUPPRESS)
     remove.add_argument("did")
     remove.set_defaults(handler=_remove)
     listing = verbs.add_parser("list", help="list registered issuers")
-    config_module.add_arguments(listing, only=("data_dir", "db"), default=argparse.SUPPRESS)
+    config_module.add_arguments(listing, only=_DATABASE_FLAGS, default=argparse.SUPPRESS)
     listing.add_argument("--all", action="store_true", help="include removed issuers")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_list)
 
 
-def _registry(args: argparse.Namespace, *, read_only: bool) -> tuple[SQLiteStore, IssuerRegistry]:
+def _registry(args: argparse.Namespace, *, read_only: bool) -> tuple[LogStore, IssuerRegistry]:
+    """The registry in the service's database (``--database``, else the SQLite file); a
+    writer migrates the tables first if the service never has."""
     config = config_module.from_environment(args)
-    store = SQLiteStore(config.db_path, create=False, read_only=read_only)
+    store = open_service_store(config.store_target, create=False, read_only=read_only)
     try:
-        if not read_only:  # an operator write: make the table if the service never has
-            ensure_schema(store)
         return store, IssuerRegistry(store)
     except BaseException:
         store.close()
         raise
 
 
-def _database(args: argparse.Namespace) -> Path:
-    return config_module.from_environment(args).db_path
+def _database(args: argparse.Namespace) -> str | Path:
+    return config_module.from_environment(args).store_target
 
 
 def _add(args: argparse.Namespace) -> int:
-    with dbfiles.operator_writer(_database(args)):
+    with dbfiles.operator_writes(_database(args)):
         store, registry = _registry(args, read_only=False)
         try:
             issuer, verb = _add_or_rename(registry, args.did, args.name, rename=args.rename)
@@ -91,7 +94,7 @@ def _add_or_rename(
 
 
 def _remove(args: argparse.Namespace) -> int:
-    with dbfiles.operator_writer(_database(args)):
+    with dbfiles.operator_writes(_database(args)):
         store, registry = _registry(args, read_only=False)
         try:
             registry.remove(args.did)

@@ -16,12 +16,12 @@ from anchor.core.checkpoint import NoteVerifier
 from anchor.db import dbfiles
 from anchor.log.log import FAILURE_META, check_checkpoints
 from anchor.log.logfiles import export_log, export_tiles
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore, open_store
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("log", help="inspect, check and export the local log database")
-    config_module.add_arguments(parser, only=("data_dir", "db"))
+    config_module.add_arguments(parser, only=("data_dir", "db", "database"))
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     info = verbs.add_parser("info", help="print the log's size, root and verifier key")
     info.add_argument("--json", action="store_true", help="print JSON")
@@ -39,12 +39,19 @@ def register(sub: Any) -> None:
     )
     export.set_defaults(handler=_export)
     for verb in (info, check, export):
-        config_module.add_arguments(verb, only=("data_dir", "db"), default=argparse.SUPPRESS)
+        config_module.add_arguments(
+            verb, only=("data_dir", "db", "database"), default=argparse.SUPPRESS
+        )
 
 
-def _open(args: argparse.Namespace) -> SQLiteStore:
+def _target(args: argparse.Namespace) -> str | Path:
+    """The database: ``--database`` (PostgreSQL, shared by replicas), else the SQLite file."""
+    return config_module.from_environment(args).store_target
+
+
+def _open(args: argparse.Namespace) -> LogStore:
     """The database, read-only: these commands run beside the service and write nothing."""
-    return SQLiteStore(config_module.from_environment(args).db_path, read_only=True)
+    return open_store(_target(args), create=False, read_only=True)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -81,9 +88,9 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if recorded is not None:  # everything checks now (a restored backup): clear it
-        database = config_module.from_environment(args).db_path
-        with dbfiles.operator_writer(database):  # the one write of this command
-            writable = SQLiteStore(database, create=False)
+        database = _target(args)
+        with dbfiles.operator_writes(database):  # the one write of this command
+            writable = open_store(database, create=False)
             try:
                 with writable.transaction() as conn:
                     conn.execute("DELETE FROM meta WHERE key = ?", (FAILURE_META,))
@@ -98,14 +105,10 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_checkpoints(store: SQLiteStore) -> int:
+def _check_checkpoints(store: LogStore) -> int:
     """Check every signed checkpoint (signature and root); returns how many there are."""
     vkey = store.meta("log_verifier_key")
-    conn = store.reader()
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
-    ).fetchone()
-    if vkey is None or has_table is None:
+    if vkey is None or not store.has_table("checkpoints"):
         return 0
     verifier = NoteVerifier.from_vkey(vkey)
     total = 0

@@ -42,9 +42,9 @@ from anchor.cli.commands.common import (
 from anchor.client.api import ServiceClient, Signer
 from anchor.core import jsonlimits
 from anchor.db import dbfiles
+from anchor.db.tables import open_service_store
 from anchor.errors import InvalidInput
 from anchor.keys import DID_KEY_PREFIX
-from anchor.log.store import SQLiteStore
 from anchor.status.bitstring import MIN_ENTRIES
 from anchor.status.check import Outcome, StatusChecker, summarize
 from anchor.status.credential import find_status_entries
@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
     get.set_defaults(handler=_get)
 
     export = verbs.add_parser("export", help="write every current list as a static file")
-    config_module.add_arguments(export, only=("data_dir", "db"))
+    config_module.add_arguments(export, only=("data_dir", "db", "database"))
     export.add_argument("--out", type=Path, required=True, help="directory to write into")
     export.set_defaults(handler=_export)
 
@@ -296,8 +296,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     config = config_module.from_environment(args)
-    with dbfiles.operator_writer(config.db_path):  # the status tables may be created
-        store = SQLiteStore(config.db_path, create=False)
+    with dbfiles.operator_writes(config.store_target):  # the tables may be migrated
+        store = open_service_store(config.store_target, create=False)
         try:
             service = StatusRepository(store, StatusSettings.from_config(config))
             current = service.current_versions()

@@ -7,7 +7,8 @@ import time
 
 from aiohttp import web
 
-from anchor.http.appkeys import HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
+from anchor.errors import AnchorError, StorageUnavailable
+from anchor.http.appkeys import DUTIES, HEALTH_PROBES, METRICS, ROUTE_MODULES, STARTED, STORE
 from anchor.http.metrics import CONTENT_TYPE
 from anchor.http.openapi import openapi_document
 
@@ -18,16 +19,27 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and the state of the store, the log's integrity and, when anchoring runs,
     the chain: ``200`` with ``status: ok``, or ``503`` with ``status: failing`` when any
-    probe reports unhealthy (its member says why)."""
+    probe reports unhealthy (its member says why), or the database is unreachable (``store``
+    says so; probes that need it are left out)."""
     store = request.app[STORE]
-    size = await asyncio.to_thread(store.size)
     body: dict[str, object] = {
         "status": "ok",
         "uptimeSeconds": round(time.time() - request.app[STARTED], 3),
-        "store": {"ok": True, "treeSize": size},
     }
+    try:
+        if not request.app[DUTIES].leadership.status().database_reachable:
+            raise StorageUnavailable(  # known already: answer now, not after a pool timeout
+                "the shared database is out of reach (see leadership)", reason="unreachable"
+            )
+        body["store"] = {"ok": True, "treeSize": await asyncio.to_thread(store.size)}
+    except AnchorError as err:  # the database is out of reach: say so, and probe the rest
+        body["store"] = {"ok": False, "error": err.detail}
+        body["status"] = "failing"
     for probe in request.app[HEALTH_PROBES]:
-        name, value, ok = await probe(request.app)
+        try:
+            name, value, ok = await probe(request.app)
+        except StorageUnavailable:  # the store's member already says why
+            continue
         body[name] = value
         if not ok:
             body["status"] = "failing"

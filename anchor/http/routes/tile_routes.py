@@ -21,7 +21,7 @@ from anchor.core.tiles import Tile, check_covered, parse_tile_path, tile_nodes
 from anchor.http.appkeys import MERKLE_LOG, STORE
 from anchor.http.openapi import errors
 from anchor.log.log import SignedCheckpoint
-from anchor.log.store import SQLiteStore
+from anchor.log.store import LogStore
 
 routes = web.RouteTableDef()
 
@@ -48,7 +48,7 @@ async def _signed(request: web.Request) -> SignedCheckpoint:
     return signed
 
 
-def read_tile(store: SQLiteStore, tile: Tile) -> bytes:
+def read_tile(store: LogStore, tile: Tile) -> bytes:
     """The bytes of ``tile`` (hashes, or the entry bundle), read from ``store``. The caller
     checks that the latest signed checkpoint covers the tile."""
     if tile.entries or tile.level == 0:
