@@ -323,7 +323,7 @@ async def _metrics(session: aiohttp.ClientSession, replica: ServiceProcess) -> s
 def test_static_tiles_export_from_the_shared_database(tmp_path: Path, pg_url: str) -> None:
     """``log export --tiles --database URL``: the CDN copy comes from the database the
     replicas share (read-only), the same files as from a SQLite file."""
-    from anchor.cli import main
+    from anchor.cli.main import main
     from anchor.core.checkpoint import NoteSigner
     from anchor.core.entry import Entry, EntryKind
     from anchor.log.log import Log
@@ -400,7 +400,7 @@ def test_database_takes_a_postgresql_url(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """``--database`` is for PostgreSQL; a file path is refused in one line saying what to do."""
-    from anchor.cli import main
+    from anchor.cli.main import main
 
     code = main(["serve", "--data-dir", str(tmp_path), "--database", str(tmp_path / "x.db")])
     err = capsys.readouterr().err
