@@ -58,6 +58,13 @@ class Config:
         default=None,
         metadata={"help": "Ed25519 checkpoint key, JWK (default DATA_DIR/log-key.jwk)"},
     )
+    status_key_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "the issuers' status list signing keys (default DATA_DIR/status-keys); "
+            "replicas on one PostgreSQL database must share one, on shared storage"
+        },
+    )
     rpc_url: str | None = field(
         default=None, metadata={"help": "chain JSON-RPC URL (default: the embedded chain)"}
     )
@@ -183,6 +190,13 @@ class Config:
     @property
     def log_key_path(self) -> Path:
         return self.log_key_file if self.log_key_file is not None else self.data_dir / "log-key.jwk"
+
+    @property
+    def status_key_path(self) -> Path:
+        """The directory of the issuers' status keys."""
+        if self.status_key_dir is not None:
+            return self.status_key_dir
+        return self.data_dir / "status-keys"  # anchor.status.custody.STATUS_KEY_DIR
 
     @property
     def chain_key_path(self) -> Path:

@@ -973,10 +973,8 @@ def bench_chain_restart(workdir: Path, anchors: int = RESTART_ANCHORS) -> list[R
     from anchor import keys
     from anchor.chain import ChainClient, ChainConfig
     from anchor.config import Config
-    from anchor.http.app import (  # before tests/ is on the path (did_methods)
-        create_app,
-        make_runner,
-    )
+    from anchor.http.app import create_app  # before tests/ is on the path (did_methods)
+    from anchor.http.problems import make_runner
     from anchor.log.store import SQLiteStore
 
     sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
@@ -1147,8 +1145,8 @@ def bench_verify(workdir: Path, rounds: int = 300) -> list[Row]:
 
     from anchor.client.api import ServiceClient, Signer
     from anchor.config import Config
-    from anchor.http.app import ISSUERS, create_app
-    from anchor.http.appkeys import VERIFIER
+    from anchor.http.app import create_app
+    from anchor.http.appkeys import ISSUERS, VERIFIER
     from anchor.keys import Ed25519Key
     from anchor.vc import credentials
 

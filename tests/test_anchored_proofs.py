@@ -16,7 +16,8 @@ from web3.contract import Contract
 
 from anchor.chain.contracts import LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.client.api import ServiceClient, Signer
-from anchor.http.app import ISSUERS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 
 pytestmark = pytest.mark.anvil

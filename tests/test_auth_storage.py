@@ -27,8 +27,8 @@ from anchor.auth.middleware import Authenticator, principal_of, require_signatur
 from anchor.auth.nonces import NonceStore
 from anchor.client.signing import signed_headers
 from anchor.errors import NotFound
-from anchor.http.app import ISSUERS, STORE, create_app
-from anchor.http.appkeys import AUTHENTICATOR_KEY
+from anchor.http.app import create_app
+from anchor.http.appkeys import AUTHENTICATOR_KEY, ISSUERS, STORE
 from anchor.keys import Ed25519Key
 from anchor.log.store import LogStore, SQLiteStore, open_store
 from anchor.verify.identity import did_key_ed25519

@@ -45,7 +45,8 @@ from anchor.cli.main import main
 from anchor.config import Config, from_sources
 from anchor.core.entry import Entry, EntryKind
 from anchor.errors import ConfigError, NotFound, VerificationError
-from anchor.http.app import CHAIN, MERKLE_LOG, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import CHAIN, MERKLE_LOG
 from anchor.keys import ChainAccountKey, save_key
 from anchor.log.receipts import build_receipt
 from anchor.verify.receipt import verify_receipt

@@ -18,7 +18,8 @@ from helpers.service import service_config
 from anchor import keys
 from anchor.chain import rpc
 from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
-from anchor.http.app import CHAIN, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import CHAIN
 
 PATH = "/v1/chain/rpc"
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()

@@ -20,7 +20,9 @@ from helpers.service import service_config
 from anchor.cli.main import main
 from anchor.core.entry import Entry, EntryKind
 from anchor.errors import InvalidInput
-from anchor.http.app import MERKLE_LOG, create_app, make_runner
+from anchor.http.app import create_app
+from anchor.http.appkeys import MERKLE_LOG
+from anchor.http.problems import make_runner
 from anchor.http.routes.status_bodies import parse_timestamp
 from anchor.keys import Ed25519Key, save_key
 from anchor.log.logfiles import HttpSource

@@ -27,7 +27,6 @@ from helpers.service import (
     run_cli,
     service_config,
     set_statuses,
-    signed_post,
     start_postgres,
 )
 from pytest_aiohttp import AiohttpClient
@@ -38,7 +37,8 @@ from anchor.client.signing import signed_headers
 from anchor.db.migrations import column_exists
 from anchor.db.pgbackup import TABLES, restore_postgres
 from anchor.db.tables import FEATURES_KEY, FEATURES_VERSION, open_service_store
-from anchor.http.app import ISSUERS, STATUS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS, STATUS
 from anchor.keys import Ed25519Key
 from anchor.log.store import LogStore, open_store
 from anchor.status import repository
@@ -115,10 +115,15 @@ def test_a_database_of_the_previous_release_restores_into_postgresql(
 async def test_two_instances_lose_no_status_update_and_share_nonces(
     aiohttp_client: AiohttpClient, tmp_path: Path, database: str
 ) -> None:
-    """Two applications on one database (each with its own data folder, the same keys):
-    revocations sent to both at
-    once all land in the list, and a signed request accepted by one is a replay to the other."""
-    keys = {"log_key_file": tmp_path / "log-key.jwk", "chain_key_file": tmp_path / "chain.hex"}
+    """Two applications on one database (each with its own data folder, the same keys, one
+    shared status key directory): the issuer's status key uploaded to one is the other's too,
+    revocations sent to both at once all land in the list, and a signed request accepted by one
+    is a replay to the other."""
+    keys = {
+        "log_key_file": tmp_path / "log-key.jwk",
+        "chain_key_file": tmp_path / "chain.hex",
+        "status_key_dir": tmp_path / "status-keys",
+    }
     settings = {**database_settings(database), **keys, "anchor_interval": 3600.0}
     first: TestClient = await aiohttp_client(
         create_app(service_config(tmp_path / "one", **settings))
@@ -126,9 +131,8 @@ async def test_two_instances_lose_no_status_update_and_share_nonces(
     second: TestClient = await aiohttp_client(
         create_app(service_config(tmp_path / "two", **settings))
     )
-    issuer = await new_issuer(first)
-    uploaded = await signed_post(second, issuer, "/v1/status-keys", issuer.private_jwk())
-    assert (await ok_json(uploaded))["authorized"] is True  # each instance's key custody
+    issuer = await new_issuer(first)  # uploads its status key to the first instance only
+    assert second.app[STATUS].keys.signing_key(issuer.did) is not None
     entries = await allocate(first, issuer, count=16)
     list_id = list_id_of(entries[0])
     indexes = [int(e["statusListIndex"]) for e in entries]

@@ -34,7 +34,8 @@ from anchor.chain import AnchorState, ChainClient, ChainConfig
 from anchor.chain.contracts import LOG_ANCHOR, load_artifact
 from anchor.chain.durable import CHAIN_FILE_NAME
 from anchor.client.signing import signed_headers
-from anchor.http.app import create_app, make_runner
+from anchor.http.app import create_app
+from anchor.http.problems import make_runner
 from anchor.keys import Ed25519Key
 from anchor.log.store import SQLiteStore
 from anchor.verify.receipt import verify_receipt
@@ -298,7 +299,7 @@ async def test_a_log_with_many_anchors_restarts_fast(tmp_path: Path) -> None:
     await runner.setup()  # opens the store and the chain, checks continuity, starts tasks
     elapsed = time.perf_counter() - started
     try:
-        from anchor.http.app import CHAIN
+        from anchor.http.appkeys import CHAIN
 
         assert app[CHAIN].identity == identity
         finals = await app[CHAIN].anchors(states=[AnchorState.FINAL], limit=MANY_ANCHORS + 1)

@@ -25,7 +25,8 @@ from pytest_aiohttp import AiohttpClient
 
 from anchor.cli.main import main
 from anchor.errors import InvalidInput
-from anchor.http.app import ISSUERS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS
 from anchor.keys import Ed25519Key, load_ed25519_key, save_key
 from anchor.log.store import SQLiteStore
 from anchor.vc import credentials, data_integrity

@@ -16,7 +16,8 @@ from helpers.service import service_config
 from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
-from anchor.http.app import CHAIN, ISSUERS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import CHAIN, ISSUERS
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 from anchor.verify.audit import read_log_anchor
 from anchor.verify.receipt import verify_receipt

@@ -28,7 +28,8 @@ from pytest_aiohttp import AiohttpClient
 
 from anchor import outbound
 from anchor.client.signing import signed_headers
-from anchor.http.app import ISSUERS, STORE, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS, STORE
 from anchor.http.ratelimit import RateLimiter, client_key
 from anchor.keys import Ed25519Key
 from anchor.status.check import MAX_STATUS_ENTRIES, MAX_STATUS_HOSTS

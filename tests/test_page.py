@@ -41,8 +41,9 @@ from helpers.system import missing
 
 from anchor.cli.main import main
 from anchor.errors import ConfigError
-from anchor.http.app import create_app, make_runner
+from anchor.http.app import create_app
 from anchor.http.page import CSP
+from anchor.http.problems import make_runner
 from anchor.keys import Ed25519Key, save_key
 from anchor.vc import credentials
 from anchor.vc.credential_summary import summarize

@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient
 from helpers.service import MakeClient, ok_json, post_signed
 
 from anchor.errors import NotFound
-from anchor.http.app import ISSUERS
-from anchor.http.appkeys import ANCHOR_CHANGES, BATCHER, MERKLE_LOG
+from anchor.http.appkeys import ANCHOR_CHANGES, BATCHER, ISSUERS, MERKLE_LOG
 from anchor.keys import Ed25519Key
 from anchor.log.receipts import build_receipt
 

@@ -34,7 +34,9 @@ from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.pytest._test_builder import build_operation_test
 
 from anchor.client.signing import signed_headers
-from anchor.http.app import ISSUERS, STATUS, create_app, make_runner
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS, STATUS
+from anchor.http.problems import make_runner
 from anchor.keys import Ed25519Key
 
 TOKEN = "operator-secret-token"

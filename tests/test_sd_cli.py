@@ -17,7 +17,8 @@ from helpers.anvil import free_port
 from helpers.service import WebDidHost, serve_web_did, service_config
 
 from anchor.cli.main import main
-from anchor.http.app import ISSUERS, RESOLVER, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS, RESOLVER
 from anchor.keys import Ed25519Key, load_p256_key, save_key
 from anchor.vc import ecdsa_sd
 from anchor.vc.credentials import PERSON_FIELDS, digest

@@ -38,7 +38,9 @@ from anchor.core.checkpoint import NoteVerifier, open_checkpoint
 from anchor.core.entry import Entry
 from anchor.db.sqlite import PAGE_SIZE
 from anchor.errors import IndexDamaged, IntegrityFailure
-from anchor.http.app import BATCHER, COMMITTER, MERKLE_LOG, STORE, create_app, make_runner
+from anchor.http.app import create_app
+from anchor.http.appkeys import BATCHER, COMMITTER, MERKLE_LOG, STORE
+from anchor.http.problems import make_runner
 from anchor.keys import ChainAccountKey, save_key
 from anchor.log.digest_index import index_key
 from anchor.log.log import FAILURE_META

@@ -19,7 +19,9 @@ from pytest_aiohttp import AiohttpClient
 from anchor.core import merkle
 from anchor.core.checkpoint import NoteVerifier, open_checkpoint
 from anchor.core.entry import Entry, EntryKind
-from anchor.http.app import MERKLE_LOG, create_app, make_runner
+from anchor.http.app import create_app
+from anchor.http.appkeys import MERKLE_LOG
+from anchor.http.problems import make_runner
 
 TOKEN = {"Authorization": "Bearer operator-secret-token"}
 

@@ -31,7 +31,8 @@ from helpers.service import (
 )
 from pytest_aiohttp import AiohttpClient
 
-from anchor.http.app import STATUS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import STATUS
 from anchor.keys import Ed25519Key
 from anchor.status.bitstring import Bitstring
 from anchor.status.check import Outcome, StatusChecker, summarize

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from anchor.cli.main import main
-from anchor.http.app import ISSUERS, STATUS
+from anchor.http.appkeys import ISSUERS, STATUS
 from anchor.keys import Ed25519Key, save_key
 from anchor.status.credential import parse_status_list_credential, validate_status
 

@@ -39,7 +39,8 @@ from helpers.service import (
 from pytest_aiohttp import AiohttpClient
 
 from anchor.core.entry import EntryKind
-from anchor.http.app import ISSUERS, RESOLVER, STATUS, STORE, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS, RESOLVER, STATUS, STORE
 from anchor.keys import Ed25519Key
 from anchor.log.store import SQLiteStore
 from anchor.status.allocation import HIDDEN_ID_PREFIX, hide_credential_id

@@ -26,7 +26,8 @@ from helpers.service import service_config
 from anchor.client.signing import signed_headers
 from anchor.db.sqlite import STORAGE_RETRY_AFTER_SECONDS, storage_error
 from anchor.errors import StorageUnavailable, StoreError
-from anchor.http.app import BATCHER, ISSUERS, STATUS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import BATCHER, ISSUERS, STATUS
 from anchor.keys import Ed25519Key
 from anchor.log.log import GroupCommitter
 

@@ -19,7 +19,8 @@ from helpers.service import database_settings, post_signed, service_config, wait
 from pytest_aiohttp import AiohttpClient
 
 from anchor.client.signing import signed_headers
-from anchor.http.app import ISSUERS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import ISSUERS
 from anchor.keys import Ed25519Key
 from anchor.log.store import SQLiteStore
 

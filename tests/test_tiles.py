@@ -29,7 +29,8 @@ from anchor.core.tiles import (
     width_in,
 )
 from anchor.errors import IntegrityFailure, NotFound
-from anchor.http.app import MERKLE_LOG, STORE, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import MERKLE_LOG, STORE
 from anchor.http.routes.tile_routes import read_tile
 from anchor.log.log import Log
 from anchor.log.logfiles import export_tiles

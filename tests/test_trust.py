@@ -36,7 +36,7 @@ from anchor.core.checkpoint import NoteSigner
 from anchor.core.entry import Entry, EntryKind
 from anchor.core.receipt import Receipt
 from anchor.errors import ConfigError, Conflict, InvalidInput, NotFound, UntrustedLog
-from anchor.http.app import CHAIN, MERKLE_LOG
+from anchor.http.appkeys import CHAIN, MERKLE_LOG
 from anchor.keys import Ed25519Key
 from anchor.log.log import Log
 from anchor.log.receipts import build_receipt

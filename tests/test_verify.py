@@ -61,7 +61,8 @@ from anchor.cli.main import main
 from anchor.core.checkpoint import NoteSigner
 from anchor.core.entry import Entry, EntryKind
 from anchor.errors import NotFound
-from anchor.http.app import CHAIN, ISSUERS, MERKLE_LOG, STATUS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import CHAIN, ISSUERS, MERKLE_LOG, STATUS
 from anchor.keys import Ed25519Key
 from anchor.log.log import Log
 from anchor.log.receipts import build_receipt

@@ -18,7 +18,8 @@ from pytest_aiohttp import AiohttpClient
 from anchor.chain.contracts import LOG_ANCHOR, deploy, load_artifact
 from anchor.client.api import ServiceClient, Signer
 from anchor.errors import VerificationError
-from anchor.http.app import CHAIN, ISSUERS, create_app
+from anchor.http.app import create_app
+from anchor.http.appkeys import CHAIN, ISSUERS
 from anchor.keys import ChainAccountKey, Ed25519Key, save_key
 from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import TrustRoot

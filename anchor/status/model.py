@@ -293,12 +293,15 @@ class StatusSettings:
     list_entries: int = MIN_ENTRIES
     ttl_ms: int = DEFAULT_TTL_MS
     valid_ms: int | None = None
+    key_dir: Path | None = None
+    """Where the issuers' status keys live (``None``: ``data_dir/status-keys``)."""
 
     @classmethod
     def from_config(cls, config: Config) -> StatusSettings:
         days = config.status_valid_days
         return cls(
             data_dir=config.data_dir,
+            key_dir=config.status_key_path,
             list_entries=config.status_list_entries,
             ttl_ms=config.status_ttl_ms,
             valid_ms=None if days is None else int(days * MS_PER_DAY),

@@ -80,7 +80,7 @@ from anchor.status.allocation import (
 )
 from anchor.status.bitstring import Bitstring, BitstringBuilder
 from anchor.status.credential import StatusMessage, build_status_list_credential
-from anchor.status.custody import StatusKeyCustody, StatusSigner
+from anchor.status.custody import STATUS_KEY_DIR, StatusKeyCustody, StatusSigner
 from anchor.status.model import (
     CLOSED,
     LIST_ID_BYTES,
@@ -211,7 +211,7 @@ class StatusRepository:
     def __init__(self, store: LogStore, settings: StatusSettings) -> None:
         self.store = store
         self.settings = settings
-        self.keys = StatusKeyCustody(settings.data_dir)
+        self.keys = StatusKeyCustody(settings.key_dir or settings.data_dir / STATUS_KEY_DIR)
         self._id_key = ensure_schema(store)
 
     # -- reading ---------------------------------------------------------------------------
