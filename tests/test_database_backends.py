@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from helpers.service import (
+    POSTGRES_INSTALL_HINT,
     PostgresServer,
     allocate,
     database_settings,
@@ -29,6 +30,7 @@ from helpers.service import (
     set_statuses,
     start_postgres,
 )
+from helpers.system import missing
 from pytest_aiohttp import AiohttpClient
 
 from anchor.auth.issuers import IssuerRegistry
@@ -312,7 +314,7 @@ async def test_a_database_outage_is_503_with_retry_after_and_shows_in_healthz(
 ) -> None:
     server = start_postgres(fsync=False)  # a server of its own, to stop
     if server is None:
-        pytest.skip("PostgreSQL is not installed")
+        missing("PostgreSQL's initdb", POSTGRES_INSTALL_HINT)
     try:
         server.create_database("outage")
         url = server.url("outage", password="hunter22")
@@ -338,6 +340,12 @@ async def test_a_database_outage_is_503_with_retry_after_and_shows_in_healthz(
     assert body["store"]["error"]  # says why
     assert "hunter22" not in json.dumps(body)
     assert "hunter22" not in await refused.text()
+    scrape = await client.get("/metrics")  # still answers, without what it cannot read
+    assert scrape.status == 200
+    text = await scrape.text()
+    (failed,) = [line for line in text.splitlines() if line.startswith("ler_anchor_metric_sources")]
+    assert float(failed.split()[-1]) >= 1, failed
+    assert "hunter22" not in text
 
 
 def test_a_postgresql_database_with_rowid_numbered_versions_keeps_its_numbers(

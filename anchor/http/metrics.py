@@ -1,7 +1,9 @@
 """Prometheus metrics of one application instance (its own registry: no globals).
 
 Counters and histograms are updated as things happen; gauges that mirror the database (log
-size, anchors by state) are read at scrape time by collectors the features register.
+size, anchors by state) are read at scrape time by collectors the features register. A
+collector that cannot read now (the database is out of reach) is left out of that scrape and
+counted in ``ler_anchor_metric_sources_failed``: the scrape itself still answers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from anchor.errors import AnchorError
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -20,8 +24,19 @@ class _Gauges(Collector):
         self.sources: list[Callable[[], Iterable[Metric]]] = []
 
     def collect(self) -> Iterable[Metric]:
+        failed = 0
         for source in self.sources:
-            yield from source()
+            try:
+                metrics = list(source())
+            except AnchorError:  # the database is out of reach: /healthz says why
+                failed += 1
+                continue
+            yield from metrics
+        yield GaugeMetricFamily(
+            "ler_anchor_metric_sources_failed",
+            "Gauge sources that could not be read for this scrape (e.g. the database is down)",
+            value=failed,
+        )
 
 
 class Metrics:
