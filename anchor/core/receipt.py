@@ -47,7 +47,7 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
@@ -182,6 +182,41 @@ def _proof_problem(index: int, detail: str) -> VerificationError:
 # ---- the typed receipt ------------------------------------------------------------------------
 
 
+def receipt_document(
+    *,
+    entry: Entry,
+    leaf_index: int,
+    checkpoint: Checkpoint,
+    note: str,
+    public_key: str,
+    proof: Sequence[bytes],
+    anchor: dict[str, Any],
+) -> dict[str, Any]:
+    """The receipt document, members in the order the service writes them (the one place
+    that lays it out: the service builds receipts with it, :meth:`Receipt.to_json` gives a
+    parsed one back with it). ``anchor`` is the ``anchor`` member as it is written."""
+    return {
+        "type": RECEIPT_TYPE,
+        "version": RECEIPT_VERSION,
+        "entry": {
+            "kind": entry.kind.label,
+            "digest": entry.digest.hex(),
+            "submitter": entry.submitter,
+            "bytes": _b64(entry.encode()),
+        },
+        "leafIndex": leaf_index,
+        "checkpoint": {
+            "origin": checkpoint.origin,
+            "size": checkpoint.size,
+            "root": _b64(checkpoint.root),
+            "note": note,
+            "publicKey": public_key,
+        },
+        "inclusionProof": [_b64(h) for h in proof],
+        "anchor": anchor,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptCheckpoint:
     """The signed checkpoint a receipt's proof leads to. ``checkpoint`` is what the note
@@ -289,25 +324,14 @@ class Receipt:
         """The receipt document: members in the order the service writes them, so that
         ``json.dumps`` of a parsed service receipt is the bytes it was parsed from."""
         entry, cp, anchor = self.entry, self.checkpoint, self.anchor
-        return {
-            "type": RECEIPT_TYPE,
-            "version": RECEIPT_VERSION,
-            "entry": {
-                "kind": entry.kind.label,
-                "digest": entry.digest.hex(),
-                "submitter": entry.submitter,
-                "bytes": _b64(entry.encode()),
-            },
-            "leafIndex": self.leaf_index,
-            "checkpoint": {
-                "origin": cp.origin,
-                "size": cp.size,
-                "root": _b64(cp.root),
-                "note": cp.note,
-                "publicKey": cp.public_key,
-            },
-            "inclusionProof": [_b64(h) for h in self.inclusion_proof],
-            "anchor": {
+        return receipt_document(
+            entry=entry,
+            leaf_index=self.leaf_index,
+            checkpoint=cp.checkpoint,
+            note=cp.note,
+            public_key=cp.public_key,
+            proof=self.inclusion_proof,
+            anchor={
                 "chain": anchor.chain,
                 "contract": anchor.contract,
                 "transactionHash": anchor.transaction_hex,
@@ -316,7 +340,7 @@ class Receipt:
                 "logIndex": anchor.log_index,
                 "blockTime": anchor.block_time,
             },
-        }
+        )
 
     def check_proofs(self) -> None:
         """The receipt's internal consistency: its note is signed by the key it names

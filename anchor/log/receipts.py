@@ -16,17 +16,12 @@ hashes of its inclusion proof (verified against the signed root before it is han
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from anchor.chain import AnchorRecord, anchor_covering, iso_time
-from anchor.core.receipt import RECEIPT_TYPE, RECEIPT_VERSION, Receipt
+from anchor.core.receipt import Receipt, receipt_document
 from anchor.errors import NotFound, StoreError, VerificationError, What
 from anchor.log.log import Log
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _receipt(log: Log, index: int, anchor: AnchorRecord) -> dict[str, Any]:
@@ -47,25 +42,14 @@ def _receipt(log: Log, index: int, anchor: AnchorRecord) -> dict[str, Any]:
     entry = stored[0].entry
     # verified against the signed root, the leaf hash recomputed from the stored entry
     proof, _leaf = log.verified_inclusion(index, anchor.size, signed.root)
-    return {
-        "type": RECEIPT_TYPE,
-        "version": RECEIPT_VERSION,
-        "entry": {
-            "kind": entry.kind.label,
-            "digest": entry.digest.hex(),
-            "submitter": entry.submitter,
-            "bytes": _b64(entry.encode()),
-        },
-        "leafIndex": index,
-        "checkpoint": {
-            "origin": signed.checkpoint.origin,
-            "size": signed.size,
-            "root": _b64(signed.root),
-            "note": signed.note,
-            "publicKey": log.verifier.vkey(),
-        },
-        "inclusionProof": [_b64(h) for h in proof],
-        "anchor": {
+    return receipt_document(
+        entry=entry,
+        leaf_index=index,
+        checkpoint=signed.checkpoint,
+        note=signed.note,
+        public_key=log.verifier.vkey(),
+        proof=proof,
+        anchor={
             "chain": anchor.chain.caip2,
             "contract": anchor.chain.contract,
             "transactionHash": "0x" + anchor.tx_hash.hex(),
@@ -74,7 +58,7 @@ def _receipt(log: Log, index: int, anchor: AnchorRecord) -> dict[str, Any]:
             "logIndex": anchor.log_index,
             "blockTime": iso_time(anchor.block_time),
         },
-    }
+    )
 
 
 def build_receipt(log: Log, index: int, *, final_only: bool = False) -> dict[str, Any]:
