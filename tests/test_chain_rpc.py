@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,10 @@ from anchor import keys
 from anchor.chain import rpc
 from anchor.chain.contracts import LOG_ANCHOR, LOG_ANCHOR_V2, deploy, load_artifact
 from anchor.http.app import create_app
-from anchor.http.appkeys import CHAIN
+from anchor.http.appkeys import CHAIN, CHAIN_RPC
 
 PATH = "/v1/chain/rpc"
+LOOP_FOREVER = "0x5b600056"  # init code JUMPDEST PUSH1 0 JUMP: burns all the gas it is given
 OWNER_SELECTOR = "0x8da5cb5b"  # owner()
 ANCHOR_SELECTOR = "0xdb2c4aca"  # anchor(bytes32,uint64)
 
@@ -39,6 +42,12 @@ async def result(client: TestClient, method: str, *params: object) -> Any:
     answer = await call(client, method, *params)
     assert "error" not in answer, answer
     return answer["result"]
+
+
+def counting_loop(turns: int) -> str:
+    """Init code that counts ``turns`` down (26 gas a turn), then stops: it succeeds with
+    enough gas and fails with one less."""
+    return "0x62" + turns.to_bytes(3, "big").hex() + "5b600190038060045700"
 
 
 def anvil_call(node: AnvilNode, method: str, *params: object) -> dict[str, Any]:
@@ -265,6 +274,99 @@ async def test_batches_requests_and_limits(client: TestClient) -> None:
         assert answer["error"]["code"] == rpc.INVALID_PARAMS, (bad, answer)
     future = await call(client, "eth_getBalance", contract, hex(10**6))
     assert future["error"]["code"] == rpc.RESOURCE_NOT_FOUND
+
+
+async def test_an_estimate_is_exact_and_costs_a_bounded_number_of_calls(
+    client: TestClient,
+) -> None:
+    """py-evm's estimator bisected up to the block's gas limit: one estimate of a loop held
+    the chain's thread (which also mines the anchors) for 84 s. Now the first run tells what
+    the code used, and an estimate costs at most ``ESTIMATE_GAS_RUNS`` calls with all the
+    gas allowed; the answer is exact (one gas less fails)."""
+    one_call = 0.0
+    for _ in range(2):  # the slower of two, so that a noisy moment loosens the bound
+        started = time.perf_counter()
+        burnt = await call(client, "eth_call", {"data": LOOP_FOREVER})
+        one_call = max(one_call, time.perf_counter() - started)
+        assert burnt["error"]["code"] == rpc.EXECUTION_REVERTED
+    code = counting_loop((rpc.MAX_CALL_GAS - 100_000) // 26)
+    started = time.perf_counter()
+    estimate = int(await result(client, "eth_estimateGas", {"data": code}), 16)
+    took = time.perf_counter() - started
+    assert rpc.MAX_CALL_GAS - 100_000 < estimate < rpc.MAX_CALL_GAS
+    assert await result(client, "eth_call", {"data": code, "gas": hex(estimate)}) == "0x"
+    short = await call(client, "eth_call", {"data": code, "gas": hex(estimate - 1)})
+    assert short["error"]["code"] == rpc.EXECUTION_REVERTED
+    assert took < (rpc.ESTIMATE_GAS_RUNS + 0.5) * one_call, (took, one_call)
+    short = await call(client, "eth_estimateGas", {"data": code, "gas": hex(estimate - 1)})
+    assert short["error"]["message"] == f"execution fails with {estimate - 1} gas: OutOfGas"
+
+
+async def test_heavy_calls_take_turns_and_the_services_chain_work_waits_for_one(
+    client: TestClient,
+) -> None:
+    """Six clients each send a batch of three calls that burn all the gas allowed. Their
+    calls take turns on the chain's thread, one at a time, so the service's own chain work
+    (here: reading the head, as the batcher does) waits for at most the call under way;
+    without the gate it waited for one call of every request (about six)."""
+    embedded = client.app[CHAIN].embedded
+    assert embedded is not None
+    gate = client.app[CHAIN_RPC]
+    burn = {"jsonrpc": "2.0", "method": "eth_call", "params": [{"data": LOOP_FOREVER}, "latest"]}
+    started = time.perf_counter()
+    await call(client, "eth_call", {"data": LOOP_FOREVER})
+    one_call = time.perf_counter() - started
+
+    posts = [
+        asyncio.create_task(client.post(PATH, json=[burn | {"id": i} for i in range(3)]))
+        for _ in range(6)
+    ]
+    deadline = time.monotonic() + 30
+    while gate.in_flight < 6 and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert gate.in_flight == 6
+    await asyncio.sleep(one_call)  # every request's first call is under way or waiting
+    started = time.perf_counter()
+    await embedded.control(lambda tester: tester.get_block_by_number("latest"))
+    waited = time.perf_counter() - started
+    for resp in await asyncio.gather(*posts):
+        answers = await resp.json()
+        assert [a["error"]["code"] for a in answers] == [rpc.EXECUTION_REVERTED] * 3
+    assert gate.in_flight == 0
+    assert waited < 2.5 * one_call, (waited, one_call)
+
+
+async def test_more_requests_than_the_gate_admits_are_refused(client: TestClient) -> None:
+    """With the chain's thread busy, :data:`MAX_RPC_REQUESTS` requests wait their turn and
+    the next is refused at once (429, ``Retry-After``), not queued without bound; all are
+    answered once the thread is free."""
+    embedded = client.app[CHAIN].embedded
+    assert embedded is not None
+    gate = client.app[CHAIN_RPC]
+    free = threading.Event()
+    busy = asyncio.ensure_future(embedded.control(lambda _tester: free.wait(60)))
+    one = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}
+    try:
+        posts = [
+            asyncio.create_task(client.post(PATH, json=one)) for _ in range(rpc.MAX_RPC_REQUESTS)
+        ]
+        deadline = time.monotonic() + 30
+        while gate.in_flight < rpc.MAX_RPC_REQUESTS and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert gate.in_flight == rpc.MAX_RPC_REQUESTS
+        refused = await client.post(PATH, json=one)
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == str(rpc.RPC_RETRY_AFTER_SECONDS)
+        assert refused.content_type == "application/problem+json"
+        problem = await refused.json()
+        assert problem["detail"].endswith(f"answering {rpc.MAX_RPC_REQUESTS} requests already")
+    finally:
+        free.set()
+        assert await busy
+    for resp in await asyncio.gather(*posts):
+        assert resp.status == 200
+        assert "result" in await resp.json()
+    assert (await client.post(PATH, json=one)).status == 200
 
 
 async def test_topic_and_address_filters(client: TestClient) -> None:

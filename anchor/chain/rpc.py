@@ -17,7 +17,9 @@ form in :mod:`anchor.chain.rpc_codec`; their public names are re-exported here.
 Limits (named constants here and in :mod:`anchor.chain.rpc_methods`): the request body
 (checked by the route), its nesting depth and the batch length here; the ``eth_getLogs``
 block range, results and filter sizes, the ``eth_call`` / ``eth_estimateGas`` gas, the
-``eth_feeHistory`` block count there.
+``eth_feeHistory`` block count there. :class:`RpcGate` shares the chain's thread fairly: at
+most :data:`MAX_RPC_REQUESTS` requests at once, and one call of theirs on the thread at a
+time, so the service's own chain work (mining, anchoring) never waits behind more than one.
 
 Cost: a JSON-RPC envelope check per request, then the method's own (see
 :mod:`anchor.chain.rpc_methods`); :func:`nesting_depth` is linear in the body. Not pure (the
@@ -26,8 +28,10 @@ methods read the chain); no writes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from eth.exceptions import PyEVMError
@@ -36,6 +40,7 @@ from eth_tester.exceptions import TransactionFailed
 from eth_tester.exceptions import ValidationError as TesterValidationError
 from eth_utils.exceptions import ValidationError as EthUtilsValidationError
 
+from anchor.chain.durable import ESTIMATE_GAS_RUNS
 from anchor.chain.rpc_codec import (
     EXECUTION_REVERTED,
     INVALID_PARAMS,
@@ -58,9 +63,10 @@ from anchor.chain.rpc_methods import (
     Tester,
     _revert,
 )
-from anchor.errors import JsonRpcError
+from anchor.errors import JsonRpcError, RateLimited
 
 __all__ = [
+    "ESTIMATE_GAS_RUNS",
     "EXECUTION_REVERTED",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
@@ -74,6 +80,7 @@ __all__ = [
     "MAX_LOG_RESULTS",
     "MAX_RPC_BATCH",
     "MAX_RPC_BODY_BYTES",
+    "MAX_RPC_REQUESTS",
     "METHODS",
     "METHOD_NOT_FOUND",
     "METHOD_NOT_SUPPORTED",
@@ -82,6 +89,7 @@ __all__ = [
     "RESOURCE_NOT_FOUND",
     "WRITE_METHODS",
     "WRITE_PREFIXES",
+    "RpcGate",
     "Runner",
     "handle",
     "nesting_depth",
@@ -95,6 +103,11 @@ MAX_JSON_DEPTH: Final = 32
 document would exhaust the parser's stack)."""
 MAX_RPC_BATCH: Final = 100
 """Most requests in one JSON-RPC batch."""
+MAX_RPC_REQUESTS: Final = 16
+"""Most HTTP requests (a batch counts once) :class:`RpcGate` admits at once; more are refused
+(HTTP 429, ``Retry-After``) rather than queued without bound."""
+RPC_RETRY_AFTER_SECONDS: Final = 1
+"""The ``Retry-After`` of a request the gate refuses."""
 
 WRITE_METHODS: Final = frozenset(
     {
@@ -134,6 +147,45 @@ _METHOD = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 Runner = Callable[[Callable[[Tester], Any]], Any]
 """Runs a function of the eth-tester instance on the embedded chain's thread."""
+
+
+# ---- sharing the chain's thread -------------------------------------------------------------
+
+
+class RpcGate:
+    """Admits JSON-RPC requests to the embedded chain's thread, which also mines the
+    service's anchors: at most ``max_requests`` at once (:meth:`admit` refuses more), and one
+    method call of theirs on the thread at a time, taken in turn (an ``asyncio.Lock`` is
+    first come, first served), so a request's calls interleave with other requests' and the
+    service's own chain work waits behind at most one call. Without it, concurrent requests
+    queue any number of calls ahead of an anchor. Cost: a lock per call."""
+
+    def __init__(self, run: Runner, max_requests: int = MAX_RPC_REQUESTS) -> None:
+        self._run = run
+        self._max_requests = max_requests
+        self._turn = asyncio.Lock()
+        self.in_flight = 0
+        """Requests admitted and not yet answered."""
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[Runner]:
+        """A runner for one request's calls; raises :class:`RateLimited` when
+        ``max_requests`` are being answered already."""
+        if self.in_flight >= self._max_requests:
+            raise RateLimited(
+                f"the embedded chain's JSON-RPC is answering {self._max_requests} requests already",
+                retry_after=RPC_RETRY_AFTER_SECONDS,
+                hint=f"retry after {RPC_RETRY_AFTER_SECONDS} s, or batch your calls",
+            )
+        self.in_flight += 1
+        try:
+            yield self._one
+        finally:
+            self.in_flight -= 1
+
+    async def _one(self, action: Callable[[Tester], Any]) -> Any:
+        async with self._turn:
+            return await self._run(action)
 
 
 # ---- requests -------------------------------------------------------------------------------

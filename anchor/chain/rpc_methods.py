@@ -58,8 +58,12 @@ MAX_LOG_RESULTS: Final = 10_000
 """Most logs one ``eth_getLogs`` may return."""
 MAX_FILTER_VALUES: Final = 32
 """Most addresses, and most alternatives per topic position, in a log filter."""
-MAX_CALL_GAS: Final = 30_000_000
-"""Most gas an ``eth_call`` or ``eth_estimateGas`` may use (one block's gas limit)."""
+MAX_CALL_GAS: Final = 2_000_000
+"""Most gas an ``eth_call`` or ``eth_estimateGas`` may use, and what one without ``gas``
+gets. Reads of LogAnchor and the ERC-1056 registry need far less: checking a 64-hash proof
+on LogAnchor v2 takes 104,000 gas, calldata included. py-evm runs the cheapest loop at about
+6,000,000 gas a second, so one call holds the chain's thread for about a third of a second
+at most, and an estimate for :data:`~anchor.chain.durable.ESTIMATE_GAS_RUNS` times that."""
 MAX_FEE_HISTORY_BLOCKS: Final = 1024
 """Most blocks one ``eth_feeHistory`` may cover."""
 MAX_FEE_PERCENTILES: Final = 100
@@ -392,7 +396,7 @@ def _estimate_gas(tester: Tester, params: Sequence[object]) -> object:
         ) from exc
     except VMError as exc:
         raise JsonRpcError(
-            f"execution fails with {MAX_CALL_GAS} gas: {type(exc).__name__}",
+            f"execution fails with {tx['gas']} gas: {type(exc).__name__}",
             code=EXECUTION_REVERTED,
         ) from exc
 

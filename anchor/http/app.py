@@ -28,6 +28,7 @@ from anchor.auth.issuers import IssuerRegistry
 from anchor.chain import AnchorState, ChainClient, ChainConfig, list_anchors
 from anchor.chain.batcher import Batcher, BatcherConfig
 from anchor.chain.contracts import DID_REGISTRY
+from anchor.chain.rpc import RpcGate
 from anchor.config import Config
 from anchor.core.checkpoint import NoteSigner
 from anchor.core.taskhealth import TaskHealth, gauges, probe_value
@@ -51,6 +52,7 @@ from anchor.http.appkeys import (
     AUTHENTICATOR_KEY,
     BATCHER,
     CHAIN,
+    CHAIN_RPC,
     COMMITTER,
     CONFIG,
     DUTIES,
@@ -321,6 +323,8 @@ async def _chain_ctx(app: web.Application) -> AsyncIterator[None]:
     client = await ChainClient.open(app[STORE], _chain_config(config))
     identity = await client.start()
     app[CHAIN] = client
+    if client.embedded is not None:
+        app[CHAIN_RPC] = RpcGate(client.embedded.control)
     where = "the embedded in-process chain" if config.embedded_chain else config.rpc_url
     logger.warning(
         "anchoring on %s (%s), LogAnchor at %s", where, identity.caip2, identity.contract

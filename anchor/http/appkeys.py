@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from anchor.auth.middleware import Authenticator
     from anchor.chain import ChainClient
     from anchor.chain.batcher import AnchorChanges, Batcher
+    from anchor.chain.rpc import RpcGate
     from anchor.config import Config
     from anchor.core.taskhealth import TaskHealth
     from anchor.db.leadership import Duties
@@ -50,6 +51,8 @@ HTTP: Final[web.AppKey[aiohttp.ClientSession]] = web.AppKey("http")
 RESOLVER: Final[web.AppKey[Resolver]] = web.AppKey("resolver")
 METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
 CHAIN: Final[web.AppKey[ChainClient]] = web.AppKey("chain")
+CHAIN_RPC: Final[web.AppKey[RpcGate]] = web.AppKey("chain_rpc")
+"""The embedded chain's JSON-RPC gate; absent on an external chain."""
 BATCHER: Final[web.AppKey[Batcher]] = web.AppKey("batcher")
 STARTED: Final[web.AppKey[float]] = web.AppKey("started")
 STATUS: Final[web.AppKey[StatusRepository]] = web.AppKey("status")

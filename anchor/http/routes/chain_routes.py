@@ -13,7 +13,7 @@ from aiohttp import web
 
 from anchor.chain import rpc
 from anchor.errors import LimitExceeded, NotFound
-from anchor.http.appkeys import CHAIN
+from anchor.http.appkeys import CHAIN_RPC
 from anchor.http.openapi import errors
 from anchor.http.routes.links import RPC_PATH
 
@@ -43,8 +43,8 @@ async def _body(request: web.Request) -> bytes:
 @routes.post(RPC_PATH)
 async def chain_rpc(request: web.Request) -> web.Response:
     """Answer a JSON-RPC request or batch with the embedded chain's read methods."""
-    embedded = request.app[CHAIN].embedded
-    if embedded is None:
+    gate = request.app.get(CHAIN_RPC)
+    if gate is None:
         raise NotFound(
             "this service anchors on an external chain, whose JSON-RPC endpoint it does not serve",
             hint="read the chain through its own JSON-RPC endpoint",
@@ -58,7 +58,8 @@ async def chain_rpc(request: web.Request) -> web.Response:
         parsed: object = json.loads(raw)
     except (ValueError, RecursionError):
         return web.json_response(rpc.parse_error("the body is not JSON"))
-    answer = await rpc.handle(embedded.control, parsed)
+    with gate.admit() as run:
+        answer = await rpc.handle(run, parsed)
     if answer is None:
         return web.Response(status=204)
     return web.json_response(answer)
@@ -85,8 +86,11 @@ def openapi_paths() -> dict[str, Any]:
                     "unknown methods answer JSON-RPC error objects. Limits: body "
                     f"{rpc.MAX_RPC_BODY_BYTES} bytes, batch {rpc.MAX_RPC_BATCH} requests, "
                     f"eth_getLogs {rpc.MAX_LOG_BLOCK_RANGE} blocks and "
-                    f"{rpc.MAX_LOG_RESULTS} logs, eth_call {rpc.MAX_CALL_GAS} gas. Only on "
-                    "the embedded chain (404 on an external one)."
+                    f"{rpc.MAX_LOG_RESULTS} logs, eth_call and eth_estimateGas "
+                    f"{rpc.MAX_CALL_GAS} gas (an estimate executes at most "
+                    f"{rpc.ESTIMATE_GAS_RUNS} times its gas in all), {rpc.MAX_RPC_REQUESTS} "
+                    "requests at once (their calls take turns on the chain's thread). Only "
+                    "on the embedded chain (404 on an external one)."
                 ),
                 "requestBody": {
                     "required": True,
@@ -99,6 +103,11 @@ def openapi_paths() -> dict[str, Any]:
                     },
                     "204": {"description": "Only notifications (requests without an id)"},
                     **errors(404, 413),
+                    "429": {
+                        **errors(429)["429"],
+                        "description": f"{rpc.MAX_RPC_REQUESTS} requests are being answered "
+                        "already (from any client); Retry-After says when to retry",
+                    },
                 },
             }
         }
