@@ -243,7 +243,8 @@ class DatabaseLocked(Conflict):
 
 
 class RateLimited(AnchorError):
-    """Too many requests from one client; ``retry_after`` (seconds) says when to retry."""
+    """Too many requests, from one client or (the embedded chain's JSON-RPC) to a resource
+    all clients share; ``retry_after`` (seconds) says when to retry."""
 
     status = 429
     exit_code = 6
