@@ -313,9 +313,11 @@ async def test_heavy_calls_take_turns_and_the_services_chain_work_waits_for_one(
     assert embedded is not None
     gate = client.app[CHAIN_RPC]
     burn = {"jsonrpc": "2.0", "method": "eth_call", "params": [{"data": LOOP_FOREVER}, "latest"]}
-    started = time.perf_counter()
-    await call(client, "eth_call", {"data": LOOP_FOREVER})
-    one_call = time.perf_counter() - started
+    one_call = 0.0
+    for _ in range(2):  # the slower of two, so that a noisy moment loosens the bound
+        started = time.perf_counter()
+        await call(client, "eth_call", {"data": LOOP_FOREVER})
+        one_call = max(one_call, time.perf_counter() - started)
 
     posts = [
         asyncio.create_task(client.post(PATH, json=[burn | {"id": i} for i in range(3)]))
