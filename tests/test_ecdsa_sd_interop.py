@@ -80,3 +80,48 @@ def test_signed_there_derived_here_verified_there() -> None:
     forged = copy.deepcopy(derived)
     forged["credentialSubject"]["birthCountry"] = "Utopia"
     assert run_db_ecdsa_sd({"op": "verify", "document": forged})["verified"] is False
+
+
+TRICKY = 'a\u2028b\x85c\x0cd\x0be\x1cf\x08g\x01h\x7fi C:\\new "q" \\n'
+"""A name holding what broke RDFC-1.0 here: characters Python splits lines at (PyLD's reader
+cut the statement there: issuing and deriving failed), controls that the canonical form
+escapes and PyLD wrote raw (Digital Bazaar refused our signature), and a backslash before
+``n`` (PyLD's reader unescaped it into a newline)."""
+
+
+def test_literals_with_line_separators_and_controls_agree_both_ways() -> None:
+    credential = copy.deepcopy(CREDENTIAL)
+    credential["credentialSubject"]["givenName"] = TRICKY
+    key, public, secret, method = _keys()
+    pointers = ["/credentialSubject/givenName", "/credentialSubject/birthCountry"]
+
+    ours = sd.create_base_proof(
+        credential,
+        issuer_key=key,
+        verification_method=method,
+        mandatory_pointers=MANDATORY,
+        created="2026-12-07T00:00:00Z",
+    )
+    derived_there = run_db_ecdsa_sd(
+        {"op": "derive", "document": ours, "selectivePointers": pointers}
+    )
+    assert derived_there["credentialSubject"]["givenName"] == TRICKY
+    assert run_db_ecdsa_sd({"op": "verify", "document": derived_there})["verified"] is True
+    sd.verify_derived_proof(derived_there, key.public_key())
+    assert sd.derive_proof(ours, pointers) == derived_there
+
+    theirs = run_db_ecdsa_sd(
+        {
+            "op": "sign",
+            "document": credential,
+            "publicKeyMultibase": public,
+            "secretKeyMultibase": secret,
+            "mandatoryPointers": MANDATORY,
+            "created": "2026-12-07T00:00:00Z",
+        }
+    )
+    derived_here = sd.derive_proof(theirs, pointers)
+    assert run_db_ecdsa_sd({"op": "verify", "document": derived_here}) == {
+        "verified": True,
+        "error": None,
+    }

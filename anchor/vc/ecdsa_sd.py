@@ -230,7 +230,7 @@ def canonicalize_and_group(
         deskolemized = (
             _deskolemize(jsonld_contexts.to_nquads(selection)) if selection is not None else []
         )
-        selected = set(_relabel(deskolemized, label_map))
+        selected = {jsonld_contexts.canonical_escapes(q) for q in _relabel(deskolemized, label_map)}
         matching: dict[int, str] = {}
         non_matching: dict[int, str] = {}
         for index, quad in enumerate(nquads):

@@ -5,26 +5,37 @@ name is served from ``anchor/contexts/`` (sources and commits in ``anchor/contex
 any other URL is refused with :class:`UnknownContext`: nothing is ever fetched from the network.
 RDF Dataset Canonicalization (RDFC-1.0, identical in output to URDNA2015) comes from PyLD's
 ``URDNA2015`` implementation, which also exposes the map from input blank node labels to
-canonical labels that ``ecdsa-sd-2023`` needs.
+canonical labels that ``ecdsa-sd-2023`` needs; statements are read by :mod:`anchor.vc.nquads`
+(PyLD's reader splits and unescapes literals wrongly) and written in the canonical form by
+:func:`canonical_escapes`.
 
 Pure apart from reading the packaged context files once (cached, parsed JSON; PyLD also caches
 resolved contexts process-wide). Cost: expansion / ``toRdf`` of a 2 kB credential takes a few
 milliseconds; canonicalization is quasi-linear in the number of quads for tree-shaped data.
+Blank nodes that only their neighbours tell apart cost far more (RDFC-1.0's Hash N-Degree
+Quads tries every permutation of them): a 2.5 kB credential holding a clique of 8 blank nodes
+took 51 s, one of 10 would take hours. RDFC-1.0's algorithm requires implementations to
+defend against such poison datasets by raising an error early; PyLD does not, so
+:class:`BoundedRDFC10` counts the calls to Hash N-Degree Quads and stops at the bound Digital
+Bazaar's ``rdf-canonize`` applies by default (the number of blank nodes that first-degree
+hashes leave undistinguished, to the power :data:`MAX_WORK_FACTOR`): whatever their verifier
+canonicalizes, this one does too, and the clique is refused in milliseconds.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any, Final
 
 from pyld import jsonld  # type: ignore[import-untyped]
 from pyld.canon import URDNA2015  # type: ignore[import-untyped]
-from pyld.nquads import parse_nquads  # type: ignore[import-untyped]
 
 from anchor.errors import InvalidInput
+from anchor.vc.nquads import parse_statements
 
 CONTEXT_FILES: Final[dict[str, str]] = {
     "https://www.w3.org/ns/credentials/v2": "credentials-v2.jsonld",
@@ -37,6 +48,11 @@ CONTEXT_FILES: Final[dict[str, str]] = {
 
 MAX_QUADS: Final = 10_000
 """Refuse documents that expand to more statements than this (canonicalization cost bound)."""
+
+MAX_WORK_FACTOR: Final = 1
+"""Hash N-Degree Quads may run at most ``n ** MAX_WORK_FACTOR`` times, ``n`` being the number
+of blank nodes left undistinguished by their first-degree hashes (``rdf-canonize``'s
+``maxWorkFactor``, whose default is 1)."""
 
 
 class UnknownContext(InvalidInput):
@@ -59,6 +75,52 @@ class JsonLdError(InvalidInput):
 
     slug = "invalid-json-ld"
     title = "Invalid JSON-LD"
+
+
+class PoisonDataset(JsonLdError):
+    """Canonicalizing a document would take more work than :data:`MAX_WORK_FACTOR` allows:
+    its blank nodes are told apart only by trying permutations of their neighbours (RDFC-1.0,
+    "Dataset Poisoning")."""
+
+    slug = "poison-dataset"
+    title = "Dataset too costly to canonicalize"
+
+
+class BoundedRDFC10(URDNA2015):  # type: ignore[misc]
+    """PyLD's RDFC-1.0 (URDNA2015, the same output) with a bound on its costly step, and its
+    first-degree hashes taken over canonical statements (:meth:`hash_nquads`). The bound: the
+    calls to Hash N-Degree Quads, at most ``n ** work_factor`` for ``n`` blank nodes that the
+    first-degree hashes leave undistinguished; one more raises :class:`PoisonDataset`.
+
+    The bound is fixed at the first call, when the hash to blank nodes map holds exactly the
+    groups of undistinguished blank nodes (RDFC-1.0 step 6). Data whose blank nodes all
+    differ in their own statements never makes that call."""
+
+    def __init__(self, work_factor: int = MAX_WORK_FACTOR) -> None:
+        super().__init__()
+        self._work_factor = work_factor
+        self._remaining: int | None = None
+
+    def hash_n_degree_quads(self, id_: str, issuer: Any) -> Any:
+        if self._remaining is None:
+            undistinguished = sum(len(ids) for ids in self.hash_to_blank_nodes.values())
+            self._remaining = undistinguished**self._work_factor
+        if self._remaining <= 0:
+            raise PoisonDataset(
+                "canonicalizing the document would take too long: its blank nodes are told "
+                "apart only by their neighbours' permutations (RDFC-1.0 dataset poisoning)",
+                hint="give the document's nodes ids, or fewer interlinked nodes without one",
+            )
+        self._remaining -= 1
+        return super().hash_n_degree_quads(id_, issuer)
+
+    def hash_nquads(self, nquads: list[str]) -> str:
+        """Hash First Degree Quads' last step, over the statements in the canonical form
+        (:func:`canonical_escapes`), sorted again in that form: PyLD serializes them with
+        control characters raw, and the hashes, hence the labels, then differ from every
+        other implementation's for a blank node whose statements hold one."""
+        digest: str = super().hash_nquads(sorted(canonical_escapes(q) for q in nquads))
+        return digest
 
 
 @cache
@@ -133,28 +195,57 @@ def compact(expanded: list[Any], context: Any) -> dict[str, Any]:
     return result
 
 
+_UCHAR_ESCAPED: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ECHAR: Final = {"\b": "\\b", "\f": "\\f"}
+
+
+def canonical_escapes(statement: str) -> str:
+    """``statement`` as RDFC-1.0's canonical N-Quads write it. PyLD escapes only ``\\``,
+    ``"``, LF, CR and TAB in literals and leaves the other control characters raw; the
+    canonical form writes U+0008 as ``\\b``, U+000C as ``\\f`` and the rest of U+0000-U+001F
+    and U+007F as ``\\uXXXX`` (upper-case hex), as Digital Bazaar's implementation does, so
+    the statements hashed and signed are the same bytes on both sides. Raw control
+    characters occur only in literals. Linear."""
+    return _UCHAR_ESCAPED.sub(
+        lambda m: _ECHAR.get(m.group(), f"\\u{ord(m.group()):04X}"), statement
+    )
+
+
+def _statements(text: str) -> list[str]:
+    """N-Quads text as one string per statement, each ending in ``\\n``. Only LF ends a
+    statement: ``str.splitlines`` would also cut a literal at U+000B, U+000C, U+001C-U+001E,
+    U+0085, U+2028 or U+2029, which a literal holds raw."""
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def to_nquads(document: Any) -> list[str]:
-    """The N-Quads of a JSON-LD document, one statement per string, each ending in ``\\n``."""
+    """The N-Quads of a JSON-LD document, one statement per string, each ending in ``\\n``, as
+    PyLD writes them (control characters raw: :func:`canonical_escapes` makes them canonical)."""
     text: str = _call(jsonld.to_rdf, document, _options(format="application/n-quads"))
-    lines = text.splitlines(keepends=True)
+    lines = _statements(text)
     if len(lines) > MAX_QUADS:
         raise JsonLdError(f"document has {len(lines)} statements, more than {MAX_QUADS}")
     return lines
 
 
-def canonicalize_nquads(nquads: list[str]) -> tuple[list[str], dict[str, str]]:
+def canonicalize_nquads(
+    nquads: list[str], work_factor: int = MAX_WORK_FACTOR
+) -> tuple[list[str], dict[str, str]]:
     """RDFC-1.0 of N-Quads: sorted canonical statements and input label -> ``c14nN`` label.
 
-    Labels in the map carry no ``_:`` prefix (``"b0" -> "c14n0"``).
+    Labels in the map carry no ``_:`` prefix (``"b0" -> "c14n0"``); statements are in the
+    canonical form (:func:`canonical_escapes`). Raises :class:`PoisonDataset` beyond the
+    work bound (:class:`BoundedRDFC10`).
     """
     if len(nquads) > MAX_QUADS:
         raise JsonLdError(f"document has {len(nquads)} statements, more than {MAX_QUADS}")
-    dataset = parse_nquads("".join(nquads))
-    algorithm = URDNA2015()
+    dataset = parse_statements(nquads)
+    algorithm = BoundedRDFC10(work_factor)
     text: str = algorithm.main(dataset, {"format": "application/n-quads"})
     issued: dict[str, str] = algorithm.canonical_issuer.existing
     mapping = {old.removeprefix("_:"): new.removeprefix("_:") for old, new in issued.items()}
-    return text.splitlines(keepends=True), mapping
+    return sorted(canonical_escapes(line) for line in _statements(text)), mapping
 
 
 def canonicalize(document: dict[str, Any]) -> list[str]:
