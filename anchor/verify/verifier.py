@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -77,6 +78,7 @@ from anchor.vc import data_integrity
 from anchor.vc.credentials import digest as credential_digest
 from anchor.vc.credentials import issuer_id
 from anchor.vc.sd_kind import sd_proof_kind
+from anchor.verify.embedded import embedded_credentials, embedded_proofs
 from anchor.verify.identity import ResolutionUnavailable, ed25519_key_for, p256_key_for
 from anchor.verify.receipt import verify_receipt
 from anchor.verify.trust import NO_TRUST, Trust
@@ -370,6 +372,11 @@ class CredentialVerifier:
     receipts: ReceiptSource | None = None
     trust: Trust | None = None
     min_confirmations: int = 1
+    proofs: Executor | None = None
+    """Where proofs are checked (a large selectively disclosable credential's JSON-LD takes
+    seconds of CPU): the service passes one thread of its own, so that its event loop keeps
+    answering and PyLD (its caches are not thread-safe) runs in one thread; ``None``: in the
+    caller's thread."""
 
     async def verify(
         self,
@@ -402,7 +409,11 @@ class CredentialVerifier:
             anchoring, anchored_at = await self._anchoring(digest_bytes, issuer, receipt)
             issuer_check = await self._issuer(issuer, anchored_at)
             key_check, key, vm = await self._key(credential, issuer, anchored_at, issuer_check)
-        proof_check = self._proof(credential, key, vm)
+        if self.proofs is None:
+            proof_check = self._proof(credential, key, vm)
+        else:
+            loop = asyncio.get_running_loop()
+            proof_check = await loop.run_in_executor(self.proofs, self._proof, credential, key, vm)
         validity = check_validity(credential, version, now)
         status = status_check(statuses.result(), _foreign_status_types(credential))
         checks = (fmt, anchoring, issuer_check, key_check, proof_check, validity, status)
@@ -566,9 +577,9 @@ class CredentialVerifier:
             "created": proof.created,
         }
         reason = "the eddsa-jcs-2022 proof verifies"
-        embedded = _embedded_credentials(credential)
+        embedded = embedded_credentials(credential)
         if embedded:
-            problem, checked = _embedded_proofs(embedded, key, proof.verification_method)
+            problem, checked = embedded_proofs(embedded, key, proof.verification_method)
             if problem is not None:
                 return Check("proof", Verdict.INVALID, problem, details)
             details["embeddedChecked"] = checked
@@ -577,48 +588,6 @@ class CredentialVerifier:
                 "(signed by the same key; the others are covered by this proof only)"
             )
         return Check("proof", Verdict.VALID, reason, details)
-
-
-def _embedded_credentials(credential: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The credentials a CLR 2.0 ``ClrCredential`` bundles (``credentialSubject``'s
-    ``verifiableCredential``); none for other credentials."""
-    types = credential.get("type")
-    subject = credential.get("credentialSubject")
-    if not isinstance(types, list) or "ClrCredential" not in types:
-        return []
-    if not isinstance(subject, Mapping):
-        return []
-    bundled = subject.get("verifiableCredential")
-    if not isinstance(bundled, list):
-        return []
-    return [vc for vc in bundled if isinstance(vc, Mapping)]
-
-
-def _embedded_proofs(
-    embedded: Sequence[Mapping[str, Any]], key: bytes, verification_method: str
-) -> tuple[str | None, int]:
-    """Verify the proofs of the embedded credentials made by ``verification_method``: the
-    first problem (or None) and how many were checked."""
-    checked = 0
-    for n, vc in enumerate(embedded):
-        proofs = vc.get("proof")
-        items = proofs if isinstance(proofs, list) else [proofs]
-        if not any(
-            isinstance(p, Mapping) and p.get("verificationMethod") == verification_method
-            for p in items
-        ):
-            continue
-        try:
-            data_integrity.verify_proof(
-                vc,
-                key,
-                verification_method=verification_method,
-                expected_proof_purpose="assertionMethod",
-            )
-        except VerificationError as err:
-            return f"embedded credential {n}: {err.what}: {err.detail}", checked
-        checked += 1
-    return None, checked
 
 
 def _sd_proof(credential: Mapping[str, Any], key: bytes) -> Check:

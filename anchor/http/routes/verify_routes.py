@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from aiohttp import web
@@ -61,15 +62,17 @@ async def verifier_ctx(app: web.Application) -> AsyncIterator[None]:
     trust = _own_log(app)
     if trust is not None:
         logger.warning("trust root fingerprint %s (publish it for `trust add`)", trust.fingerprint)
-    app[VERIFIER] = CredentialVerifier(
-        resolver,
-        checker,
-        chain.backend,
-        receipts=LogReceipts(log),
-        trust=trust,
-        min_confirmations=max(1, config.confirmation_depth),
-    )
-    yield
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proofs") as proofs:
+        app[VERIFIER] = CredentialVerifier(
+            resolver,
+            checker,
+            chain.backend,
+            receipts=LogReceipts(log),
+            trust=trust,
+            min_confirmations=max(1, config.confirmation_depth),
+            proofs=proofs,
+        )
+        yield
 
 
 def _own_log(app: web.Application) -> TrustRoot | None:
