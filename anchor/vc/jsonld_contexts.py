@@ -49,6 +49,11 @@ CONTEXT_FILES: Final[dict[str, str]] = {
 MAX_QUADS: Final = 10_000
 """Refuse documents that expand to more statements than this (canonicalization cost bound)."""
 
+MAX_VALUES_PER_PROPERTY: Final = 256
+"""Most values one node may hold for one property, wherever in the document they are given
+(nodes with one ``@id`` are merged). PyLD compares each new value with all the node's earlier
+ones when it builds the node map: 30,000 numbers of one property (200 kB) took 288 s."""
+
 MAX_WORK_FACTOR: Final = 1
 """Hash N-Degree Quads may run at most ``n ** MAX_WORK_FACTOR`` times, ``n`` being the number
 of blank nodes left undistinguished by their first-degree hashes (``rdf-canonize``'s
@@ -219,10 +224,67 @@ def _statements(text: str) -> list[str]:
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
+def check_size(expanded: list[Any]) -> None:
+    """Refuse an expanded document before PyLD builds its node map (whose cost is quadratic
+    in the values of one property of one node): more than :data:`MAX_VALUES_PER_PROPERTY`
+    values of one property of one node, or more than :data:`MAX_QUADS` statements (counted
+    from above: a value, a type or a reverse link is one, a list item two). Iterative,
+    linear."""
+    statements = 0
+    held: dict[tuple[object, str], int] = {}
+
+    def hold(node: object, prop: str, count: int) -> None:
+        total = held[node, prop] = held.get((node, prop), 0) + count
+        if total > MAX_VALUES_PER_PROPERTY:
+            raise JsonLdError(
+                f"a node has {total} values of {prop[:200]}, more than {MAX_VALUES_PER_PROPERTY}"
+            )
+
+    stack: list[Any] = [expanded]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict) or "@value" in item:
+            continue
+        if "@list" in item:
+            statements += 2 * len(item["@list"]) if isinstance(item["@list"], list) else 2
+            stack.append(item["@list"])
+            continue
+        node: object = item.get("@id", id(item))  # nodes without an @id are never merged
+        for prop, value in item.items():
+            values = value if isinstance(value, list) else [value]
+            if prop == "@reverse" and isinstance(value, dict):
+                for reverse, sources in value.items():
+                    for source in sources if isinstance(sources, list) else [sources]:
+                        key = (
+                            source.get("@id", id(source))
+                            if isinstance(source, dict)
+                            else id(source)
+                        )
+                        hold(key, reverse, 1)
+                        statements += 1
+                        stack.append(source)
+            elif prop in ("@graph", "@included"):
+                stack.append(values)
+            elif prop == "@type" or not prop.startswith("@"):
+                hold(node, prop, len(values))
+                statements += len(values)
+                if prop != "@type":
+                    stack.append(values)
+        if statements > MAX_QUADS:
+            raise JsonLdError(f"document has more than {MAX_QUADS} statements")
+
+
 def to_nquads(document: Any) -> list[str]:
     """The N-Quads of a JSON-LD document, one statement per string, each ending in ``\\n``, as
-    PyLD writes them (control characters raw: :func:`canonical_escapes` makes them canonical)."""
-    text: str = _call(jsonld.to_rdf, document, _options(format="application/n-quads"))
+    PyLD writes them (control characters raw: :func:`canonical_escapes` makes them canonical).
+    The document is expanded (unless it is already: a list) and sized (:func:`check_size`)
+    before PyLD turns it into RDF."""
+    expanded = document if isinstance(document, list) else expand(document)
+    check_size(expanded)
+    text: str = _call(jsonld.to_rdf, expanded, _options(format="application/n-quads"))
     lines = _statements(text)
     if len(lines) > MAX_QUADS:
         raise JsonLdError(f"document has {len(lines)} statements, more than {MAX_QUADS}")
