@@ -220,6 +220,7 @@ def canonicalize_and_group(
     for pointers in definitions.values():
         check_pointers(pointers)
     expanded = jsonld_contexts.expand(document)
+    jsonld_contexts.check_size(expanded)  # before compaction and the node map
     skolemized = _skolemize(expanded, secrets.token_hex(8), [0])
     compact = jsonld_contexts.compact(skolemized, document.get("@context", {}))
     nquads_in = _deskolemize(jsonld_contexts.to_nquads(skolemized))
