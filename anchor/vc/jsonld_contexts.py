@@ -208,9 +208,9 @@ def canonical_escapes(statement: str) -> str:
     """``statement`` as RDFC-1.0's canonical N-Quads write it. PyLD escapes only ``\\``,
     ``"``, LF, CR and TAB in literals and leaves the other control characters raw; the
     canonical form writes U+0008 as ``\\b``, U+000C as ``\\f`` and the rest of U+0000-U+001F
-    and U+007F as ``\\uXXXX`` (upper-case hex), as Digital Bazaar's implementation does, so
-    the statements hashed and signed are the same bytes on both sides. Raw control
-    characters occur only in literals. Linear."""
+    and U+007F as ``\\u`` and four upper-case hex digits (``\\u001F``), as Digital Bazaar's
+    implementation does, so the statements hashed and signed are the same bytes on both
+    sides. Raw control characters occur only in literals. Linear."""
     return _UCHAR_ESCAPED.sub(
         lambda m: _ECHAR.get(m.group(), f"\\u{ord(m.group()):04X}"), statement
     )

@@ -4,9 +4,9 @@ Role: the reader in front of :mod:`anchor.vc.jsonld_contexts`' canonicalization,
 PyLD's own N-Quads parser, which breaks statements that hold a character Python counts as a
 line break (``str.splitlines``: U+000B, U+000C, U+001C-U+001E, U+0085, U+2028, U+2029) and
 which unescapes in the wrong order (``"C:\\\\new"`` came back with a newline) and never reads
-``\\b``, ``\\f``, ``\\uXXXX`` or ``\\UXXXXXXXX``. Here only LF ends a statement, and each
-escape is read once, left to right (N-Quads' ECHAR and UCHAR). Duplicate statements in a
-graph are dropped, as RDF datasets are sets.
+``\\b``, ``\\f`` or the four- and eight-digit ``\\u`` and ``\\U`` escapes. Here only LF
+ends a statement, and each escape is read once, left to right (N-Quads' ECHAR and UCHAR).
+Duplicate statements in a graph are dropped, as RDF datasets are sets.
 
 Pure. Cost: linear in the text (one regular-expression match per statement, a set for the
 duplicates; PyLD compared every statement with every other).
